@@ -1,0 +1,87 @@
+--[[
+  admit_batch: one admission tick of one room. Refills the room's token bucket (its state is
+  in Redis, so any number of controller replicas together admit exactly `rate` per second),
+  ends expired shopper sessions, then moves visitors from the front of the queue into the
+  active set while tokens and capacity last, dropping abandoned visitors (no heartbeat bit in
+  any of the recent time buckets) without spending a token on them.
+
+  KEYS[1]    sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate max_active ttl_ms abandon_ms paused
+  KEYS[2]    sd:{room:<r>}:st        hash  tokens ts_ms sold_out admitted_total abandoned_total rate_ewma rate_ts_ms
+  KEYS[3]    sd:{room:<r>}:wait      zset  visitor_id -> order score
+  KEYS[4]    sd:{room:<r>}:active    zset  visitor_id -> session expiry ms
+  KEYS[5..]  sd:{room:<r>}:seen:<b>  heartbeat bitmaps, newest bucket first (as many as the
+                                     largest abandon_ms needs; the script uses what it needs)
+  ARGV[1]    now_ms
+  ARGV[2]    max_batch: most visitors admitted by one call
+  ARGV[3]    max_scan: most abandoned visitors dropped by one call
+  ARGV[4]    tau_ms: time constant of the measured admission rate (EWMA)
+  ARGV[5]    burst_s: the bucket holds at most max(1, rate * burst_s) tokens
+  ARGV[6]    bucket_ms: length of one heartbeat time bucket
+
+  Returns    {outcome, admitted, abandoned, sessions_expired, waiting, active}
+             outcome: "ok" | "idle" (mode closed, paused, sold out, before starts_at or after
+             closes_at: nothing admitted, tokens keep accruing up to the burst) | "no_room"
+  Cost       O((admitted + abandoned) * (log N + buckets)) + O(expired sessions)
+]]
+local now = tonumber(ARGV[1])
+local cfg = redis.call('HMGET', KEYS[1], 'mode', 'starts_at', 'closes_at', 'rate', 'max_active', 'ttl_ms',
+  'abandon_ms', 'paused')
+local mode = cfg[1]
+if not mode then return {'no_room', 0, 0, 0, 0, 0} end
+local starts_at, closes_at = tonumber(cfg[2]), tonumber(cfg[3])
+local rate, max_active, ttl_ms = tonumber(cfg[4]), tonumber(cfg[5]), tonumber(cfg[6])
+local abandon_ms = tonumber(cfg[7])
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts_ms', 'sold_out', 'rate_ewma', 'rate_ts_ms')
+local burst = math.max(1, rate * tonumber(ARGV[5]))
+local tokens, ts = tonumber(st[1]) or 0, tonumber(st[2]) or now
+if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
+
+local idle = mode == 'closed' or cfg[8] == '1' or st[3] == '1' or now < starts_at
+  or (closes_at > 0 and now >= closes_at)
+if idle then
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now)
+  return {'idle', 0, 0, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+end
+
+local passthrough = mode == 'passthrough'
+local want = math.floor(tokens)
+local active = redis.call('ZCARD', KEYS[4])
+if passthrough then want = tonumber(ARGV[2]) else want = math.min(want, max_active - active) end
+want = math.min(want, tonumber(ARGV[2]))
+
+local nbuckets = 0
+if abandon_ms > 0 then nbuckets = math.min(#KEYS - 4, math.ceil(abandon_ms / tonumber(ARGV[6])) + 1) end
+local max_scan = tonumber(ARGV[3])
+local admitted, abandoned = 0, 0
+local exp = now + ttl_ms
+while admitted < want and abandoned < max_scan do
+  local batch = redis.call('ZRANGE', KEYS[3], 0, want - admitted - 1)
+  if #batch == 0 then break end
+  for _, vid in ipairs(batch) do
+    local alive = nbuckets == 0
+    if not alive then
+      local seq = tonumber(string.match(vid, '^([0-9a-z]+)_'), 36)
+      for i = 1, nbuckets do
+        if seq and redis.call('GETBIT', KEYS[4 + i], seq) == 1 then alive = true break end
+      end
+    end
+    if alive then
+      redis.call('ZADD', KEYS[4], exp, vid)
+      admitted = admitted + 1
+    else
+      abandoned = abandoned + 1
+    end
+  end
+  redis.call('ZREM', KEYS[3], unpack(batch))
+end
+
+if not passthrough then tokens = tokens - admitted end
+local r, rts = tonumber(st[4]) or 0, tonumber(st[5]) or now
+local tau = tonumber(ARGV[4])
+if now > rts then r = r * math.exp(-(now - rts) / tau) end
+r = r + admitted * 1000 / tau
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now, 'rate_ewma', tostring(r), 'rate_ts_ms', now)
+if admitted > 0 then redis.call('HINCRBY', KEYS[2], 'admitted_total', admitted) end
+if abandoned > 0 then redis.call('HINCRBY', KEYS[2], 'abandoned_total', abandoned) end
+return {'ok', admitted, abandoned, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}

@@ -1,0 +1,49 @@
+--[[
+  get_queue_status: one visitor's state and position, and a heartbeat (the visitor is alive).
+
+  KEYS[1]  sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate paused abandon_ms
+  KEYS[2]  sd:{room:<r>}:st        hash  sold_out rate_ewma rate_ts_ms
+  KEYS[3]  sd:{room:<r>}:wait      zset  visitor_id -> order score
+  KEYS[4]  sd:{room:<r>}:active    zset  visitor_id -> session expiry ms
+  KEYS[5]  sd:{room:<r>}:evicted   set   evicted visitor ids
+  KEYS[6]  sd:{room:<r>}:seen:<b>  bitmap of the current time bucket (bit = visitor seq)
+  ARGV[1]  visitor_id (from a verified queue token)
+  ARGV[2]  visitor seq (parsed from the id): the bit set in KEYS[6] while waiting
+  ARGV[3]  now_ms
+  ARGV[4]  bucket_ms: length of a heartbeat time bucket (the bitmap lives abandon_ms + 2 buckets)
+  ARGV[5]  tau_ms: time constant of the measured admission rate
+
+  Returns  {state, position, waiting_total, expiry_ms, rate_observed, rate_configured, starts_at, paused}
+           state: "pre_queue" | "waiting" | "admitted" | "expired" | "sold_out" | "closed"
+                  | "evicted" | "no_room"; position 1-based (0 unless waiting); rates as strings
+  Cost     O(log N)
+]]
+local now = tonumber(ARGV[3])
+local vid = ARGV[1]
+local cfg = redis.call('HMGET', KEYS[1], 'mode', 'starts_at', 'closes_at', 'rate', 'paused', 'abandon_ms')
+if not cfg[1] then return {'no_room', 0, 0, 0, '0', '0', 0, 0} end
+if redis.call('SISMEMBER', KEYS[5], vid) == 1 then return {'evicted', 0, 0, 0, '0', '0', 0, 0} end
+local st = redis.call('HMGET', KEYS[2], 'sold_out', 'rate_ewma', 'rate_ts_ms')
+local r, ts = tonumber(st[2]) or 0, tonumber(st[3]) or now
+if now > ts then r = r * math.exp(-(now - ts) / tonumber(ARGV[5])) end
+local starts_at, closes_at = tonumber(cfg[2]), tonumber(cfg[3])
+local paused = 0
+if cfg[5] == '1' then paused = 1 end
+local total = redis.call('ZCARD', KEYS[3])
+local function reply(state, pos, exp)
+  return {state, pos, total, exp, tostring(r), cfg[4], starts_at, paused}
+end
+local exp = tonumber(redis.call('ZSCORE', KEYS[4], vid))
+if exp and exp > now then return reply('admitted', 0, exp) end
+local closed = cfg[1] == 'closed' or (closes_at > 0 and now >= closes_at)
+local rank = redis.call('ZRANK', KEYS[3], vid)
+if st[1] == '1' then return reply('sold_out', 0, 0) end
+if rank == false then
+  if closed then return reply('closed', 0, 0) end
+  return reply('expired', 0, 0)
+end
+if closed then return reply('closed', 0, 0) end
+redis.call('SETBIT', KEYS[6], tonumber(ARGV[2]), 1)
+redis.call('PEXPIRE', KEYS[6], (tonumber(cfg[6]) or 0) + 2 * tonumber(ARGV[4]))
+if now < starts_at then return reply('pre_queue', 0, 0) end
+return reply('waiting', rank + 1, 0)

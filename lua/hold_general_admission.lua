@@ -1,0 +1,90 @@
+--[[
+  hold_general_admission: hold N general-admission tickets of one tier for one new hold, or none.
+
+  KEYS[1]   sd:{ev:<id>}:inv:meta          hash  status, currency, max_per_order, hold_ttl_ms, gen
+  KEYS[2]   sd:{ev:<id>}:inv:tiers         hash  p:<tier> price, f:<tier> free, ga:<tier> "1"
+  KEYS[3]   sd:{ev:<id>}:inv:seats         hash  seat_id -> "0" | "s" | "<hold_id>:<expires_ms>"
+  KEYS[4]   sd:{ev:<id>}:holds:expiry      zset  hold_id -> expires_ms
+  KEYS[5]   sd:{ev:<id>}:holds:rec         hash  hold_id -> JSON record
+  KEYS[6]   sd:{ev:<id>}:holds:users       hash  user_id -> hold_id
+  KEYS[7]   sd:{ev:<id>}:holds:done        zset  hold_id -> finished_ms
+  KEYS[8]   sd:{ev:<id>}:holds:expired_log list  hold ids reclaimed as expired, to announce
+  KEYS[9]   sd:{ev:<id>}:room              string, present when a waiting room gates the event
+  ARGV[1]   hold_id (new)
+  ARGV[2]   user_id
+  ARGV[3]   now_ms
+  ARGV[4]   "1" when the caller presented a valid admission token for this event, else "0"
+  ARGV[5]   tier code
+  ARGV[6]   quantity (>= 1)
+  ARGV[7]   at most this many expired holds are reclaimed when the free counter is short
+
+  Returns   {"ok", expires_ms, total, currency, unit_price}
+            {"not_loaded"} | {"admission_required"} | {"not_on_sale", status}
+            {"over_limit", max_per_order} | {"active_hold", hold_id}
+            {"unknown_tier"}                 no such general-admission tier
+            {"sold_out", free}               fewer than quantity free
+            Expired holds count as free: when the counter is short, expired holds are reclaimed
+            first (as the sweeper would: seats freed, counters restored, hold id logged for
+            BookingExpired). That changes no holdable state, so a refusal still changes nothing.
+  Cost      O(1), plus O(reclaimed holds x their seats) when the counter is short
+]]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
+local meta = redis.call('HMGET', KEYS[1], 'status', 'currency', 'max_per_order', 'hold_ttl_ms')
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[9]) == 1 then return {'admission_required'} end
+if meta[1] ~= 'on_sale' then return {'not_on_sale', meta[1] or ''} end
+local hold_id, user_id, now, tier = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
+local qty = tonumber(ARGV[6])
+if qty < 1 or qty > tonumber(meta[3]) then return {'over_limit', meta[3]} end
+local t = redis.call('HMGET', KEYS[2], 'ga:' .. tier, 'p:' .. tier, 'f:' .. tier)
+if t[1] ~= '1' then return {'unknown_tier'} end
+
+local current = redis.call('HGET', KEYS[6], user_id)
+if current then
+  local rec = redis.call('HGET', KEYS[5], current)
+  if rec then
+    local r = cjson.decode(rec)
+    if (r.st == 'held' or r.st == 'locked') and r.e > now then return {'active_hold', current} end
+  end
+end
+
+local function reclaim(hid)
+  redis.call('ZREM', KEYS[4], hid)
+  local raw = redis.call('HGET', KEYS[5], hid)
+  if not raw then return end
+  local r = cjson.decode(raw)
+  if r.k == 's' then
+    for _, it in ipairs(r.i) do
+      local v = redis.call('HGET', KEYS[3], it[1])
+      if v and string.sub(v, 1, #hid + 1) == hid .. ':' then
+        redis.call('HSET', KEYS[3], it[1], '0')
+        redis.call('HINCRBY', KEYS[2], 'f:' .. it[2], 1)
+      end
+    end
+  else
+    redis.call('HINCRBY', KEYS[2], 'f:' .. r.t, r.q)
+  end
+  r.st = 'expired'
+  redis.call('HSET', KEYS[5], hid, cjson.encode(r))
+  if redis.call('HGET', KEYS[6], r.u) == hid then redis.call('HDEL', KEYS[6], r.u) end
+  redis.call('ZADD', KEYS[7], now, hid)
+  redis.call('RPUSH', KEYS[8], hid)
+end
+
+local free = tonumber(t[3])
+if free < qty then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
+  for _, hid in ipairs(expired) do reclaim(hid) end
+  free = tonumber(redis.call('HGET', KEYS[2], 'f:' .. tier))
+  if free < qty then return {'sold_out', free} end
+end
+
+local price = tonumber(t[2])
+local expires = now + tonumber(meta[4])
+local total = price * qty
+redis.call('HINCRBY', KEYS[2], 'f:' .. tier, -qty)
+redis.call('HSET', KEYS[5], hold_id, cjson.encode({
+  u = user_id, st = 'held', k = 'g', t = tier, p = price, q = qty, i = {}, tot = total, cur = meta[2],
+  c = now, e = expires}))
+redis.call('ZADD', KEYS[4], expires, hold_id)
+redis.call('HSET', KEYS[6], user_id, hold_id)
+return {'ok', expires, total, meta[2], price}

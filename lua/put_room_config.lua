@@ -1,0 +1,21 @@
+--[[
+  put_room_config: create or replace (PUT) or update (PATCH) a room's configuration.
+
+  KEYS[1]  sd:{room:<r>}:cfg  hash  room configuration (field -> value)
+  KEYS[2]  sd:{room:<r>}:st   hash  ts_ms (token bucket clock, started at creation)
+  ARGV[1]  "put" (replace every field) | "patch" (update the given fields of an existing room)
+  ARGV[2]  now_ms
+  ARGV[3..] field, value, field, value, ...
+
+  Returns  {"created"} | {"replaced"} | {"updated"} | {"no_room"} (patch of a missing room:
+           nothing written)
+  Cost     O(fields)
+]]
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[1] == 'patch' and not exists then return {'no_room'} end
+if ARGV[1] == 'put' then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSETNX', KEYS[2], 'ts_ms', ARGV[2])
+if ARGV[1] == 'patch' then return {'updated'} end
+if exists then return {'replaced'} end
+return {'created'}

@@ -1,0 +1,178 @@
+"""Browser-facing hardening shared by every service: security headers, a CSRF guard, cookies.
+
+Headers (``on_response_prepare``, so they reach every response: handlers, errors, redirects,
+static files and SSE streams alike):
+- every response: ``X-Content-Type-Options: nosniff``;
+- HTML: a CSP with no inline script (``script-src 'self'``; styles may be inline, scripts never),
+  ``frame-ancestors 'none'`` + ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``,
+  ``Permissions-Policy``, ``Cross-Origin-Opener-Policy``; HSTS when cookies are Secure
+  (i.e. the site is served over https);
+- anything else (JSON, SVG, text): ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``.
+
+CSRF (a middleware): an unsafe request (POST, PUT, PATCH, DELETE) that carries a Cookie and no
+``Authorization`` header is cookie-authenticated, so it must come from one of our pages:
+``Sec-Fetch-Site: cross-site`` is refused, then ``Origin`` (or, when absent, ``Referer``) must
+name the request's own host or one of the configured service URLs; ``Origin: null`` is
+refused. A request with neither header is not from a current browser (they all send Origin
+on cross-origin POSTs) and passes. Cookies set with :func:`set_cookie` are HttpOnly,
+SameSite=Strict and Secure unless ``STAGEDOOR_COOKIE_SECURE=false`` (local http): the Origin
+check is the second line behind SameSite.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from stagedoor.client_ip import parse_networks
+from stagedoor.errors import Forbidden
+from stagedoor.problems import METRICS_KEY
+from stagedoor.settings import Settings
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SERVICES: tuple[Literal["waitingroom", "ticketing", "admission", "worker"], ...] = (
+    "waitingroom", "ticketing", "admission", "worker")
+
+NON_HTML_CSP = "default-src 'none'; frame-ancestors 'none'"
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+
+
+class CsrfRefused(Forbidden):
+    code = "csrf-refused"
+    title = "Cross-site request refused"
+
+
+def _origin_of(url: str) -> str | None:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@lru_cache(maxsize=16)
+def service_origins(settings: Settings) -> tuple[str, ...]:
+    """The origins of our own services (public URLs when set, else host:port)."""
+    origins = {_origin_of(settings.url_of(name)) for name in SERVICES}
+    return tuple(sorted(o for o in origins if o))
+
+
+@lru_cache(maxsize=16)
+def html_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
+    ours = " ".join(service_origins(settings))
+    csp = "; ".join((
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        f"connect-src 'self' {ours}".rstrip(),
+        f"form-action 'self' {ours}".rstrip(),
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ))
+    headers = [
+        ("Content-Security-Policy", csp),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Permissions-Policy", PERMISSIONS_POLICY),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    if settings.cookie_secure:
+        headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    return tuple(headers)
+
+
+def security_headers(settings: Settings) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` hook adding the headers above."""
+    html = html_headers(settings)
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if headers.get("Content-Type", "").startswith("text/html"):  # the raw header: no parse per response
+            for name, value in html:
+                headers.setdefault(name, value)
+        else:
+            headers.setdefault("Content-Security-Policy", NON_HTML_CSP)
+
+    return add_headers
+
+
+def csrf_refusal(request: web.Request, allowed: tuple[str, ...]) -> str | None:
+    """Why this cookie-authenticated unsafe request is refused, or None when it may proceed."""
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        return "cross_site"
+    own = request.host.lower()
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if origin.strip().lower() == "null":
+            return "null_origin"
+        normalized = _origin_of(origin)
+        if normalized is None or (normalized.split("://", 1)[1] != own and normalized not in allowed):
+            return "origin_mismatch"
+        return None
+    referer = request.headers.get("Referer")
+    if referer is not None:
+        normalized = _origin_of(referer)
+        if normalized is None or (normalized.split("://", 1)[1] != own and normalized not in allowed):
+            return "referer_mismatch"
+    return None
+
+
+def csrf_guard(settings: Settings) -> Callable[[web.Request], None]:
+    """The CSRF check the edge middleware (stagedoor/problems.py) runs before every handler:
+    raises CsrfRefused for a cookie-authenticated unsafe request from elsewhere."""
+    allowed = service_origins(settings)
+
+    def guard(request: web.Request) -> None:
+        if (request.method in UNSAFE_METHODS and "Cookie" in request.headers
+                and "Authorization" not in request.headers):
+            reason = csrf_refusal(request, allowed)
+            if reason is not None:
+                metrics = request.app.get(METRICS_KEY)
+                if metrics is not None:
+                    metrics.csrf_rejections_total.labels(metrics.app_name, reason).inc()
+                raise CsrfRefused("this request must come from one of our own pages", reason=reason)
+
+    return guard
+
+
+_COOKIE_SAFE = re.compile(r"^[A-Za-z0-9._~+=-]{1,4096}$")  # cookie-octets that need no quoting
+_PATH_SAFE = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
+
+
+def set_cookie(response: web.StreamResponse, settings: Settings, name: str, value: str, *,
+               max_age_s: int | None = None, path: str = "/",
+               samesite: Literal["Strict", "Lax"] = "Strict") -> None:
+    """Set a cookie the way every stagedoor cookie is set: HttpOnly, SameSite, Secure per settings.
+
+    Tokens (the usual value) are written as the header directly: aiohttp's cookie jar (SimpleCookie
+    morsels) costs more than the rest of a status poll's response; anything else goes through it."""
+    if _COOKIE_SAFE.match(name) and _COOKIE_SAFE.match(value) and _PATH_SAFE.match(path):
+        parts = [f"{name}={value}", "HttpOnly"]
+        if max_age_s is not None:
+            parts.append(f"Max-Age={int(max_age_s)}")
+        parts += [f"Path={path}", f"SameSite={samesite}"]
+        if settings.cookie_secure:
+            parts.append("Secure")
+        response.headers.add("Set-Cookie", "; ".join(parts))
+        return
+    response.set_cookie(name, value, max_age=max_age_s, path=path, httponly=True,
+                        secure=settings.cookie_secure, samesite=samesite)
+
+
+def validate_settings(settings: Settings) -> None:
+    """Fail at startup (SettingsError) on an unparseable proxy or exemption list."""
+    parse_networks(settings.trusted_proxies)
+    parse_networks(settings.rate_limit_exempt_ips, "STAGEDOOR_RATE_LIMIT_EXEMPT_IPS")

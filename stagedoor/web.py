@@ -1,0 +1,240 @@
+"""What every stagedoor aiohttp app shares: AppKeys, cleanup contexts for Redis,
+PostgreSQL and signing keys, the health/readiness/metrics/OpenAPI routes, and the
+body/query decoding that turns bad input into clear 4xx problems.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+
+from stagedoor import errors
+from stagedoor.connections import HotRedis, make_hot_redis, make_pool, make_redis, postgres_ready, redis_ready
+from stagedoor.keys import KeyRing
+from stagedoor.lua import LuaScripts
+from stagedoor.metrics import BaseMetrics
+from stagedoor.openapi import Api, build_spec
+from stagedoor.problems import METRICS_KEY, edge_middleware
+from stagedoor.redis_keys import RedisKeys
+from stagedoor.security import csrf_guard, security_headers
+from stagedoor.security import validate_settings as validate_security_settings
+from stagedoor.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = METRICS_KEY
+REDIS = web.AppKey("redis", Redis)
+HOT_REDIS = web.AppKey("hot_redis", HotRedis)  # type: ignore[arg-type]  # the hot paths' short calls
+SCRIPTS = web.AppKey("scripts", LuaScripts)
+KEYS = web.AppKey("redis_keys", RedisKeys)
+DB = web.AppKey("db", asyncpg.Pool)
+KEYRING = web.AppKey("keyring", KeyRing)
+Probe = Callable[[], Awaitable[bool]]
+READINESS = web.AppKey("readiness", dict[str, Probe])
+OPENAPI = web.AppKey("openapi", dict[str, Any])
+
+_ENCODER = msgspec.json.Encoder()
+
+
+# ---------------------------------------------------------------- responses and input
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # The Content-Type header as-is: aiohttp's content_type= argument parses and rebuilds it per call.
+    all_headers = {"Content-Type": "application/json"}
+    if headers:
+        all_headers.update(headers)
+    return web.Response(body=_ENCODER.encode(data), status=status, headers=all_headers)
+
+
+def _validation_errors(exc: msgspec.ValidationError) -> tuple[str, list[dict[str, str]]]:
+    message = str(exc)
+    field = "$"
+    if " - at `" in message:
+        message, _, path = message.partition(" - at `")
+        field = path.rstrip("`")
+    return message, [{"field": field, "message": message}]
+
+
+def decode_json(raw: bytes, into: type[T]) -> T:
+    """Decode a JSON document into a msgspec type: malformed -> 400, invalid -> 422."""
+    try:
+        return msgspec.json.decode(raw or b"{}", type=into)
+    except msgspec.ValidationError as exc:
+        message, errs = _validation_errors(exc)
+        raise errors.ValidationFailed(message, errors=errs) from None
+    except msgspec.DecodeError as exc:
+        raise errors.MalformedJson(f"body is not valid JSON: {exc}") from None
+
+
+async def decode_body(request: web.Request, into: type[T]) -> T:
+    """Read and decode a JSON body with the size limit and content type enforced."""
+    if request.body_exists:
+        ctype = request.content_type
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            raise errors.UnsupportedMediaType(f"expected application/json, got {ctype or 'nothing'}")
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise errors.PayloadTooLarge(f"body of {request.content_length} bytes exceeds the {limit} byte limit",
+                                     limit_bytes=limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.PayloadTooLarge(f"body exceeds the {limit} byte limit", limit_bytes=limit) from None
+    return decode_json(raw, into)
+
+
+def decode_query(request: web.Request, into: type[T]) -> T:
+    """Decode query parameters into a msgspec Struct (strings converted, bounds checked)."""
+    raw: dict[str, Any] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        raw[key] = values if len(values) > 1 else values[0]
+    try:
+        return msgspec.convert(raw, into, strict=False)
+    except msgspec.ValidationError as exc:
+        message, errs = _validation_errors(exc)
+        raise errors.ValidationFailed(message, errors=errs) from None
+
+
+# ---------------------------------------------------------------- cleanup contexts
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = make_redis(settings)
+    scripts = LuaScripts(client)
+    try:
+        await scripts.load_all()
+    except Exception:
+        await client.aclose()
+        raise
+    app[REDIS] = client
+    app[SCRIPTS] = scripts
+    metrics = app[METRICS]
+    app[HOT_REDIS] = hot = make_hot_redis(
+        settings, client, scripts,
+        on_event=lambda event: metrics.redis_pipeline_events_total.labels(metrics.app_name, event).inc())
+    app[KEYS] = RedisKeys(settings.redis_key_prefix)
+    app[READINESS]["redis"] = lambda: redis_ready(client, settings.dependency_timeout_s)
+    yield
+    await hot.aclose()
+    await client.aclose()
+
+
+async def db_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await make_pool(settings)
+    app[DB] = pool
+    app[READINESS]["postgres"] = lambda: postgres_ready(pool, settings.dependency_timeout_s)
+    yield
+    await pool.close()
+
+
+def keyring_ctx(create: bool = False) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if KEYRING not in app:
+            settings = app[SETTINGS]
+            if not settings.signing_keys_dir:
+                raise errors.StagedoorError("STAGEDOOR_SIGNING_KEYS_DIR is required")
+            app[KEYRING] = KeyRing.from_dir(Path(settings.signing_keys_dir), create=create)
+        yield
+    return ctx
+
+
+# ---------------------------------------------------------------- shared routes
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "service": request.app[METRICS].app_name})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    metrics = app[METRICS]
+    checks: dict[str, str] = {}
+    for name, probe in app[READINESS].items():
+        ok = await probe()
+        metrics.dependency_up.labels(metrics.app_name, name).set(1 if ok else 0)
+        checks[name] = "up" if ok else "down"
+    if all(v == "up" for v in checks.values()):
+        return json_response({"status": "ready", "checks": checks})
+    down = ", ".join(k for k, v in checks.items() if v != "up")
+    raise errors.DependencyUnavailable(f"unreachable: {down}", retry_after_s=1, checks=checks)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi_endpoint(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+class Health(msgspec.Struct):
+    status: str
+    service: str
+
+
+class Ready(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+def _ops_api() -> Api:
+    api = Api(tag="operations")
+    api.get("/healthz", summary="Process is alive", response=Health)(healthz)
+    api.get("/readyz", summary="Dependencies reachable (503 otherwise)", response=Ready, errors=(503,))(readyz)
+    api.get("/metrics", summary="Prometheus metrics", response="text", response_content_type="text/plain")(
+        metrics_endpoint)
+    api.get("/openapi.json", summary="This document", response=dict[str, Any])(openapi_endpoint)
+    return api
+
+
+# ---------------------------------------------------------------- the base app
+
+def base_app(
+    settings: Settings,
+    metrics: BaseMetrics,
+    apis: Sequence[Api],
+    *,
+    title: str,
+    description: str = "",
+    uses_redis: bool = True,
+    uses_db: bool = True,
+    keyring: KeyRing | None = None,
+    middlewares: Sequence[Any] = (),
+) -> web.Application:
+    """An app with the shared middlewares, contexts and operational routes.
+
+    Services add their own cleanup contexts (after these) and AppKeys.
+    """
+    app = web.Application(
+        middlewares=[edge_middleware(csrf_guard(settings)), *middlewares],
+        client_max_size=settings.max_body_bytes,
+    )
+    validate_security_settings(settings)  # trusted proxies / rate-limit exemptions parse, or fail at start
+    app.on_response_prepare.append(security_headers(settings))  # CSP, nosniff, frame-ancestors...
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[READINESS] = {}
+    if keyring is not None:
+        app[KEYRING] = keyring
+    if uses_redis:
+        app.cleanup_ctx.append(redis_ctx)
+    if uses_db:
+        app.cleanup_ctx.append(db_ctx)
+    all_apis = [_ops_api(), *apis]
+    for api in all_apis:
+        app.router.add_routes(api.routes)
+    app[OPENAPI] = build_spec(title, "0.1.0", all_apis, description)
+    return app
