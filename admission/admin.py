@@ -1,0 +1,143 @@
+"""The admin API's domain: rooms as the SRE sees them (config plus live stats), with the
+authorisation rule applied to every operation."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import asyncpg
+import msgspec
+
+from admission.policy import may_manage_event
+from stagedoor.auth import Principal
+from stagedoor.errors import Forbidden
+from stagedoor.policy import Action, is_allowed
+from waitingroom.errors import RoomNotFound, VisitorNotFound
+from waitingroom.queue_store import RATE_TAU_MS, QueueStore
+from waitingroom.rooms import (
+    Mode,
+    Room,
+    RoomConfig,
+    RoomPatch,
+    RoomStore,
+    apply_patch,
+    check_room_id,
+    rfc3339,
+    room_from_config,
+)
+
+logger = logging.getLogger(__name__)
+
+VISITOR_ID_RE = re.compile(r"^[0-9a-z]{1,13}_[A-Za-z0-9]{4,32}$")
+
+
+class RoomOut(msgspec.Struct, kw_only=True):
+    room: str
+    event_id: str | None
+    mode: Mode
+    opens_at: str | None
+    starts_at: str | None
+    closes_at: str | None
+    rate_per_s: float
+    max_active: int
+    session_ttl_s: int
+    abandon_after_s: int
+    pow_difficulty: int
+    shop_url: str | None
+    paused: bool
+    title: str | None
+    waiting: int
+    active: int
+    admitted_total: int
+    abandoned_total: int
+    finished_total: int
+    admit_rate_observed: float
+    sold_out: bool
+
+
+class RoomList(msgspec.Struct, kw_only=True):
+    items: list[RoomOut]
+
+
+class Admin:
+    def __init__(self, rooms: RoomStore, queue: QueueStore, db: asyncpg.Pool | None) -> None:
+        self.rooms = rooms
+        self.queue = queue
+        self.db = db
+
+    async def _authorize(self, principal: Principal, *event_ids: str | None) -> None:
+        for event_id in event_ids:
+            if not await may_manage_event(self.db, principal, event_id):
+                raise Forbidden("admins may manage every room; organizers only rooms of their own events")
+
+    async def view(self, room: Room, now_ms: int) -> RoomOut:
+        stats = await self.rooms.stats(room.room, now_ms, RATE_TAU_MS)
+        return RoomOut(
+            room=room.room, event_id=room.event_id, mode=room.mode, opens_at=rfc3339(room.opens_at_ms),
+            starts_at=rfc3339(room.starts_at_ms), closes_at=rfc3339(room.closes_at_ms), rate_per_s=room.rate_per_s,
+            max_active=room.max_active, session_ttl_s=room.session_ttl_s, abandon_after_s=room.abandon_after_s,
+            pow_difficulty=room.pow_difficulty, shop_url=room.shop_url, paused=room.paused, title=room.title,
+            waiting=stats.waiting,
+            active=stats.active, admitted_total=stats.admitted_total, abandoned_total=stats.abandoned_total,
+            finished_total=stats.finished_total, admit_rate_observed=stats.admit_rate_observed,
+            sold_out=stats.sold_out)
+
+    async def put(self, principal: Principal, room_id: str, body: RoomConfig, now_ms: int) -> tuple[RoomOut, bool]:
+        check_room_id(room_id)
+        room = room_from_config(room_id, body, now_ms)
+        old = await self.rooms.get(room_id)
+        await self._authorize(principal, room.event_id, *((old.event_id,) if old else ()))
+        created = await self.rooms.put(room, now_ms)
+        logger.info("room_put", extra={"room": room_id, "created": created, "mode": room.mode,
+                                       "rate_per_s": room.rate_per_s, "max_active": room.max_active})
+        return await self.view(room, now_ms), created
+
+    async def get(self, principal: Principal, room_id: str, now_ms: int) -> RoomOut:
+        room = await self.rooms.require(room_id)
+        await self._authorize(principal, room.event_id)
+        return await self.view(room, now_ms)
+
+    async def patch(self, principal: Principal, room_id: str, patch: RoomPatch, now_ms: int) -> RoomOut:
+        old = await self.rooms.require(room_id)
+        new_event = apply_patch(old, patch).event_id  # validates before anything is written
+        await self._authorize(principal, old.event_id, new_event)
+        room = await self.rooms.patch(room_id, patch, now_ms)
+        logger.info("room_patched", extra={"room": room_id, "fields": sorted(
+            f for f in RoomPatch.__struct_fields__ if getattr(patch, f) is not msgspec.UNSET)})
+        return await self.view(room, now_ms)
+
+    async def set_paused(self, principal: Principal, room_id: str, paused: bool, now_ms: int) -> RoomOut:
+        out = await self.patch(principal, room_id, RoomPatch(paused=paused), now_ms)
+        logger.info("room_paused" if paused else "room_resumed", extra={"room": room_id})
+        return out
+
+    async def delete(self, principal: Principal, room_id: str) -> None:
+        room = await self.rooms.require(room_id)
+        await self._authorize(principal, room.event_id)
+        await self.rooms.delete(room_id)
+        logger.info("room_deleted", extra={"room": room_id})
+
+    async def evict(self, principal: Principal, room_id: str, visitor_id: str) -> None:
+        room = await self.rooms.require(room_id)
+        await self._authorize(principal, room.event_id)
+        if not VISITOR_ID_RE.match(visitor_id):
+            raise VisitorNotFound(f"no visitor {visitor_id[:80]!r}")
+        outcome, was_waiting, was_active = await self.queue.evict(room_id, visitor_id)
+        if outcome == "no_room":
+            raise RoomNotFound(f"no room {room_id!r}")
+        logger.info("visitor_evicted", extra={"room": room_id, "was_waiting": was_waiting, "was_active": was_active})
+
+    async def list(self, principal: Principal, now_ms: int) -> RoomList:
+        """Admins: every room. Organizers (or their clients with scope rooms:write): the rooms of
+        their events. Anyone else: 403."""
+        if not is_allowed(principal, Action.ROOM_LIST) and not (
+                "organizer" in principal.roles and (principal.kind != "client" or "rooms:write" in principal.scopes)):
+            raise Forbidden("listing rooms needs the admin or organizer role")
+        items = []
+        for room_id in await self.rooms.room_ids():
+            room = await self.rooms.get(room_id)
+            if room is None or not await may_manage_event(self.db, principal, room.event_id):
+                continue
+            items.append(await self.view(room, now_ms))
+        return RoomList(items=items)

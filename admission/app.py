@@ -1,0 +1,42 @@
+"""The admission controller and SRE admin API app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from admission.admin import Admin
+from admission.appkeys import ADMIN, CONTROLLER
+from admission.console import routes as console_routes
+from admission.controller import AdmissionController, controller_ctx
+from admission.metrics import AdmissionMetrics
+from admission.routes import api
+from stagedoor.keys import KeyRing
+from stagedoor.settings import Settings
+from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, base_app, keyring_ctx
+from waitingroom.queue_store import QueueStore
+from waitingroom.rooms import RoomStore
+
+
+async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
+    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    app[ADMIN] = Admin(rooms, queue, app.get(DB))
+    app[CONTROLLER] = AdmissionController(app[SETTINGS], rooms, queue, app[METRICS])  # type: ignore[arg-type]
+    yield
+
+
+def create_app(settings: Settings, keyring: KeyRing | None = None, *, run_controller: bool = True) -> web.Application:
+    app = base_app(
+        settings, AdmissionMetrics(), [api],
+        title="stagedoor admission",
+        description="Admission controller and the SRE admin API for waiting rooms.",
+        keyring=keyring,
+    )
+    app.cleanup_ctx.append(keyring_ctx())
+    app.cleanup_ctx.append(admission_ctx)
+    if run_controller:
+        app.cleanup_ctx.append(controller_ctx(CONTROLLER))
+    app.router.add_routes(console_routes)  # HTML admin console, /static
+    return app

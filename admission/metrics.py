@@ -1,0 +1,34 @@
+"""Prometheus metrics of the admission controller and admin API (prefix ``admission_``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from stagedoor.metrics import BaseMetrics
+
+TICK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class AdmissionMetrics(BaseMetrics):
+    def __init__(self) -> None:
+        super().__init__("admission")
+        self.admitted_total = Counter(
+            "admission_admitted_total", "Visitors admitted to the shop by this replica's ticks", ["room"],
+            registry=self.registry)
+        self.abandoned_total = Counter(
+            "admission_abandoned_total", "Waiting visitors dropped because they stopped polling", ["room"],
+            registry=self.registry)
+        self.sessions_expired_total = Counter(
+            "admission_sessions_expired_total", "Shopper sessions ended by their TTL", ["room"],
+            registry=self.registry)
+        self.active_shoppers = Gauge(
+            "admission_active_shoppers", "Shoppers with a live session (as of the last tick)", ["room"],
+            registry=self.registry)
+        self.waiting = Gauge(
+            "admission_waiting_visitors", "Visitors waiting (as of the last tick)", ["room"], registry=self.registry)
+        self.tick_duration_seconds = Histogram(
+            "admission_tick_duration_seconds", "Duration of one admission tick over all rooms",
+            buckets=TICK_BUCKETS, registry=self.registry)
+        self.tick_errors_total = Counter(
+            "admission_tick_errors_total", "Admission ticks that failed (Redis unreachable etc.)",
+            registry=self.registry)

@@ -1,0 +1,79 @@
+"""The waiting room app factory: the only way to build the app, tests included."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from stagedoor.keys import KeyRing
+from stagedoor.settings import TEMPLATES_DIR, Settings, require
+from stagedoor.tasks import stop_task
+from stagedoor.web import HOT_REDIS, KEYRING, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, base_app, keyring_ctx
+from waitingroom.appkeys import PAGES, ROOM, SSE_STOP
+from waitingroom.metrics import WaitingRoomMetrics
+from waitingroom.pages import QueuePages
+from waitingroom.queue import WaitingRoom
+from waitingroom.queue_store import QueueStore
+from waitingroom.rooms import RoomStore
+from waitingroom.routes import api
+
+logger = logging.getLogger(__name__)
+
+QUEUE_GAUGE_EVERY_S = 2.0
+
+
+async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    require(settings, "queue_token_secret")
+    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
+    app[ROOM] = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])  # type: ignore[arg-type]
+    app[PAGES] = QueuePages()
+    yield
+
+
+async def _refresh_queue_gauge(app: web.Application) -> None:
+    metrics: WaitingRoomMetrics = app[METRICS]  # type: ignore[assignment]
+    redis, keys = app[REDIS], app[KEYS]
+    while True:
+        try:
+            rooms = sorted(m.decode() for m in await redis.smembers(keys.rooms_index()))
+            async with redis.pipeline(transaction=False) as pipe:
+                for room in rooms:
+                    pipe.zcard(keys.room_waiting(room))
+                lengths = await pipe.execute()
+            for room, length in zip(rooms, lengths, strict=True):
+                metrics.queue_length.labels(room).set(length)
+        except (RedisError, OSError) as exc:
+            logger.warning("queue_gauge_refresh_failed", extra={"error": str(exc)})
+        await asyncio.sleep(QUEUE_GAUGE_EVERY_S)
+
+
+async def queue_gauge_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_refresh_queue_gauge(app), name="waitingroom-queue-gauge")
+    yield
+    await stop_task(task)
+
+
+async def _end_sse_streams(app: web.Application) -> None:
+    app[SSE_STOP].set()
+
+
+def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
+    app = base_app(
+        settings, WaitingRoomMetrics(), [api],
+        title="stagedoor waiting room",
+        description="Fans join a fair queue and are admitted to the shop at a controlled rate.",
+        uses_db=False, keyring=keyring,
+    )
+    app.cleanup_ctx.append(keyring_ctx())
+    app.cleanup_ctx.append(waiting_room_ctx)
+    app.cleanup_ctx.append(queue_gauge_ctx)
+    app[SSE_STOP] = asyncio.Event()
+    app.on_shutdown.append(_end_sse_streams)
+    app.router.add_static("/static", TEMPLATES_DIR / "static")  # queue.js, pow.js for the queue page
+    return app

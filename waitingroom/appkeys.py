@@ -1,0 +1,16 @@
+"""AppKeys of the waiting room app."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from waitingroom.pages import QueuePages
+from waitingroom.queue import WaitingRoom
+
+ROOM = web.AppKey("waiting_room", WaitingRoom)
+PAGES = web.AppKey("queue_pages", QueuePages)
+# Set when the service shuts down: open SSE streams end at once (EventSource reconnects, to
+# another replica in production) instead of holding the shutdown for its whole timeout.
+SSE_STOP = web.AppKey("sse_stop", asyncio.Event)

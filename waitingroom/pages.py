@@ -1,0 +1,34 @@
+"""The minimal server-rendered queue page (templates/queue.html): works without JavaScript
+(meta refresh), a small script upgrades it to live updates over SSE when available."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+
+from stagedoor.settings import TEMPLATES_DIR
+from waitingroom.queue import StatusOut
+from waitingroom.rooms import Room, rfc3339
+
+REFRESH_S = 5
+
+
+class QueuePages:
+    def __init__(self) -> None:
+        self._env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+                                       autoescape=jinja2.select_autoescape(("html",)), enable_async=False)
+
+    def render_queue(self, *, room: str, cfg: Room, status: StatusOut | None, shop_redirect: str | None,
+                     now: float, error: str | None = None) -> str:
+        context: dict[str, Any] = {
+            "room": room, "status": status, "shop_redirect": shop_redirect, "refresh_s": REFRESH_S,
+            "opens_at": rfc3339(cfg.opens_at_ms), "starts_at": rfc3339(cfg.starts_at_ms),
+            "seconds_to_start": max(0, int(cfg.starts_at_ms / 1000 - now)),
+            "is_open": now * 1000 >= cfg.opens_at_ms and cfg.mode != "closed", "mode": cfg.mode,
+            "error": error, "title": cfg.title,
+        }
+        if status is not None and status.state == "waiting" and status.position:
+            total = max(status.waiting_total, status.position)
+            context["progress_pct"] = max(1, min(100, round(100 * (total - status.position + 1) / total)))
+        return self._env.get_template("queue.html").render(**context)

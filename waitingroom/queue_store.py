@@ -1,0 +1,165 @@
+"""The queue of one room in Redis: join, status (heartbeat), admit tick, finish, evict.
+
+The only place that knows the queue's key shapes and script names. Every call reads the
+clock once (``now_ms``, passed in) and touches only ``{room:<id>}`` keys, so one room lives
+in one Redis Cluster slot.
+
+Abandon detection costs about one bit per visitor per 5 s bucket: a visitor's id carries its
+arrival sequence number (``<seq base36>_<suffix>``), and a join or status call sets that bit
+in the current bucket's bitmap. The admit tick drops a visitor none of whose last
+``ceil(abandon_after_s / 5) + 1`` buckets has the bit, without spending an admission on them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+from redis.asyncio import Redis
+
+from stagedoor.lua import LuaScripts, ScriptArg
+from stagedoor.queue_tokens import visitor_seq
+from stagedoor.redis_keys import RedisKeys
+from waitingroom.rooms import MAX_ABANDON_AFTER_S
+
+BUCKET_MS = 5000
+MAX_BUCKETS = -(-MAX_ABANDON_AFTER_S * 1000 // BUCKET_MS) + 1
+RATE_TAU_MS = 10_000  # the measured admission rate is an EWMA with a 10 s time constant
+MAX_SCAN = 5000  # abandoned visitors dropped per room per tick at most
+
+
+class JoinResult(msgspec.Struct, frozen=True):
+    outcome: str  # waiting admitted no_room evicted closed sold_out not_open
+    visitor_id: str
+    created: bool
+    position: int
+    waiting_total: int
+    expiry_ms: int
+
+
+class QueueStatus(msgspec.Struct, frozen=True):
+    state: str  # pre_queue waiting admitted expired sold_out closed evicted no_room
+    position: int
+    waiting_total: int
+    expiry_ms: int
+    rate_observed: float
+    rate_configured: float
+    starts_at_ms: int
+    paused: bool
+
+
+class TickResult(msgspec.Struct, frozen=True):
+    outcome: str  # ok idle no_room
+    admitted: int
+    abandoned: int
+    sessions_expired: int
+    waiting: int
+    active: int
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def new_suffix() -> str:
+    return secrets.token_hex(3)  # collision avoidance only: queue tokens are signed
+
+
+def random_score() -> float:
+    """Uniform in (0, 1): 53 random bits, never 0 (so it stays below every seq score >= 1)."""
+    return (secrets.randbits(53) | 1) / (1 << 53)
+
+
+class ScriptCaller(Protocol):
+    def call(self, name: str, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Awaitable[Any]: ...
+
+
+def active_session_command(keys: RedisKeys, room: str, visitor_id: str) -> tuple[str, str, str]:
+    """The one command behind "is this visitor a live shopper?" (ZSCORE of the active set), for
+    callers that send it in a pipeline with their own commands; read the reply with
+    :func:`session_is_live`."""
+    return ("ZSCORE", keys.room_active(room), visitor_id)
+
+
+def session_is_live(reply: object, now_ms: int) -> bool:
+    """The active set scores a shopper by session expiry (ms); absent or past = not a shopper."""
+    return reply is not None and float(reply) > now_ms  # type: ignore[arg-type]
+
+
+class QueueStore:
+    """``hot`` runs the per-visitor scripts (join, status): the app passes a ScriptBatcher
+    there so concurrent requests share a round trip; everything else goes through ``scripts``."""
+
+    def __init__(self, redis: Redis, scripts: LuaScripts, keys: RedisKeys, hot: ScriptCaller | None = None) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._keys = keys
+        self._hot: ScriptCaller = hot or scripts
+
+    def _room_keys(self, room: str) -> list[str]:
+        k = self._keys
+        return [k.room_config(room), k.room_state(room), k.room_waiting(room), k.room_active(room),
+                k.room_evicted(room)]
+
+    def _seen(self, room: str, now_ms: int, back: int = 0) -> str:
+        return self._keys.room_seen(room, now_ms // BUCKET_MS - back)
+
+    async def join(self, room: str, visitor_id: str | None, now_ms: int, *, burst_s: float,
+                   score: float | None = None, suffix: str | None = None) -> JoinResult:
+        seq = str(visitor_seq(visitor_id)) if visitor_id else ""
+        reply = await self._hot.call(
+            "join_queue", [*self._room_keys(room), self._seen(room, now_ms)],
+            [visitor_id or "", seq, now_ms, repr(score if score is not None else random_score()), BUCKET_MS,
+             burst_s, suffix or new_suffix(), RATE_TAU_MS])
+        return JoinResult(_s(reply[0]), _s(reply[1]), bool(reply[2]), int(reply[3]), int(reply[4]), int(reply[5]))
+
+    async def status(self, room: str, visitor_id: str, now_ms: int) -> QueueStatus:
+        reply = await self._hot.call(
+            "get_queue_status", [*self._room_keys(room), self._seen(room, now_ms)],
+            [visitor_id, visitor_seq(visitor_id), now_ms, BUCKET_MS, RATE_TAU_MS])
+        return QueueStatus(_s(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), float(reply[4]),
+                           float(reply[5]), int(reply[6]), bool(reply[7]))
+
+    async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float) -> TickResult:
+        k = self._keys
+        keys = [k.room_config(room), k.room_state(room), k.room_waiting(room), k.room_active(room)]
+        keys += [self._seen(room, now_ms, back) for back in range(MAX_BUCKETS)]
+        reply = await self._scripts.call("admit_batch", keys,
+                                         [now_ms, max_batch, MAX_SCAN, RATE_TAU_MS, burst_s, BUCKET_MS])
+        return TickResult(_s(reply[0]), *(int(x) for x in reply[1:]))
+
+    async def finish(self, room: str, visitor_id: str, now_ms: int) -> bool:
+        k = self._keys
+        return bool(await self._scripts.call("finish_session", [k.room_active(room), k.room_state(room)],
+                                             [visitor_id, now_ms]))
+
+    async def evict(self, room: str, visitor_id: str) -> tuple[str, bool, bool]:
+        k = self._keys
+        reply = await self._scripts.call(
+            "evict_visitor", [k.room_config(room), k.room_waiting(room), k.room_active(room), k.room_evicted(room)],
+            [visitor_id])
+        return _s(reply[0]), bool(reply[1]), bool(reply[2])
+
+    async def remember_email(self, room: str, visitor_id: str, email: str, ttl_s: int) -> None:
+        """Keep the address a waiting visitor left for the "your turn" e-mail, as long as a
+        queue token lives (the hash's TTL is refreshed by every write)."""
+        key = self._keys.room_emails(room)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, visitor_id, email)
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def collect_admitted_emails(self, room: str, now_ms: int, *, max_batch: int, list_ttl_s: int) -> int:
+        """After ``admit_tick(room, now_ms)``: queue the addresses of the visitors it admitted for
+        the notifier and forget them here; returns how many."""
+        k = self._keys
+        return int(await self._scripts.call(
+            "collect_admitted_emails",
+            [k.room_config(room), k.room_active(room), k.room_emails(room), k.room_your_turn(room)],
+            [now_ms, max_batch, list_ttl_s * 1000]))
+
+    async def is_active(self, room: str, visitor_id: str, now_ms: int) -> bool:
+        reply = await self._redis.execute_command(*active_session_command(self._keys, room, visitor_id))
+        return session_is_live(reply, now_ms)

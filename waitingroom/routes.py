@@ -1,0 +1,221 @@
+"""HTTP handlers of the waiting room: thin, they parse, call the domain, encode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import msgspec
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from stagedoor import pow as proof_of_work
+from stagedoor.auth import bearer_token
+from stagedoor.errors import StagedoorError
+from stagedoor.openapi import Api
+from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
+from stagedoor.rate_limit import enforce
+from stagedoor.security import set_cookie
+from stagedoor.web import KEYRING, SETTINGS, decode_body, json_response
+from waitingroom.appkeys import PAGES, ROOM, SSE_STOP
+from waitingroom.errors import RoomNotFound
+from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
+
+api = Api(tag="waiting room")
+
+SSE_POLL_S = 0.5  # admission and sold-out reach an open stream within this
+SSE_POSITION_EVERY_S = 1.0  # position-only changes at most once a second per visitor
+TERMINAL_STATES = ("admitted", "expired", "sold_out", "closed")
+
+
+# An address for the "it is your turn" e-mail: optional, bounded, validated, kept next to the
+# visitor's place for the queue token's lifetime, deleted on admission, never logged.
+VisitorEmail = Annotated[str, msgspec.Meta(
+    min_length=6, max_length=254, description="optional: e-mail me when it is my turn",
+    pattern=r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")]
+
+
+class JoinBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pow: proof_of_work.PowSolution | None = None
+    email: VisitorEmail | None = None
+
+
+def cookie_name(room: str) -> str:
+    return f"sdq_{room}"
+
+
+def _presented_token(request: web.Request, room: str) -> tuple[str | None, bool]:
+    """(token, from_bearer): Authorization: Bearer wins over the cookie."""
+    token = bearer_token(request)
+    if token is not None:
+        return token, True
+    return request.cookies.get(cookie_name(room)), False
+
+
+def _claims(request: web.Request, room: str, wr: WaitingRoom, now: float) -> QueueTokenClaims:
+    token, _ = _presented_token(request, room)
+    return wr.verify(room, token, now)
+
+
+def _set_queue_cookie(response: web.StreamResponse, request: web.Request, room: str, token: str) -> None:
+    settings = request.app[SETTINGS]
+    set_cookie(response, settings, cookie_name(room), token, max_age_s=settings.queue_token_ttl_s, samesite="Lax")
+
+
+async def _join(request: web.Request, room: str, body: JoinBody) -> tuple[JoinOut, bool]:
+    wr = request.app[ROOM]
+    now = wr.clock()
+    token, from_bearer = _presented_token(request, room)
+    claims = None
+    if token:
+        try:
+            claims = wr.verify(room, token, now)
+        except InvalidQueueToken:
+            if from_bearer:
+                raise  # an explicit credential that does not verify is an error
+            claims = None  # a stale cookie just means "join afresh"
+    await enforce(request, "join", claims.visitor_id if claims else None)
+    room_cfg = await wr.room(room, now)
+    if room_cfg.pow_difficulty > 0 and claims is None:
+        await proof_of_work.verify_for_app(request.app, body.pow, room=room, min_difficulty=room_cfg.pow_difficulty,
+                                           now_ms=int(now * 1000))
+    return await wr.join(room, claims, now, email=body.email)
+
+
+@api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201, errors=(401, 403, 404, 409, 422, 429),
+          summary="Join the queue (200 with the same place when the presented queue token already holds one)")
+async def join(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    body = await decode_body(request, JoinBody)
+    out, created = await _join(request, room, body)
+    response = json_response(out, status=201 if created else 200, headers={"Cache-Control": "no-store"})
+    _set_queue_cookie(response, request, room, out.queue_token)
+    return response
+
+
+@api.get("/api/rooms/{room}/status", response=StatusOut, errors=(401, 404, 429), auth="bearer",
+         summary="The visitor's state, position, ETA; the admission token once admitted")
+async def status(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    wr = request.app[ROOM]
+    now = wr.clock()
+    claims = _claims(request, room, wr, now)
+    await enforce(request, "status", claims.visitor_id)
+    out = await wr.status(room, claims, now)
+    return json_response(out, headers={"Cache-Control": "no-store"})
+
+
+@api.get("/api/rooms/{room}/events", response="text", response_content_type="text/event-stream",
+         errors=(401, 404, 429), auth="bearer",
+         summary="Server-Sent Events of the same status objects, pushed on change")
+async def events(request: web.Request) -> web.StreamResponse:
+    room = request.match_info["room"]
+    wr = request.app[ROOM]
+    now = wr.clock()
+    claims = _claims(request, room, wr, now)
+    await enforce(request, "status", claims.visitor_id)  # a stream (re)connect costs what a poll costs
+    first = await wr.status(room, claims, now)  # 401/404 as problems before the stream starts
+    metrics = wr.metrics
+    deadline = now + request.app[SETTINGS].waitingroom_sse_max_s
+    metrics.sse_streams.inc()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            sse = await stack.enter_async_context(sse_response(
+                request, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}))
+            with contextlib.suppress(ConnectionResetError):  # the visitor closed the tab
+                await _stream(sse, wr, room, claims, first, deadline, request.app.get(SSE_STOP))
+            return sse
+    finally:
+        metrics.sse_streams.dec()
+
+
+async def _stream(sse: Any, wr: WaitingRoom, room: str, claims: QueueTokenClaims, first: StatusOut,
+                  deadline: float, stop: asyncio.Event | None = None) -> None:
+    """Push the status on change until a terminal state, the stream's time limit or shutdown."""
+    encoder = msgspec.json.Encoder()
+    last, last_sent = first, wr.clock()
+    stop = stop or asyncio.Event()
+    await sse.send(encoder.encode(first).decode(), event="status")
+    while last.state not in TERMINAL_STATES and wr.clock() < deadline:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SSE_POLL_S):
+                await stop.wait()
+        if stop.is_set():
+            return  # the browser's EventSource reconnects (to another replica)
+        now = wr.clock()
+        try:
+            current = await wr.status(room, claims, now)
+        except StagedoorError as exc:  # evicted or room deleted mid-stream
+            await sse.send(msgspec.json.encode({"state": "expired", "detail": exc.detail}).decode(), event="status")
+            return
+        changed_state = current.state != last.state or current.paused != last.paused
+        if not changed_state and (current == last or now - last_sent < SSE_POSITION_EVERY_S):
+            continue
+        await sse.send(encoder.encode(current).decode(), event="status")
+        last, last_sent = current, now
+
+
+@api.get("/api/rooms/{room}/pow", response=proof_of_work.PowChallenge, errors=(403, 404),
+         summary="The current proof-of-work challenge (403 when the room does not require one)")
+async def pow_challenge(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    wr = request.app[ROOM]
+    now = wr.clock()
+    cfg = await wr.room(room, now)
+    if cfg.pow_difficulty <= 0:
+        raise proof_of_work.PowRefused("this room does not require proof of work")
+    subject = None
+    with contextlib.suppress(InvalidQueueToken):
+        subject = _claims(request, room, wr, now).visitor_id
+    challenge = proof_of_work.issue_for_app(request.app, room, cfg.pow_difficulty, subject=subject,
+                                            now_ms=int(now * 1000))
+    return json_response(challenge, headers={"Cache-Control": "no-store"})
+
+
+@api.get("/.well-known/jwks.json", summary="Public keys that verify admission tokens", response=dict[str, Any])
+async def jwks(request: web.Request) -> web.Response:
+    return json_response(request.app[KEYRING].jwks(), headers={"Cache-Control": "public, max-age=300"})
+
+
+# ---------------------------------------------------------------- the HTML queue page
+
+@api.get("/rooms/{room}", response="text", response_content_type="text/html", errors=(404,),
+         summary="Queue page: countdown, position, ETA; refreshes itself; redirects to the shop when admitted")
+async def queue_page(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    wr = request.app[ROOM]
+    now = wr.clock()
+    cfg = await wr.room(room, now)
+    status: StatusOut | None = None
+    token, _ = _presented_token(request, room)
+    if token:
+        with contextlib.suppress(InvalidQueueToken):
+            status = await wr.status(room, wr.verify(room, token, now), now)
+    shop = None
+    if status is not None and status.state == "admitted" and status.shop_url and status.admission_token:
+        # The token travels in the fragment: never sent to a server, never in access logs.
+        shop = f"{status.shop_url}#admission_token={quote(status.admission_token)}"
+    html = request.app[PAGES].render_queue(room=room, cfg=cfg, status=status, shop_redirect=shop, now=now,
+                                               error=request.query.get("error", "")[:64] or None)
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+@api.post("/rooms/{room}", response="text", response_content_type="text/html", status=303,
+          body_content_type="application/x-www-form-urlencoded", errors=(404, 409),
+          summary="The queue page's join form (works without JavaScript); redirects back to the page")
+async def queue_page_join(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    response = web.Response(status=303, headers={"Location": f"/rooms/{quote(room)}"}, content_type="text/html",
+                            text=f'<a href="/rooms/{quote(room)}">Back to the queue</a>')
+    try:
+        out, _ = await _join(request, room, JoinBody())
+    except RoomNotFound:
+        raise
+    except StagedoorError as exc:  # shown on the page ("closed", "sold out", "slow down")
+        response.headers["Location"] = f"/rooms/{quote(room)}?error={quote(exc.code)}"
+        return response
+    _set_queue_cookie(response, request, room, out.queue_token)
+    return response
