@@ -1,0 +1,1 @@
+"""stagedoor ticketing service."""

@@ -1,0 +1,36 @@
+"""The ticketing app factory: the only way to build the app, tests included."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stagedoor.bus import emitter_ctx
+from stagedoor.keys import KeyRing
+from stagedoor.settings import Settings
+from stagedoor.web import base_app, keyring_ctx
+from ticketing.accounts_routes import accounts_ctx
+from ticketing.accounts_routes import api as accounts_api
+from ticketing.inventory import inventory_ctx
+from ticketing.metrics import TicketingMetrics
+from ticketing.organizer_events import api as organizer_events_api
+from ticketing.routes_events import api as events_api
+from ticketing.routes_holds import api as holds_api
+from ticketing.routes_orders import api as orders_api
+from ticketing.routes_orders import purchases_ctx
+from ticketing.routes_pages import routes as pages_routes
+
+
+def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
+    app = base_app(
+        settings, TicketingMetrics(), [accounts_api, events_api, holds_api, orders_api, organizer_events_api],
+        title="stagedoor ticketing",
+        description="Accounts, events, seat holds, purchases, tickets and check-in.",
+        keyring=keyring,
+    )
+    app.cleanup_ctx.append(keyring_ctx())
+    app.cleanup_ctx.append(accounts_ctx)
+    app.cleanup_ctx.append(inventory_ctx)
+    app.cleanup_ctx.append(emitter_ctx)  # best-effort bus events: HoldPlaced, ShopperFinished
+    app.cleanup_ctx.append(purchases_ctx)
+    app.router.add_routes(pages_routes)  # HTML shop + organizer pages, /static
+    return app
