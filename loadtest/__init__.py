@@ -1,0 +1,1 @@
+"""Load generation, raw limits and ``make bench`` (see loadtest/README.md)."""

@@ -1,0 +1,62 @@
+"""Helpers shared by the waiting-room scenarios (not a scenario itself)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as redis_asyncio
+
+from stagedoor.lua import LuaScripts
+from stagedoor.redis_keys import RedisKeys
+from waitingroom.queue_store import BUCKET_MS, QueueStore, new_suffix
+from waitingroom.rooms import Room, RoomStore
+
+PREFIX = "sd"  # the services' default STAGEDOOR_REDIS_KEY_PREFIX
+
+
+def bench_room(room: str, *, paused: bool = True, starts_in_s: float = -60) -> Room:
+    """A selling fifo room, paused: joins and polls do their full work, nobody is admitted,
+    so the queue only grows (the load measures the fan-facing path, not the controller)."""
+    now_ms = int(time.time() * 1000)
+    return Room(room=room, event_id=None, mode="fifo", opens_at_ms=now_ms - 3_600_000,
+                starts_at_ms=now_ms + int(starts_in_s * 1000), closes_at_ms=0, rate_per_s=100.0,
+                max_active=1000, session_ttl_s=600, abandon_after_s=600, pow_difficulty=0, shop_url=None,
+                paused=paused)
+
+
+async def create_room(redis_url: str, room: Room) -> None:
+    client = redis_asyncio.Redis.from_url(redis_url)
+    try:
+        scripts = LuaScripts(client)
+        await scripts.load_all()
+        await RoomStore(client, scripts, RedisKeys(PREFIX)).put(room, int(time.time() * 1000))
+    finally:
+        await client.aclose()
+
+
+async def bulk_join(client: Any, room: str, count: int, pipeline_size: int = 2000) -> list[str]:
+    """Join ``count`` new visitors through lua/join_queue.lua itself, pipelined (the loader of the
+    1 M test: the same script and key shapes as a real join, without HTTP in the way)."""
+    scripts = LuaScripts(client)
+    await scripts.load_all()
+    keys = RedisKeys(PREFIX)
+    store_keys = [keys.room_config(room), keys.room_state(room), keys.room_waiting(room), keys.room_active(room),
+                  keys.room_evicted(room)]
+    sha = scripts.sha("join_queue")
+    ids: list[str] = []
+    done = 0
+    while done < count:
+        n = min(pipeline_size, count - done)
+        now_ms = int(time.time() * 1000)
+        seen = keys.room_seen(room, now_ms // BUCKET_MS)
+        pipe = client.pipeline(transaction=False)
+        for _ in range(n):
+            pipe.evalsha(sha, 6, *store_keys, seen, "", "", now_ms, "0.5", BUCKET_MS, 0.5, new_suffix(), 10_000)
+        for reply in await pipe.execute():
+            ids.append(reply[1].decode())
+        done += n
+    return ids
+
+
+__all__ = ["QueueStore", "bench_room", "bulk_join", "create_room"]

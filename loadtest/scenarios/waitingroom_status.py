@@ -1,0 +1,53 @@
+"""GET /api/rooms/{room}/status with a Bearer queue token: each concurrent task is one visitor
+(joined once, untimed) polling its position; waiting room at 2 processes, rate limits off.
+100,000 visitors wait ahead (bulk-joined), so ZRANK works on a realistic queue.
+
+Compared in the same run with the hello-world handler (``hello_2p``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import redis.asyncio as redis_asyncio
+
+from loadtest.driver import WorkerState
+from loadtest.scenario import BenchEnv, LoadConfig, ServerSpec, Target
+from loadtest.scenarios._waitingroom import bench_room, bulk_join, create_room
+
+READY = True
+DESCRIPTION = "GET status (Bearer queue token) on the waiting room, 100 k waiting, 2 server processes"
+ROOM = "bench-status"
+AHEAD = 100_000
+LOAD = LoadConfig(processes=2, concurrency=32, duration_s=10.0, warmup_s=2.0, max_requests=2_000_000)
+TARGETS = (
+    Target("req_per_s", limit="hello_2p", min_ratio=0.5, label="status/s vs hello world (2 procs)"),
+    Target("p99_ms", max_value=50.0, label="status p99"),
+)
+EXPECTED_STATUSES = frozenset({200})
+
+
+def servers(env: BenchEnv) -> list[ServerSpec]:
+    return [env.stagedoor("waitingroom", processes=2, STAGEDOOR_RATE_LIMITS_ENABLED="false")]
+
+
+async def setup(env: BenchEnv) -> dict[str, Any]:
+    await create_room(env.redis_url, bench_room(ROOM))
+    client = redis_asyncio.Redis.from_url(env.redis_url)
+    try:
+        await bulk_join(client, ROOM, AHEAD)
+    finally:
+        await client.aclose()
+    base = env.url("waitingroom")
+    return {"join": f"{base}/api/rooms/{ROOM}/join", "status": f"{base}/api/rooms/{ROOM}/status"}
+
+
+async def worker_setup(session: aiohttp.ClientSession, ctx: dict[str, Any], state: WorkerState) -> None:
+    joined = await state.http.post(ctx["join"], json_body={})
+    state.data["auth"] = {"Authorization": "Bearer " + joined.json()["queue_token"]}
+
+
+async def request(session: aiohttp.ClientSession, ctx: dict[str, Any], state: WorkerState) -> int:
+    response = await state.http.get(ctx["status"], headers=state.data["auth"])
+    return response.status
