@@ -1,0 +1,42 @@
+"""make bench's planning: which scenarios run and which raw limits they need (nothing is measured here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.bench import family_of, find_scenarios, limit_families
+from loadtest.scenario import BenchEnv
+
+
+def test_healthz_is_a_ready_scenario_and_helpers_are_not_scenarios() -> None:
+    candidates = {c.name: c for c in find_scenarios([])}
+    assert candidates["healthz"].ready
+    assert not any(name.startswith("_") for name in candidates)
+
+
+def test_an_unknown_scenario_name_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        find_scenarios(["no_such_scenario"])
+
+
+def test_only_the_limit_families_a_chosen_scenario_names_are_measured() -> None:
+    assert family_of("redis_join_p16") == "redis"
+    assert family_of("pgbench_purchase_cte") == "postgres"
+    assert family_of("hello_2p") == "stack"
+    assert limit_families(find_scenarios(["healthz"]), selective=True) == ("stack",)
+    assert family_of("jwt_verify_eddsa") == "cpu"
+    assert limit_families(find_scenarios([]), selective=False) == ("redis", "postgres", "stack", "cpu")
+
+
+def test_service_processes_get_this_runs_stores_ports_and_secrets() -> None:
+    env = BenchEnv(urls={"ticketing": "http://127.0.0.1:40001", "worker": "http://127.0.0.1:40002"},
+                   redis_url="redis://127.0.0.1:40003/0", database_url="postgresql://x@127.0.0.1/db",
+                   admin_api_key="k", signing_keys_dir="/tmp/keys")
+    spec = env.stagedoor("ticketing", processes=2, STAGEDOOR_HOLD_TTL_S="60")
+    assert spec.argv[-4:] == ("serve", "ticketing", "--processes", "2")
+    assert spec.url == "http://127.0.0.1:40001"
+    assert spec.env["STAGEDOOR_TICKETING_PORT"] == "40001"
+    assert spec.env["STAGEDOOR_WORKER_PORT"] == "40002"
+    assert "STAGEDOOR_PUBLIC_WORKER_URL" not in spec.env  # no such setting
+    assert spec.env["STAGEDOOR_HOLD_TTL_S"] == "60"
+    assert "STAGEDOOR_QUEUE_TOKEN_SECRET" not in spec.env  # empty values are left out

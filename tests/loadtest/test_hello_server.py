@@ -1,0 +1,32 @@
+"""The bare-stack server used for the raw limits: its batching Redis client answers each caller."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as redis_asyncio
+
+from loadtest.hello_server import JOIN_LIKE_LUA, Batcher
+
+
+async def test_batched_evalsha_calls_get_their_own_answers(redis_client: redis_asyncio.Redis,
+                                                           redis_prefix: str) -> None:
+    sha = await redis_client.script_load(JOIN_LIKE_LUA)
+    keys = (f"{redis_prefix}:{{room:b}}:seq", f"{redis_prefix}:{{room:b}}:queue")
+    batcher = Batcher(redis_client)
+    ranks = await asyncio.gather(*(batcher.evalsha(sha, 2, *keys, f"v{i}") for i in range(50)))
+    assert sorted(ranks) == list(range(50))
+    assert await redis_client.zcard(keys[1]) == 50
+    again = await batcher.evalsha(sha, 2, *keys, "v7")  # ZADD NX: the place is kept
+    assert again == await redis_client.zrank(keys[1], "v7")
+
+
+async def test_a_failing_call_in_a_batch_fails_alone(redis_client: redis_asyncio.Redis, redis_prefix: str) -> None:
+    sha = await redis_client.script_load(JOIN_LIKE_LUA)
+    keys = (f"{redis_prefix}:{{room:c}}:seq", f"{redis_prefix}:{{room:c}}:queue")
+    batcher = Batcher(redis_client)
+    good = batcher.evalsha(sha, 2, *keys, "v1")
+    bad = batcher.evalsha("0" * 40, 2, *keys, "v2")  # unknown script: NOSCRIPT
+    results = await asyncio.gather(good, bad, return_exceptions=True)
+    assert results[0] == 0
+    assert isinstance(results[1], redis_asyncio.ResponseError)

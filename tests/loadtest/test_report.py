@@ -1,0 +1,81 @@
+"""The bench report's verdicts: each figure against its target and its same-run limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtest.limits import Limit
+from loadtest.report import ScenarioOutcome, evaluate, machine_description, now_utc, render_markdown
+from loadtest.scenario import Figure, LoadConfig, Target
+
+SUMMARY = {"req_per_s": 6000.0, "p50_ms": 3.0, "p90_ms": 6.0, "p99_ms": 40.0, "max_ms": 90.0, "requests": 60000,
+           "errors": 0, "errors_by_status": {}}
+
+
+def outcome(*targets: Target, figures: tuple[Figure, ...] = ()) -> ScenarioOutcome:
+    return ScenarioOutcome(name="join", summary=SUMMARY, targets=targets, figures=list(figures),
+                           load=LoadConfig())
+
+
+def test_a_ratio_target_is_judged_against_the_limit_of_the_same_run() -> None:
+    limits = {"hello_2p": Limit("hello_2p", "hello", 10000.0)}
+    met, missed = evaluate(outcome(Target("req_per_s", limit="hello_2p", min_ratio=0.5),
+                                   Target("req_per_s", limit="hello_2p", min_ratio=0.9)), limits)
+    assert (met.ratio, met.met) == (0.6, True)
+    assert (missed.ratio, missed.met) == (0.6, False)
+
+
+def test_absolute_targets_and_scenario_figures() -> None:
+    rows = evaluate(outcome(Target("p99_ms", max_value=50), Target("oversold_seats", max_value=0),
+                            figures=(Figure("oversold_seats", 1, "seats"),)), {})
+    assert [r.met for r in rows] == [True, False]
+    assert rows[1].unit == "seats"
+
+
+def test_a_limit_not_measured_in_this_run_gives_no_verdict() -> None:
+    (row,) = evaluate(outcome(Target("req_per_s", limit="hello_2p", min_ratio=0.5)), {})
+    assert row.ratio is None
+    assert row.met is None
+
+
+def test_a_failed_scenario_misses_its_targets() -> None:
+    failed = outcome(Target("p99_ms", max_value=50))
+    failed.status = "failed"
+    (row,) = evaluate(failed, {})
+    assert row.met is False
+
+
+def test_the_markdown_names_the_command_the_machine_and_the_limits() -> None:
+    limits = [Limit("hello_2p", "aiohttp hello world", 10000.0, command="python -m loadtest.hello_server")]
+    text = render_markdown(started_at=now_utc(), command="make bench", machine=machine_description("PostgreSQL 15"),
+                           limits=limits, outcomes=[outcome(Target("req_per_s", limit="hello_2p", min_ratio=0.5))],
+                           problems=[], elapsed_s=12.0)
+    assert "Command: `make bench`" in text
+    assert "| join req_per_s | 6,000 req/s | hello_2p 10,000 req/s | 0.600 | >= 0.5x hello_2p | yes |" in text
+    assert "cpus (nproc)" in text and "PostgreSQL 15" in text
+
+
+def test_the_busy_indicator_measures_other_processes_cpu() -> None:
+    import time
+
+    from loadtest.machine import OthersLoad
+
+    with OthersLoad() as busy:
+        time.sleep(0.2)
+    assert busy.cores is not None and busy.cores >= 0
+
+
+def test_a_busy_machine_is_called_out_in_the_report() -> None:
+    busy = outcome(Target("p99_ms", max_value=50))
+    busy.others_cores = 1.2
+    text = render_markdown(started_at=now_utc(), command="make bench", machine={}, limits=[], outcomes=[busy],
+                           problems=[], elapsed_s=1.0)
+    assert "**Machine busy:**" in text
+
+
+def test_a_daemonized_server_of_ours_is_read_from_its_postmaster_pid(tmp_path: Any) -> None:
+    from loadtest.machine import postmaster_pid
+
+    (tmp_path / "postmaster.pid").write_text("4242\n/var/lib/pg\n1700000000\n")
+    assert postmaster_pid(tmp_path) == 4242
+    assert postmaster_pid(tmp_path / "missing") is None

@@ -1,0 +1,335 @@
+"""The waiting room over real HTTP: join, status, tokens, SSE, the queue page, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from stagedoor.admission_tokens import ADMISSION_AUDIENCE, AdmissionRequired, verify_admission_token
+from stagedoor.keys import InvalidToken, KeyRing
+from stagedoor.queue_tokens import mint_queue_token
+from stagedoor.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+def iso(offset_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset_s))
+
+
+@pytest.fixture
+def wr_settings(make_settings: Any) -> Settings:
+    return make_settings(rate_limits_enabled=False, admission_tick_ms=50)
+
+
+@pytest.fixture
+async def clients(service_client: Any, wr_settings: Settings) -> tuple[Any, Any]:
+    """(waiting room client, admission client) on the same settings, controller running."""
+    return await service_client("waitingroom", wr_settings), await service_client("admission", wr_settings)
+
+
+async def put_room(adm: Any, admin_headers: dict[str, str], room: str = "r1", **body: Any) -> dict[str, Any]:
+    payload = {"opens_at": iso(-60), "starts_at": iso(-30), "rate_per_s": 5, "max_active": 100,
+               "shop_url": "https://shop.example/e/7", "event_id": "7"}
+    payload.update(body)
+    resp = await adm.put(f"/admin/rooms/{room}", json=payload, headers=admin_headers)
+    assert resp.status in (200, 201), await resp.text()
+    return await resp.json()
+
+
+async def test_join_gives_a_place_a_token_and_a_cookie_and_rejoining_keeps_it(clients: Any,
+                                                                             admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    resp = await wr.post("/api/rooms/r1/join", json={})
+    assert resp.status == 201
+    body = await resp.json()
+    assert body["state"] == "waiting" and body["position"] == 1 and body["eta_s"] is None  # paused: no ETA
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "sdq_r1=" in cookie
+    other = await wr.post("/api/rooms/r1/join", json={}, headers={"Cookie": ""})
+    # the test client keeps cookies: the second call re-presented the first visitor's cookie
+    assert other.status == 200 and (await other.json())["visitor_id"] == body["visitor_id"]
+    wr.session.cookie_jar.clear()
+    fresh = await wr.post("/api/rooms/r1/join", json={})
+    assert fresh.status == 201 and (await fresh.json())["position"] == 2
+    again = await wr.post("/api/rooms/r1/join", json={},
+                          headers={"Authorization": f"Bearer {body['queue_token']}"})
+    assert again.status == 200 and (await again.json())["position"] == 1
+    status = await wr.get("/api/rooms/r1/status", headers={"Authorization": f"Bearer {body['queue_token']}"})
+    got = await status.json()
+    assert status.status == 200 and (got["state"], got["position"], got["ahead"], got["waiting_total"]) == (
+        "waiting", 1, 0, 2)
+
+
+async def test_pre_queue_status_before_the_sale_starts(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, starts_at=iso(600))
+    body = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    assert body["state"] == "pre_queue" and body["position"] is None and 590 <= body["eta_s"] <= 601
+    status = await (await wr.get("/api/rooms/r1/status")).json()  # cookie
+    assert status["state"] == "pre_queue" and status["starts_at"]
+
+
+async def test_admitted_status_carries_a_verifiable_admission_token(clients: Any, admin_headers: Any,
+                                                                   keyring: KeyRing) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, mode="passthrough", session_ttl_s=120)
+    join = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    assert join["state"] == "admitted"
+    status = await (await wr.get("/api/rooms/r1/status")).json()
+    assert status["state"] == "admitted" and status["shop_url"] == "https://shop.example/e/7"
+    claims = verify_admission_token(keyring, status["admission_token"], "7")
+    assert (claims.visitor_id, claims.room, claims.event_id) == (join["visitor_id"], "r1", "7")
+    assert 100 <= claims.exp - time.time() <= 121
+    with pytest.raises(AdmissionRequired):
+        verify_admission_token(keyring, status["admission_token"], "8")  # another event's shop
+    jwks = await (await wr.get("/.well-known/jwks.json")).json()
+    assert jwt.get_unverified_header(status["admission_token"])["kid"] in {k["kid"] for k in jwks["keys"]}
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def test_admission_token_attacks_are_rejected(clients: Any, admin_headers: Any, keyring: KeyRing) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, mode="passthrough")
+    good = (await (await wr.post("/api/rooms/r1/join", json={})).json())["admission_token"]
+    header, payload, sig = good.split(".")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    tampered = f"{header}.{_b64({**claims, 'sub': 'someone-else'})}.{sig}"
+    alg_none = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
+    public_pem = keyring.jwks()["keys"][0]["x"]
+    kid = jwt.get_unverified_header(good)["kid"]
+    hs_switch = jwt.encode(claims, public_pem, algorithm="HS256", headers={"kid": kid})
+    stranger = Ed25519PrivateKey.generate()
+    unknown_kid = jwt.encode(claims, stranger, algorithm="EdDSA", headers={"kid": "not-ours"})
+    expired = keyring.sign({**claims, "exp": int(time.time()) - 1})
+    wrong_aud = keyring.sign({**claims, "aud": "stagedoor-api"})
+    for bad in (tampered, alg_none, hs_switch, unknown_kid, expired, wrong_aud, "garbage", good[:-3] + "AAA"):
+        with pytest.raises(InvalidToken) as info:
+            keyring.verify(bad, ADMISSION_AUDIENCE)
+        assert info.value.code == "unauthorized" or isinstance(info.value, InvalidToken)
+    assert keyring.verify(good, ADMISSION_AUDIENCE)["room"] == "r1"
+
+
+async def test_queue_token_attacks_get_401_problems(clients: Any, admin_headers: Any, wr_settings: Settings) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers)
+    await put_room(adm, admin_headers, room="r2", event_id="8")
+    token = (await (await wr.post("/api/rooms/r1/join", json={})).json())["queue_token"]
+    wr.session.cookie_jar.clear()
+    other_room = (await (await wr.post("/api/rooms/r2/join", json={})).json())["queue_token"]
+    wr.session.cookie_jar.clear()
+    secret = wr_settings.queue_token_secret
+    assert secret
+    visitor = token.split(".")[1]
+    old = mint_queue_token(secret, visitor_id=visitor, room="r1", now_s=int(time.time()) - 3 * 86_400)
+    forged = mint_queue_token("not-the-secret", visitor_id=visitor, room="r1", now_s=int(time.time()))
+    tampered = token.replace(visitor, "1_AAAAAA")
+    for bad in (None, "", "garbage", tampered, forged, old, other_room, token + "x", "q1." + "a" * 300):
+        headers = {"Authorization": f"Bearer {bad}"} if bad is not None else {}
+        resp = await wr.get("/api/rooms/r1/status", headers=headers)
+        assert resp.status == 401, bad
+        assert resp.content_type == PROBLEM
+        assert "WWW-Authenticate" in resp.headers
+    ok = await wr.get("/api/rooms/r1/status", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status == 200
+
+
+async def test_evicted_visitors_tokens_stop_working(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    body = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    auth = {"Authorization": f"Bearer {body['queue_token']}"}
+    assert (await wr.get("/api/rooms/r1/status", headers=auth)).status == 200
+    resp = await adm.delete(f"/admin/rooms/r1/visitors/{body['visitor_id']}", headers=admin_headers)
+    assert resp.status == 204
+    assert (await wr.get("/api/rooms/r1/status", headers=auth)).status == 401
+    assert (await wr.post("/api/rooms/r1/join", json={}, headers=auth)).status == 401
+    assert (await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json())["waiting"] == 0
+
+
+@pytest.mark.parametrize(("room_body", "status", "ptype"), [
+    ({"mode": "closed"}, 409, "/problems/room-closed"),
+    ({"closes_at": "2020-01-02T00:00:00Z", "opens_at": "2020-01-01T00:00:00Z",
+      "starts_at": "2020-01-01T00:00:00Z"}, 409, "/problems/room-closed"),
+    ({"opens_at": "2099-01-01T00:00:00Z", "starts_at": "2099-01-01T00:00:00Z"}, 409, "/problems/room-not-open"),
+])
+async def test_join_refusals_are_problems_and_change_nothing(clients: Any, admin_headers: Any, room_body: Any,
+                                                            status: int, ptype: str) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, **room_body)
+    resp = await wr.post("/api/rooms/r1/join", json={})
+    assert resp.status == status and resp.content_type == PROBLEM
+    assert (await resp.json())["type"] == ptype
+    stats = await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json()
+    assert (stats["waiting"], stats["active"], stats["admitted_total"]) == (0, 0, 0)
+
+
+async def test_sold_out_room_refuses_joins(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers)
+    assert (await adm.patch("/admin/rooms/r1", json={"sold_out": True}, headers=admin_headers)).status == 200
+    resp = await wr.post("/api/rooms/r1/join", json={})
+    assert resp.status == 409 and (await resp.json())["type"] == "/problems/room-sold-out"
+
+
+@pytest.mark.parametrize("path", ["/api/rooms/nope/join", "/api/rooms/NOT%20A%20ROOM/join",
+                                  "/api/rooms/" + "x" * 100 + "/join"])
+async def test_unknown_room_is_404(clients: Any, path: str) -> None:
+    wr, _ = clients
+    resp = await wr.post(path, json={})
+    assert resp.status == 404 and resp.content_type == PROBLEM
+
+
+async def test_bad_join_bodies_are_4xx(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers)
+    assert (await wr.post("/api/rooms/r1/join", json={"surprise": 1})).status == 422
+    assert (await wr.post("/api/rooms/r1/join", data="{", headers={"Content-Type": "application/json"})).status == 400
+    assert (await wr.post("/api/rooms/r1/join", data="x", headers={"Content-Type": "text/plain"})).status == 415
+    assert (await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json())["waiting"] == 0
+
+
+async def _next_status(resp: Any, timeout_s: float) -> dict[str, Any]:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            line = (await resp.content.readline()).decode().strip()
+            if line.startswith("data:"):
+                return json.loads(line[5:].strip())
+
+
+async def _first_status_where(resp: Any, wanted: Any, timeout_s: float) -> dict[str, Any]:
+    """Statuses pushed on the way (e.g. the 'resumed' push before the admission tick) are skipped."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            status = await _next_status(resp, timeout_s)
+            if wanted(status):
+                return status
+
+
+async def test_sse_pushes_admission_and_sold_out_within_a_second(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True, rate_per_s=100)
+    first = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    wr.session.cookie_jar.clear()
+    second = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    stream_a = await wr.get("/api/rooms/r1/events", headers={"Authorization": f"Bearer {first['queue_token']}"})
+    stream_b = await wr.get("/api/rooms/r1/events", headers={"Authorization": f"Bearer {second['queue_token']}"})
+    assert stream_a.headers["Content-Type"].startswith("text/event-stream")
+    assert (await _next_status(stream_a, 2))["state"] == "waiting"
+    assert (await _next_status(stream_b, 2))["position"] == 2
+    # admit exactly one: capacity 1, then resume
+    await adm.patch("/admin/rooms/r1", json={"max_active": 1, "paused": False}, headers=admin_headers)
+    admitted = await _first_status_where(stream_a, lambda s: s["state"] != "waiting", 2.5)
+    assert admitted["state"] == "admitted" and admitted["admission_token"]
+    moved = await _first_status_where(stream_b, lambda s: s["position"] != 2, 2.5)
+    assert moved["position"] == 1 and moved["state"] == "waiting"
+    started = time.monotonic()
+    await adm.patch("/admin/rooms/r1", json={"sold_out": True}, headers=admin_headers)
+    sold = await _first_status_where(stream_b, lambda s: s["state"] != "waiting", 2)
+    assert sold["state"] == "sold_out" and time.monotonic() - started < 1.0
+    stream_a.close()
+    stream_b.close()
+
+
+async def test_sse_without_a_token_is_401(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers)
+    resp = await wr.get("/api/rooms/r1/events")
+    assert resp.status == 401 and resp.content_type == PROBLEM
+
+
+async def test_queue_page_works_without_javascript(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    page = await wr.get("/rooms/r1")
+    html = await page.text()
+    assert page.status == 200 and page.content_type == "text/html"
+    assert '<form method="post" action="/rooms/r1">' in html
+    joined = await wr.post("/rooms/r1", data={}, allow_redirects=False,
+                           headers={"Origin": str(wr.make_url("")).rstrip("/")})
+    assert joined.status == 303 and joined.headers["Location"] == "/rooms/r1"
+    page = await wr.get("/rooms/r1")
+    html = await page.text()
+    assert 'http-equiv="refresh"' in html and 'id="position">1<' in html
+    assert (await wr.get("/rooms/nope")).status == 404
+
+
+async def test_queue_page_redirects_admitted_visitors_to_the_shop(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, mode="passthrough")
+    await wr.post("/api/rooms/r1/join", json={})
+    html = await (await wr.get("/rooms/r1")).text()
+    assert 'content="0; url=https://shop.example/e/7#admission_token=' in html
+
+
+async def test_metrics_count_joins_per_room(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    await wr.post("/api/rooms/r1/join", json={})
+    await wr.post("/api/rooms/nope/join", json={})
+    text = await (await wr.get("/metrics")).text()
+    assert 'waitingroom_joins_total{result="new",room="r1"} 1.0' in text
+    assert 'room="nope"' not in text
+
+
+async def test_proof_of_work_rooms_require_a_fresh_solution_to_join(clients: Any, admin_headers: Any) -> None:
+    from stagedoor.pow import solve
+
+    wr, adm = clients
+    await put_room(adm, admin_headers, pow_difficulty=4, paused=True)
+    refused = await wr.post("/api/rooms/r1/join", json={})
+    assert refused.status == 403 and refused.content_type == PROBLEM
+    challenge = await (await wr.get("/api/rooms/r1/pow")).json()
+    assert challenge["difficulty"] == 4
+    solution = {"challenge": challenge["challenge"], "nonce": solve(challenge["challenge"], 4)}
+    joined = await wr.post("/api/rooms/r1/join", json={"pow": solution})
+    assert joined.status == 201
+    wr.session.cookie_jar.clear()
+    replay = await wr.post("/api/rooms/r1/join", json={"pow": solution})
+    assert replay.status == 403
+    await put_room(adm, admin_headers, room="r2", event_id="8")
+    assert (await wr.get("/api/rooms/r2/pow")).status == 403  # no proof of work in this room
+    assert (await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json())["waiting"] == 1
+
+
+async def test_open_sse_streams_end_when_the_service_shuts_down(clients: Any, admin_headers: Any) -> None:
+    """Shutdown does not wait out its timeout for streams: they end at once and the browser's
+    EventSource reconnects (to another replica)."""
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    joined = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    stream = await wr.get("/api/rooms/r1/events", headers={"Authorization": f"Bearer {joined['queue_token']}"})
+    assert (await _next_status(stream, 2))["state"] == "waiting"
+    await wr.server.app.shutdown()  # what the runner does first on SIGTERM: on_shutdown signals
+    rest = await asyncio.wait_for(stream.content.read(), 5)  # the server ends the stream: EOF
+    assert b"event: status" not in rest
+    stream.close()
+
+
+async def test_the_queue_page_names_the_sale_by_the_rooms_title_as_text(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    room = await put_room(adm, admin_headers, paused=True, title="<b>Gala</b> & friends")
+    assert room["title"] == "<b>Gala</b> & friends"
+    html = await (await wr.get("/rooms/r1")).text()
+    assert '<p class="event-name" id="event-name">&lt;b&gt;Gala&lt;/b&gt; &amp; friends</p>' in html
+    cleared = await adm.patch("/admin/rooms/r1", json={"title": None}, headers=admin_headers)
+    assert (await cleared.json())["title"] is None
+    for _ in range(40):  # the waiting room caches a room's config for up to a second
+        if 'id="event-name"' not in await (await wr.get("/rooms/r1")).text():
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the cleared title is still shown")
+    too_long = await adm.patch("/admin/rooms/r1", json={"title": "x" * 201}, headers=admin_headers)
+    assert too_long.status == 422

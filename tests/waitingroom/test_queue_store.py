@@ -1,0 +1,284 @@
+"""The queue scripts through their store, with an explicit clock (no sleeping)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from itertools import permutations
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as redis_asyncio
+
+from stagedoor.embedded import EmbeddedRedis
+from stagedoor.lua import LuaScripts
+from stagedoor.redis_keys import RedisKeys
+from tests.waitingroom.conftest import T0, Stores, room_config
+from waitingroom.queue_store import QueueStore
+
+
+async def _dump(stores: Stores, room: str) -> dict[bytes, Any]:
+    keys = [k async for k in stores.redis.scan_iter(match=stores.keys.room_tag(room).replace("{", "\\{")
+                                                    .replace("}", "\\}") + "*")]
+    return {k: await stores.redis.dump(k) for k in sorted(keys)}
+
+
+async def test_fifo_no_visitor_is_admitted_before_anyone_who_joined_earlier(stores: Stores, make_room: Any) -> None:
+    await make_room(rate_per_s=7, max_active=10_000)
+    joined = [(await stores.join("r1", T0 + 1000 + i)).visitor_id for i in range(60)]
+    # the first few are admitted at join (the bucket filled before anyone came), in join order
+    admitted: list[str] = sorted(await stores.active_ids("r1"), key=joined.index)
+    assert 0 < len(admitted) < 10
+    now = T0 + 2000
+    while len(admitted) < 60:
+        now += 130
+        before = set(await stores.active_ids("r1"))
+        result = await stores.tick("r1", now)
+        assert result.outcome == "ok"
+        new = [v for v in await stores.active_ids("r1") if v not in before]
+        # within one tick, admissions follow the queue order as well
+        admitted += sorted(new, key=joined.index)
+        waiting = await stores.waiting_ids("r1")
+        assert all(joined.index(a) < joined.index(w) for a in admitted for w in waiting[:1])
+    assert admitted == joined
+
+
+async def test_rejoining_keeps_the_original_position(stores: Stores, make_room: Any) -> None:
+    await make_room()
+    first = await stores.join("r1", T0 + 10)
+    second = await stores.join("r1", T0 + 20)
+    again = await stores.join("r1", T0 + 30, first.visitor_id)
+    assert (again.outcome, again.created, again.position) == ("waiting", False, 1)
+    assert again.visitor_id == first.visitor_id
+    assert (await stores.queue.status("r1", second.visitor_id, T0 + 40)).position == 2
+    assert await stores.redis.zcard(stores.keys.room_waiting("r1")) == 2
+
+
+async def test_pre_queue_visitors_all_precede_later_arrivals(stores: Stores, make_room: Any) -> None:
+    await make_room(starts_at_ms=T0)
+    early = {(await stores.join("r1", T0 - 5000 + i)).visitor_id for i in range(30)}
+    status = await stores.queue.status("r1", next(iter(early)), T0 - 1)
+    assert (status.state, status.position) == ("pre_queue", 0)
+    late = [(await stores.join("r1", T0 + 10 + i)).visitor_id for i in range(10)]
+    order = await stores.waiting_ids("r1")
+    assert set(order[:30]) == early
+    assert order[30:] == late
+
+
+CHI2_Z = 4.753  # one-sided normal quantile for alpha = 1e-6: a false failure once in a million runs
+
+
+def chi2_critical(df: int, z: float = CHI2_Z) -> float:
+    """Wilson-Hilferty approximation of the chi-square quantile."""
+    a = 2 / (9 * df)
+    return df * (1 - a + z * math.sqrt(a)) ** 3
+
+
+async def test_pre_queue_shuffle_is_a_uniform_random_permutation(stores: Stores, make_room: Any) -> None:
+    """4 visitors join in a fixed order before the start, in 1,200 independent rooms: each of
+    the 24 orders must come up about equally often (chi-square, alpha 1e-6), and the first
+    visitor to arrive must be first no more often than chance."""
+    n, trials = 4, 1200
+    counts: Counter[tuple[int, ...]] = Counter()
+    for t in range(trials):
+        room = f"s{t}"
+        await stores.rooms.put(room_config(room, starts_at_ms=T0), T0 - 10_000)
+        ids = [(await stores.join(room, T0 - 1000 + i)).visitor_id for i in range(n)]
+        order = await stores.waiting_ids(room)
+        counts[tuple(ids.index(v) for v in order)] += 1
+    expected = trials / math.factorial(n)
+    chi2 = sum((counts.get(p, 0) - expected) ** 2 / expected for p in permutations(range(n)))
+    assert chi2 < chi2_critical(math.factorial(n) - 1), (chi2, counts)
+    first_is_first = sum(c for p, c in counts.items() if p[0] == 0)
+    sd = math.sqrt(trials * (1 / n) * (1 - 1 / n))
+    assert abs(first_is_first - trials / n) < CHI2_Z * sd
+
+
+async def test_lottery_orders_every_entrant_randomly(stores: Stores, make_room: Any) -> None:
+    await make_room(mode="lottery")
+    ids = [(await stores.join("r1", T0)).visitor_id for i in range(40)]
+    order = await stores.waiting_ids("r1")
+    assert sorted(order) == sorted(ids) and order != ids  # 1/40! chance of a false failure
+
+
+async def test_max_active_is_never_exceeded_and_capacity_is_freed_by_finish_and_ttl(stores: Stores,
+                                                                                     make_room: Any) -> None:
+    await make_room(rate_per_s=1000, max_active=5, session_ttl_s=60)
+    ids = [(await stores.join("r1", T0)).visitor_id for i in range(12)]
+    result = await stores.tick("r1", T0 + 1000)
+    assert (result.admitted, result.active, result.waiting) == (5, 5, 7)
+    assert (await stores.tick("r1", T0 + 2000)).admitted == 0
+    assert await stores.queue.finish("r1", ids[0], T0 + 2100)
+    assert not await stores.queue.finish("r1", ids[0], T0 + 2100)  # already finished
+    assert not await stores.queue.finish("r1", ids[8], T0 + 2100)  # never admitted
+    result = await stores.tick("r1", T0 + 2200)
+    assert (result.admitted, result.active) == (1, 5)
+    assert await stores.active_ids("r1") == ids[1:6]
+    # sessions of the first batch end at T0 + 61_000: capacity comes back without any finish
+    result = await stores.tick("r1", T0 + 61_001)
+    assert (result.sessions_expired, result.admitted, result.active) == (4, 4, 5)
+    status = await stores.queue.status("r1", ids[1], T0 + 61_002)
+    assert status.state == "expired"
+
+
+async def test_abandoned_visitors_are_skipped_without_using_an_admission(stores: Stores, make_room: Any) -> None:
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 60_000)
+    ids = [(await stores.join("r1", T0 + i)).visitor_id for i in range(6)]
+    for v in ids[3:]:  # only the last three keep polling
+        for t in range(5_000, 60_000, 5_000):
+            await stores.queue.status("r1", v, T0 + t)
+    result = await stores.tick("r1", T0 + 61_000)
+    assert (result.admitted, result.abandoned) == (3, 3)
+    assert sorted(await stores.active_ids("r1")) == sorted(ids[3:])
+    assert await stores.redis.hget(stores.keys.room_state("r1"), "abandoned_total") == b"3"
+    assert (await stores.queue.status("r1", ids[0], T0 + 61_000)).state == "expired"
+
+
+async def test_a_visitor_polling_within_abandon_after_is_never_dropped(stores: Stores, make_room: Any) -> None:
+    await make_room(rate_per_s=1, abandon_after_s=30)
+    v = (await stores.join("r1", T0 + 1)).visitor_id
+    await stores.join("r1", T0 + 2)
+    await stores.queue.status("r1", v, T0 + 10_000)
+    result = await stores.tick("r1", T0 + 39_999)  # 29.999 s after the last poll
+    assert (result.admitted, result.abandoned) == (1, 0)
+
+
+async def test_immediate_admission_when_nobody_waits(stores: Stores, make_room: Any) -> None:
+    await make_room(rate_per_s=2, max_active=10)
+    first = await stores.join("r1", T0 + 5000)  # the bucket filled up while nobody came
+    assert (first.outcome, first.expiry_ms) == ("admitted", T0 + 5000 + 600_000)
+    second = await stores.join("r1", T0 + 5001)  # bucket empty now (burst 1): a queue forms
+    assert (second.outcome, second.position) == ("waiting", 1)
+    third = await stores.join("r1", T0 + 10_000)  # someone waits: no overtaking
+    assert (third.outcome, third.position) == ("waiting", 2)
+
+
+async def test_passthrough_admits_everyone_at_once(stores: Stores, make_room: Any) -> None:
+    await make_room(mode="passthrough", rate_per_s=1, max_active=1)
+    outcomes = [(await stores.join("r1", T0 + 1)).outcome for _ in range(5)]
+    assert outcomes == ["admitted"] * 5
+
+
+@pytest.mark.parametrize(("overrides", "now", "outcome"), [
+    ({"mode": "closed"}, T0 + 1, "closed"),
+    ({"closes_at_ms": T0 + 100}, T0 + 100, "closed"),
+    ({"opens_at_ms": T0 + 100, "starts_at_ms": T0 + 200}, T0 + 99, "not_open"),
+])
+async def test_refused_joins_write_nothing(stores: Stores, make_room: Any, overrides: dict[str, Any], now: int,
+                                           outcome: str) -> None:
+    await make_room(**overrides)
+    before = await _dump(stores, "r1")
+    result = await stores.join("r1", now)
+    assert result.outcome == outcome
+    assert await _dump(stores, "r1") == before
+
+
+async def test_unknown_room(stores: Stores) -> None:
+    assert (await stores.join("nope", T0)).outcome == "no_room"
+    assert (await stores.tick("nope", T0)).outcome == "no_room"
+    assert [k async for k in stores.redis.scan_iter(match=f"{stores.keys.prefix}:*")] == []
+
+
+async def test_paused_room_admits_nobody_and_keeps_the_order(stores: Stores, make_room: Any) -> None:
+    await make_room(paused=True, rate_per_s=100)
+    ids = [(await stores.join("r1", T0 + 1 + i)).visitor_id for i in range(3)]
+    assert (await stores.tick("r1", T0 + 5000)).outcome == "idle"
+    assert await stores.waiting_ids("r1") == ids
+
+
+async def test_sold_out_reaches_every_waiting_visitor_and_stops_admission(stores: Stores, make_room: Any) -> None:
+    from admission.sessions import mark_sold_out
+
+    await make_room(rate_per_s=1)
+    ids = [(await stores.join("r1", T0)).visitor_id for i in range(50)]
+    await mark_sold_out(stores.redis, stores.scripts, stores.keys, "r1", T0 + 100)
+    states = {(await stores.queue.status("r1", v, T0 + 101)).state for v in ids}
+    assert states == {"sold_out"}
+    assert (await stores.tick("r1", T0 + 10_000)).admitted == 0
+    assert (await stores.join("r1", T0 + 10_001)).outcome == "sold_out"
+    assert (await stores.join("r1", T0 + 10_002, ids[0])).outcome == "sold_out"  # waiting: told too
+
+
+async def test_evicted_visitors_lose_their_place_and_session(stores: Stores, make_room: Any) -> None:
+    await make_room(rate_per_s=1000)
+    a, b = (await stores.join("r1", T0 + 1)).visitor_id, (await stores.join("r1", T0 + 2)).visitor_id
+    await stores.tick("r1", T0 + 1000)
+    assert await stores.queue.evict("r1", a) == ("ok", False, True)
+    assert (await stores.queue.status("r1", a, T0 + 1001)).state == "evicted"
+    assert (await stores.join("r1", T0 + 1002, a)).outcome == "evicted"
+    assert not await stores.queue.is_active("r1", a, T0 + 1003)
+    assert await stores.queue.is_active("r1", b, T0 + 1003)
+    assert (await stores.queue.evict("nope", a))[0] == "no_room"
+
+
+async def test_token_bucket_admits_the_configured_rate_whatever_the_number_of_tickers(stores: Stores,
+                                                                                      make_room: Any) -> None:
+    """Three "replicas" tick at irregular, interleaved moments: together they admit 25/s."""
+    import random
+
+    await make_room(rate_per_s=25, max_active=100_000)
+    for i in range(400):
+        await stores.join("r1", T0 - 1000 + i)
+    rng = random.Random(7)
+    times = sorted(T0 + rng.randrange(0, 10_000) for _ in range(3 * 100))
+    await stores.tick("r1", T0)  # drain the burst gathered before the start
+    start = int(await stores.redis.hget(stores.keys.room_state("r1"), "admitted_total") or 0)
+    for t in times:
+        await stores.tick("r1", t)
+    await stores.tick("r1", T0 + 10_000)
+    admitted = int(await stores.redis.hget(stores.keys.room_state("r1"), "admitted_total")) - start
+    assert abs(admitted - 250) <= 1
+
+
+async def test_scripts_reload_after_script_flush(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "r", persist=False).start()
+    client = redis_asyncio.Redis.from_url(server.url)
+    try:
+        scripts = LuaScripts(client)
+        await scripts.load_all()
+        s = Stores(client, scripts, RedisKeys("x"))
+        await s.rooms.put(room_config("r1"), T0)
+        await client.script_flush()
+        assert (await s.join("r1", T0 + 10)).outcome == "waiting"
+        assert isinstance(s.queue, QueueStore)
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_batched_calls_each_get_their_own_reply_and_survive_a_script_flush(tmp_path: Path) -> None:
+    import asyncio
+
+    from stagedoor.script_batcher import ScriptBatcher
+
+    server = EmbeddedRedis(tmp_path / "r", persist=False).start()
+    client = redis_asyncio.Redis.from_url(server.url)
+    try:
+        scripts = LuaScripts(client)
+        await scripts.load_all()
+        keys = RedisKeys("b")
+        queue = QueueStore(client, scripts, keys, hot=ScriptBatcher(client, scripts))
+        await Stores(client, scripts, keys).rooms.put(room_config("r1"), T0)
+        joined = await asyncio.gather(*(queue.join("r1", None, T0, burst_s=0.5) for _ in range(300)))
+        assert sorted(j.position for j in joined) == list(range(1, 301))
+        await client.script_flush()
+        statuses = await asyncio.gather(*(queue.status("r1", j.visitor_id, T0 + 1) for j in joined))
+        assert [s.position for s in statuses] == [j.position for j in joined]
+        assert (await queue.status("r1", "zz_nope00", T0 + 1)).state == "expired"
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+def test_eta_uses_the_measured_rate_once_there_is_one() -> None:
+    from waitingroom.queue import eta_s
+    from waitingroom.queue_store import QueueStatus
+
+    def status(observed: float, paused: bool = False, starts_at_ms: int = 0) -> QueueStatus:
+        return QueueStatus("waiting", 100, 500, 0, observed, 10.0, starts_at_ms, paused)
+
+    assert eta_s(status(observed=4.0), now=1000.0) == 25  # 100 / measured 4 per s, not 100 / 10
+    assert eta_s(status(observed=0.0), now=1000.0) == 10  # nothing measured yet: the configured rate
+    assert eta_s(status(observed=0.0, starts_at_ms=1_060_000), now=1000.0) == 70  # + time to the start
+    assert eta_s(status(observed=4.0, paused=True), now=1000.0) is None
