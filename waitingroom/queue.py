@@ -22,7 +22,7 @@ from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims, mint_que
 from stagedoor.settings import Settings
 from waitingroom.errors import RoomClosed, RoomNotFound, RoomNotOpen, RoomSoldOut, VisitorEvicted
 from waitingroom.metrics import WaitingRoomMetrics
-from waitingroom.queue_store import QueueStatus, QueueStore
+from waitingroom.queue_store import QueueStatus, QueueStore, join_result, queue_status
 from waitingroom.rooms import Room, RoomStore, check_room_id, rfc3339
 
 State = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out", "closed"]
@@ -128,7 +128,8 @@ class WaitingRoom:
         room = await self.room(room_id, now)
         now_ms = int(now * 1000)
         visitor_id = presented.visitor_id if presented else None
-        result = await self.queue.join(room_id, visitor_id, now_ms, burst_s=self.settings.admission_burst_s)
+        result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
+                                                          burst_s=self.settings.admission_burst_s))
         outcome = result.outcome
         label = outcome if not result.created else ("new" if outcome == "waiting" else "admitted")
         self.metrics.joins(room_id, "rejoin" if outcome in ("waiting", "admitted")
@@ -166,7 +167,7 @@ class WaitingRoom:
 
     async def status(self, room_id: str, claims: QueueTokenClaims, now: float) -> StatusOut:
         check_room_id(room_id)
-        status = await self.queue.status(room_id, claims.visitor_id, int(now * 1000))
+        status = queue_status(await self.queue.status_reply(room_id, claims.visitor_id, int(now * 1000)))
         if status.state == "no_room":
             raise RoomNotFound(f"no room {room_id!r}")
         if status.state == "evicted":

@@ -12,7 +12,7 @@ in the current bucket's bitmap. The admit tick drops a visitor none of whose las
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
@@ -63,13 +63,45 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class _Entropy:
+    """os.urandom drawn 4 KiB at a time: every join takes a suffix and a pre-queue score, and a
+    getrandom() call each was a visible share of a join's CPU. The bytes are the kernel's CSPRNG
+    output all the same; each is handed out once (a forked worker starts its own buffer)."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._at = 0
+        self._pid = 0
+
+    def take(self, n: int) -> bytes:
+        if self._at + n > len(self._buf) or self._pid != os.getpid():
+            self._buf, self._at, self._pid = os.urandom(self.SIZE), 0, os.getpid()
+        at = self._at
+        self._at = at + n
+        return self._buf[at:at + n]
+
+
+_entropy = _Entropy()
+
+
 def new_suffix() -> str:
-    return secrets.token_hex(3)  # collision avoidance only: queue tokens are signed
+    return _entropy.take(3).hex()  # collision avoidance only: queue tokens are signed
 
 
 def random_score() -> float:
     """Uniform in (0, 1): 53 random bits, never 0 (so it stays below every seq score >= 1)."""
-    return (secrets.randbits(53) | 1) / (1 << 53)
+    return ((int.from_bytes(_entropy.take(7), "big") >> 3) | 1) / (1 << 53)
+
+
+def join_result(reply: Sequence[Any]) -> JoinResult:
+    return JoinResult(_s(reply[0]), _s(reply[1]), bool(reply[2]), int(reply[3]), int(reply[4]), int(reply[5]))
+
+
+def queue_status(reply: Sequence[Any]) -> QueueStatus:
+    return QueueStatus(_s(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), float(reply[4]),
+                       float(reply[5]), int(reply[6]), bool(reply[7]))
 
 
 class ScriptCaller(Protocol):
@@ -108,19 +140,27 @@ class QueueStore:
 
     async def join(self, room: str, visitor_id: str | None, now_ms: int, *, burst_s: float,
                    score: float | None = None, suffix: str | None = None) -> JoinResult:
+        return join_result(await self.join_reply(room, visitor_id, now_ms, burst_s=burst_s, score=score,
+                                                 suffix=suffix))
+
+    def join_reply(self, room: str, visitor_id: str | None, now_ms: int, *, burst_s: float,
+                   score: float | None = None, suffix: str | None = None) -> Awaitable[Any]:
+        """The raw reply of lua/join_queue.lua (read it with :func:`join_result`). Not a coroutine:
+        the hot path awaits the pipelined connection's future itself, one frame less per join."""
         seq = str(visitor_seq(visitor_id)) if visitor_id else ""
-        reply = await self._hot.call(
+        return self._hot.call(
             "join_queue", [*self._room_keys(room), self._seen(room, now_ms)],
             [visitor_id or "", seq, now_ms, repr(score if score is not None else random_score()), BUCKET_MS,
              burst_s, suffix or new_suffix(), RATE_TAU_MS])
-        return JoinResult(_s(reply[0]), _s(reply[1]), bool(reply[2]), int(reply[3]), int(reply[4]), int(reply[5]))
 
     async def status(self, room: str, visitor_id: str, now_ms: int) -> QueueStatus:
-        reply = await self._hot.call(
+        return queue_status(await self.status_reply(room, visitor_id, now_ms))
+
+    def status_reply(self, room: str, visitor_id: str, now_ms: int) -> Awaitable[Any]:
+        """The raw reply of lua/get_queue_status.lua (read it with :func:`queue_status`)."""
+        return self._hot.call(
             "get_queue_status", [*self._room_keys(room), self._seen(room, now_ms)],
             [visitor_id, visitor_seq(visitor_id), now_ms, BUCKET_MS, RATE_TAU_MS])
-        return QueueStatus(_s(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), float(reply[4]),
-                           float(reply[5]), int(reply[6]), bool(reply[7]))
 
     async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float) -> TickResult:
         k = self._keys

@@ -282,3 +282,30 @@ def test_eta_uses_the_measured_rate_once_there_is_one() -> None:
     assert eta_s(status(observed=0.0), now=1000.0) == 10  # nothing measured yet: the configured rate
     assert eta_s(status(observed=0.0, starts_at_ms=1_060_000), now=1000.0) == 70  # + time to the start
     assert eta_s(status(observed=4.0, paused=True), now=1000.0) is None
+
+
+def test_scores_and_suffixes_come_from_the_buffered_csprng_without_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """random_score and new_suffix slice a 4 KiB os.urandom buffer: across several refills every
+    score is in (0, 1) on the 2**-53 grid and no byte is handed out twice; a forked worker
+    (another pid) draws its own buffer instead of reusing its parent's."""
+    from waitingroom import queue_store
+
+    drawn: list[bytes] = []
+    real_urandom = queue_store.os.urandom
+
+    def recording_urandom(n: int) -> bytes:
+        drawn.append(real_urandom(n))
+        return drawn[-1]
+
+    monkeypatch.setattr(queue_store, "_entropy", queue_store._Entropy())
+    monkeypatch.setattr(queue_store.os, "urandom", recording_urandom)
+    scores = [queue_store.random_score() for _ in range(2000)]  # 14,000 bytes: four buffers
+    assert len(drawn) == 4
+    assert all(0 < s < 1 and (s * 2**53).is_integer() for s in scores)
+    assert len(set(scores)) == len(scores)
+    assert abs(sum(scores) / len(scores) - 0.5) < 0.05
+    suffix = queue_store.new_suffix()
+    assert len(suffix) == 6 and int(suffix, 16) >= 0
+    monkeypatch.setattr(queue_store.os, "getpid", lambda: -1)  # as if in a freshly forked child
+    queue_store.new_suffix()
+    assert len(drawn) == 5
