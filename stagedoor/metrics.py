@@ -35,6 +35,24 @@ class LabelCache:
         return child
 
 
+class InFlight:
+    """The in-flight gauge as a plain counter the gauge reads at scrape time: a request's inc and
+    dec are two integer updates instead of two locked gauge writes. (One event loop per process,
+    so nothing else writes it concurrently.)"""
+
+    __slots__ = ("value",)
+
+    def __init__(self, gauge: Any) -> None:
+        self.value = 0
+        gauge.set_function(lambda: self.value)
+
+    def inc(self) -> None:
+        self.value += 1
+
+    def dec(self) -> None:
+        self.value -= 1
+
+
 class BaseMetrics:
     """Metrics every service has. Services subclass and add their own in ``__init__``."""
 
@@ -80,4 +98,4 @@ class BaseMetrics:
         )
         self.http_requests_in_flight.labels(app_name)
         self.request_duration = LabelCache(self.http_request_duration_seconds)  # (app, route, method, status)
-        self.in_flight = self.http_requests_in_flight.labels(app_name)
+        self.in_flight = InFlight(self.http_requests_in_flight.labels(app_name))

@@ -167,3 +167,15 @@ async def test_openapi_describes_bodies_and_problems(body_client: Any) -> None:
     thing = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[-1]]
     assert thing["properties"]["count"]["maximum"] == 10
     assert {"400", "413", "415", "422"} <= set(op["responses"])
+
+
+def test_in_flight_gauge_reads_the_plain_counter_at_scrape_time() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = BaseMetrics("probe")
+    metrics.in_flight.inc()
+    metrics.in_flight.inc()
+    metrics.in_flight.dec()
+    assert 'http_requests_in_flight{app="probe"} 1.0' in generate_latest(metrics.registry).decode()
+    metrics.in_flight.dec()
+    assert 'http_requests_in_flight{app="probe"} 0.0' in generate_latest(metrics.registry).decode()
