@@ -5,6 +5,9 @@
                    with hiredis, no middleware, no validation
     GET /evalsha_batched the same EVALSHA, but concurrent requests of one event-loop tick share one
                          pipelined round trip (what a batching Redis client gains)
+    GET /evalsha_pipelined the same EVALSHA through stagedoor.redis_pipeline.PipelinedRedis, the
+                           client of our hot paths (one connection, writes coalesced per loop turn,
+                           hiredis): the ceiling for a handler that makes one Redis call
     POST /purchase       the purchase transaction through an asyncpg pool (stock settings, 20 per
                          process): BEGIN, INSERT order, INSERT 2 tickets, COMMIT
     POST /purchase_cte   the same as one CTE statement
@@ -50,6 +53,7 @@ POOL_SIZE = 20
 REDIS = web.AppKey("redis", object)
 DB = web.AppKey("db", object)
 BATCHER = web.AppKey("batcher", object)
+PIPELINED = web.AppKey("pipelined", object)
 SHA = web.AppKey("sha", str)
 COUNTER = web.AppKey("counter", list)
 
@@ -133,6 +137,15 @@ async def evalsha_batched(request: web.Request) -> web.Response:
     return web.Response(text=str(rank))
 
 
+async def evalsha_pipelined(request: web.Request) -> web.Response:
+    app = request.app
+    counter = app[COUNTER]
+    counter[0] += 1
+    rank = await app[PIPELINED].command(  # type: ignore[attr-defined]
+        "EVALSHA", app[SHA], 2, *JOIN_KEYS, f"{counter[1]}:p{counter[0]}")
+    return web.Response(text=str(rank))
+
+
 def create_app(redis_url: str | None, process_tag: str, database_url: str | None = None) -> web.Application:
     app = web.Application()
     app[COUNTER] = [0, process_tag]
@@ -145,12 +158,19 @@ def create_app(redis_url: str | None, process_tag: str, database_url: str | None
             app[REDIS] = client
             app[BATCHER] = Batcher(client)
             app[SHA] = await client.script_load(JOIN_LIKE_LUA)
+            from stagedoor.lua import LuaScripts
+            from stagedoor.redis_pipeline import PipelinedRedis
+
+            pipelined = PipelinedRedis(redis_url, LuaScripts(client))
+            app[PIPELINED] = pipelined
             yield
+            await pipelined.aclose()
             await client.aclose()
 
         app.cleanup_ctx.append(redis_ctx)
         app.router.add_get("/evalsha", evalsha)
         app.router.add_get("/evalsha_batched", evalsha_batched)
+        app.router.add_get("/evalsha_pipelined", evalsha_pipelined)
     if database_url:
         async def db_ctx(app: web.Application) -> AsyncIterator[None]:
             import asyncpg

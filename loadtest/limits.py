@@ -387,7 +387,9 @@ def measure_stack(redis_url: str, database_url: str | None, plan: LimitsPlan,
             runs = [("/hello", "raw", "hello", "aiohttp + uvloop hello world"),
                     ("/evalsha", "raw", "evalsha", "aiohttp handler doing one EVALSHA (redis.asyncio)"),
                     ("/evalsha_batched", "raw", "evalsha_batched",
-                     "aiohttp handler doing one EVALSHA, concurrent requests batched into one pipeline")]
+                     "aiohttp handler doing one EVALSHA, concurrent requests batched into one pipeline"),
+                    ("/evalsha_pipelined", "raw", "evalsha_pipelined",
+                     "aiohttp handler doing one EVALSHA through stagedoor.redis_pipeline (our hot-path client)")]
             if processes == 2:
                 runs.append(("/hello", "aiohttp", "hello", "aiohttp + uvloop hello world"))
                 if database_url:

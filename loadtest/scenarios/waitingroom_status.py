@@ -23,6 +23,8 @@ AHEAD = 100_000
 LOAD = LoadConfig(processes=2, concurrency=32, duration_s=10.0, warmup_s=2.0, max_requests=2_000_000)
 TARGETS = (
     Target("req_per_s", limit="hello_2p", min_ratio=0.5, label="status/s vs hello world (2 procs)"),
+    # no target of its own: how close to a bare handler making the same one pipelined Redis call
+    Target("req_per_s", limit="evalsha_pipelined_2p", label="status/s vs bare handler + one pipelined EVALSHA"),
     Target("p99_ms", max_value=50.0, label="status p99"),
 )
 EXPECTED_STATUSES = frozenset({200})

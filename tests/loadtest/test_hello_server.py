@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import redis.asyncio as redis_asyncio
 
@@ -30,3 +31,24 @@ async def test_a_failing_call_in_a_batch_fails_alone(redis_client: redis_asyncio
     results = await asyncio.gather(good, bad, return_exceptions=True)
     assert results[0] == 0
     assert isinstance(results[1], redis_asyncio.ResponseError)
+
+
+async def test_pipelined_evalsha_handler_answers_each_request(aiohttp_client: Any, redis_url: str,
+                                                              redis_client: redis_asyncio.Redis) -> None:
+    """/evalsha_pipelined (the raw limit for a handler making one call through our pipelining
+    client): concurrent requests each get their own rank from the one shared connection."""
+    from loadtest.hello_server import JOIN_KEYS, create_app
+
+    await redis_client.delete(*JOIN_KEYS)
+    try:
+        client = await aiohttp_client(create_app(redis_url, "t"))
+
+        async def one() -> int:
+            response = await client.get("/evalsha_pipelined")
+            assert response.status == 200
+            return int(await response.text())
+
+        ranks = await asyncio.gather(*(one() for _ in range(40)))
+        assert sorted(ranks) == list(range(40))
+    finally:
+        await redis_client.delete(*JOIN_KEYS)
