@@ -9,6 +9,7 @@ generic body and a logged traceback (no stack trace ever reaches a client).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -47,6 +48,25 @@ REQUEST_ID = web.RequestKey("request_id", str)
 METRICS_KEY = web.AppKey("metrics", BaseMetrics)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class _RequestIds:
+    """New request ids: a random 64-bit prefix per process and a counter (32 hex digits, unique
+    across processes and restarts without a getrandom() call per request)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+_request_ids = _RequestIds()
 _ENCODER = msgspec.json.Encoder()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -129,7 +149,7 @@ def edge_middleware(guard: Callable[[web.Request], None] | None = None) -> Any:
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get("X-Request-Id")
-        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
+        rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else _request_ids.new()
         request[REQUEST_ID] = rid
         token = request_id_var.set(rid)
         metrics = request.app[METRICS_KEY]

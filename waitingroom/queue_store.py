@@ -66,18 +66,21 @@ def _s(value: bytes | str) -> str:
 class _Entropy:
     """os.urandom drawn 4 KiB at a time: every join takes a suffix and a pre-queue score, and a
     getrandom() call each was a visible share of a join's CPU. The bytes are the kernel's CSPRNG
-    output all the same; each is handed out once (a forked worker starts its own buffer)."""
+    output all the same; each is handed out once (a forked child starts its own buffer)."""
 
     SIZE = 4096
 
     def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
         self._buf = b""
         self._at = 0
-        self._pid = 0
 
     def take(self, n: int) -> bytes:
-        if self._at + n > len(self._buf) or self._pid != os.getpid():
-            self._buf, self._at, self._pid = os.urandom(self.SIZE), 0, os.getpid()
+        if self._at + n > len(self._buf):
+            self._buf, self._at = os.urandom(self.SIZE), 0
         at = self._at
         self._at = at + n
         return self._buf[at:at + n]

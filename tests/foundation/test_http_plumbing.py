@@ -179,3 +179,14 @@ def test_in_flight_gauge_reads_the_plain_counter_at_scrape_time() -> None:
     assert 'http_requests_in_flight{app="probe"} 1.0' in generate_latest(metrics.registry).decode()
     metrics.in_flight.dec()
     assert 'http_requests_in_flight{app="probe"} 0.0' in generate_latest(metrics.registry).decode()
+
+
+def test_new_request_ids_are_32_hex_digits_unique_and_reseeded_in_a_forked_child() -> None:
+    from stagedoor.problems import _RequestIds
+
+    ids = _RequestIds()
+    first = [ids.new() for _ in range(1000)]
+    assert len(set(first)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in first)
+    ids.reset()  # what os.register_at_fork runs in a forked child: a new prefix
+    assert ids.new()[:16] != first[0][:16]
