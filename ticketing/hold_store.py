@@ -103,6 +103,16 @@ class HoldStore:
         # Concurrent script calls of this process share pipelined round trips: the app's hot-path
         # client (stagedoor/connections.py make_hot_redis), else a batcher of our own.
         self._batcher: HotRedis | None = hot or (ScriptBatcher(redis, scripts) if batch_calls else None)
+        # event id -> how many seat-state writes this process has finished for it: a cached seat
+        # map (ticketing/seat_map_cache.py) read before the last write is not served again.
+        self._versions: dict[str, int] = {}
+
+    def version(self, event_id: str) -> int:
+        return self._versions.get(event_id, 0)
+
+    def _touched(self, event_id: str) -> None:
+        """After (never before) a write to the event's inventory has been answered."""
+        self._versions[event_id] = self._versions.get(event_id, 0) + 1
 
     @property
     def batcher(self) -> HotRedis | None:
@@ -111,7 +121,8 @@ class HoldStore:
         return self._batcher
 
     # ------------------------------------------------------------ helpers
-    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any], event_id: str) -> list[Any]:
+        """Run one inventory script of ``event_id`` (every one of them may change seat states)."""
         try:
             if self._batcher is not None:
                 reply = await self._batcher.call(name, keys, args)
@@ -119,6 +130,8 @@ class HoldStore:
                 reply = await self.scripts.call(name, keys, args)
         except REDIS_DOWN as exc:
             raise InventoryUnavailable("seat inventory (Redis) is unreachable") from exc
+        finally:
+            self._touched(event_id)
         return [_s(x) if isinstance(x, bytes) else x for x in reply]
 
     def _hold_from_record(self, hold_id: str, raw: bytes | str) -> Hold:
@@ -177,7 +190,7 @@ class HoldStore:
             k.inventory_meta(event_id), k.inventory_tiers(event_id), k.inventory_seats(event_id),
             k.inventory_seat_tiers(event_id), k.hold_expiry(event_id), k.hold_records(event_id),
             k.hold_users(event_id), k.event_room(event_id),
-        ], [hold_id, user_id, now_ms, "1" if admitted else "0", *seat_ids])
+        ], [hold_id, user_id, now_ms, "1" if admitted else "0", *seat_ids], event_id)
         if reply[0] != "ok":
             self._refuse(reply, len(seat_ids))
         expires_ms, total, currency = int(reply[1]), int(reply[2]), reply[3]
@@ -195,7 +208,7 @@ class HoldStore:
             k.inventory_meta(event_id), k.inventory_tiers(event_id), k.inventory_seats(event_id),
             k.hold_expiry(event_id), k.hold_records(event_id), k.hold_users(event_id), k.holds_done(event_id),
             k.holds_expired_log(event_id), k.event_room(event_id),
-        ], [hold_id, user_id, now_ms, "1" if admitted else "0", tier, quantity, INLINE_RECLAIM_LIMIT])
+        ], [hold_id, user_id, now_ms, "1" if admitted else "0", tier, quantity, INLINE_RECLAIM_LIMIT], event_id)
         if reply[0] != "ok":
             if reply[0] == "sold_out":
                 raise TicketsUnavailable(tier, int(reply[1]))
@@ -214,7 +227,7 @@ class HoldStore:
         k, ev = self.keys, hold.event_id
         reply = await self._call("lock_hold_for_payment", [
             k.inventory_seats(ev), k.hold_expiry(ev), k.hold_records(ev),
-        ], [hold.id, now_ms, window_ms])
+        ], [hold.id, now_ms, window_ms], ev)
         status = reply[0]
         if status == "ok":
             return msgspec.structs.replace(hold, state="locked", expires_ms=int(reply[1]))
@@ -237,7 +250,7 @@ class HoldStore:
         k, ev = self.keys, held.event_id
         reply = await self._call("unlock_hold_after_failed_payment", [
             k.inventory_seats(ev), k.hold_expiry(ev), k.hold_records(ev),
-        ], [held.id, held.expires_ms])
+        ], [held.id, held.expires_ms], ev)
         return int(reply[1]) if reply[0] == "ok" else None
 
     async def confirm_sold(self, hold: Hold, now_ms: int) -> list[str]:
@@ -249,7 +262,7 @@ class HoldStore:
         reply = await self._call("confirm_hold_sold", [
             k.inventory_tiers(ev), k.inventory_seats(ev), k.inventory_seat_tiers(ev), k.hold_expiry(ev),
             k.hold_records(ev), k.hold_users(ev), k.holds_done(ev),
-        ], [hold.id, now_ms, ga_tier, ga_qty, *hold.seats])
+        ], [hold.id, now_ms, ga_tier, ga_qty, *hold.seats], ev)
         return list(reply[1:]) if reply[0] == "ok" else []
 
     async def release(self, hold: Hold, now_ms: int) -> None:
@@ -259,7 +272,7 @@ class HoldStore:
         reply = await self._call("release_hold", [
             k.inventory_tiers(ev), k.inventory_seats(ev), k.hold_expiry(ev), k.hold_records(ev),
             k.hold_users(ev), k.holds_done(ev),
-        ], [hold.id, now_ms])
+        ], [hold.id, now_ms], ev)
         status = reply[0]
         if status in ("ok", "gone"):
             return
@@ -279,7 +292,7 @@ class HoldStore:
         reply = await self._call("sweep_expired_holds", [
             k.inventory_tiers(ev), k.inventory_seats(ev), k.hold_expiry(ev), k.hold_records(ev),
             k.hold_users(ev), k.holds_done(ev), k.holds_expired_log(ev),
-        ], [now_ms, limit, purge_before, purge_limit])
+        ], [now_ms, limit, purge_before, purge_limit], ev)
         return SweepResult(int(reply[0]), bool(reply[1]), int(reply[2]))
 
     async def peek_expired(self, event_id: str, limit: int = 500) -> list[tuple[str, Hold | None]]:
@@ -319,13 +332,19 @@ class HoldStore:
 
     async def seat_states(self, event_id: str, now_ms: int) -> dict[str, str] | None:
         """seat_id -> "free" | "held" | "sold" (an expired hold's seat is free), or None if not loaded."""
+        return (await self.seat_states_until(event_id, now_ms))[0]
+
+    async def seat_states_until(self, event_id: str, now_ms: int) -> tuple[dict[str, str] | None, int | None]:
+        """The seat states and the earliest expiry (ms) of a live hold among them (None when no
+        seat is held): until then, and without writes, the states read here stay true."""
         try:
             raw = await self.redis.hgetall(self.keys.inventory_seats(event_id))
         except REDIS_DOWN as exc:
             raise InventoryUnavailable("seat inventory (Redis) is unreachable") from exc
         if not raw:
-            return None
+            return None, None
         out: dict[str, str] = {}
+        earliest: int | None = None
         for seat, value in raw.items():
             v = _s(value)
             if v == "0":
@@ -333,8 +352,13 @@ class HoldStore:
             elif v == "s":
                 out[_s(seat)] = "sold"
             else:
-                out[_s(seat)] = "held" if int(v.rpartition(":")[2]) > now_ms else "free"
-        return out
+                expires_ms = int(v.rpartition(":")[2])
+                if expires_ms > now_ms:
+                    out[_s(seat)] = "held"
+                    earliest = expires_ms if earliest is None else min(earliest, expires_ms)
+                else:
+                    out[_s(seat)] = "free"
+        return out, earliest
 
     # ------------------------------------------------------------ loading (ticketing/inventory.py)
     async def load(self, event_id: str, meta: InventoryMeta, tiers: Iterable[StagedTier],
@@ -391,7 +415,7 @@ class HoldStore:
             k.inventory_meta(ev), k.inventory_tiers(ev), k.inventory_seats(ev), k.inventory_seat_tiers(ev),
             k.hold_expiry(ev), k.hold_records(ev), k.hold_users(ev),
             staged["meta"], staged["tiers"], staged["seats"], staged["seat_tiers"], k.holds_done(ev),
-        ], [generation])
+        ], [generation], event_id)
         if reply[0] != "ok":  # pragma: no cover - staged meta was written just above
             raise InventoryUnavailable("inventory staging vanished during load")
         await self.redis.sadd(k.events_on_sale(), ev)
@@ -400,13 +424,17 @@ class HoldStore:
         """Change status / limits of a loaded inventory (no-op when not loaded)."""
         args = [x for field, value in fields.items() for x in (field, value)]
         if args:
-            await self.scripts.call("update_inventory_meta", [self.keys.inventory_meta(event_id)], args)
+            try:
+                await self.scripts.call("update_inventory_meta", [self.keys.inventory_meta(event_id)], args)
+            finally:
+                self._touched(event_id)
 
     async def on_sale_event_ids(self) -> list[str]:
         return sorted(_s(x) for x in await self.redis.smembers(self.keys.events_on_sale()))
 
     async def forget_event(self, event_id: str) -> None:
         await self.redis.srem(self.keys.events_on_sale(), event_id)
+        self._touched(event_id)
 
 
 HOLDS = web.AppKey("holds", HoldStore)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from ticketing.errors import EventNotFound, EventNotOnSale, InventoryUnavailable
 from ticketing.event_store import EventStore
 from ticketing.hold_store import HOLDS, HoldStore, InventoryMeta, StagedTier
 from ticketing.holds import Clock, SystemClock
+from ticketing.seat_map_cache import SeatMapCache
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class Inventory:
         self.events = events
         self.holds = holds
         self.settings = settings
+        self.seat_maps: SeatMapCache[Any] = SeatMapCache(settings.seat_map_cache_ms)
 
     async def load_event(self, event_id: int | str) -> bool:
         """(Re)load the event's holdable state from PostgreSQL. False when it is not sellable.
