@@ -247,22 +247,23 @@ async def get_event(inventory: Inventory, event_id: int, principal: Principal | 
 
 
 async def get_seat_map(inventory: Inventory, event_id: int, principal: Principal | None, now_ms: int) -> SeatMapOut:
+    ev = str(event_id)
+    version = inventory.holds.version(ev)  # before any Redis read: see ticketing/seat_map_cache.py
+    cached = inventory.seat_maps.get(event_id, version, now_ms)
+    if cached is not None:  # only maps of events on sale or sold out are kept: public, no query needed
+        return cached  # type: ignore[no-any-return]
     event = await inventory.events.get(event_id)
     if event is None or not _visible(event, principal):
         raise EventNotFound(f"no event {event_id}")
-    live = event.status in ("on_sale", "sold_out")
-    version = inventory.holds.version(str(event_id))  # before the Redis read: see ticketing/seat_map_cache.py
-    if live and (cached := inventory.seat_maps.get(event_id, version, now_ms)) is not None:
-        return cached  # type: ignore[no-any-return]
     rows = await inventory.events.seats(event_id)
     states: dict[str, str] | None = None
     earliest_expiry: int | None = None
-    if live:
-        await inventory.ensure_loaded(str(event_id))
-        version = inventory.holds.version(str(event_id))  # a reload is a write too
-        states, earliest_expiry = await inventory.holds.seat_states_until(str(event_id), now_ms)
+    if event.status in ("on_sale", "sold_out"):
+        await inventory.ensure_loaded(ev)
+        version = inventory.holds.version(ev)  # a reload is a write too
+        states, earliest_expiry = await inventory.holds.seat_states(ev, now_ms)
     default = "free" if event.status == "draft" else "sold"
-    out = SeatMapOut(event_id=str(event_id), seats=[
+    out = SeatMapOut(event_id=ev, seats=[
         SeatOut(id=r["id"], section=r["section"], row=r["row_label"], number=r["number"], tier=r["tier_code"],
                 state=(states.get(r["id"], default) if states is not None else default))  # type: ignore[arg-type]
         for r in rows

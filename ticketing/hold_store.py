@@ -330,13 +330,10 @@ class HoldStore:
                                 general_admission=fields.get(f"ga:{code}") == "1")
                 for code in codes}
 
-    async def seat_states(self, event_id: str, now_ms: int) -> dict[str, str] | None:
-        """seat_id -> "free" | "held" | "sold" (an expired hold's seat is free), or None if not loaded."""
-        return (await self.seat_states_until(event_id, now_ms))[0]
-
-    async def seat_states_until(self, event_id: str, now_ms: int) -> tuple[dict[str, str] | None, int | None]:
-        """The seat states and the earliest expiry (ms) of a live hold among them (None when no
-        seat is held): until then, and without writes, the states read here stay true."""
+    async def seat_states(self, event_id: str, now_ms: int) -> tuple[dict[str, str] | None, int | None]:
+        """(seat_id -> "free" | "held" | "sold", or None if not loaded; the earliest expiry in ms of
+        a live hold among them, None when no seat is held). An expired hold's seat is free; until
+        that earliest expiry, and without writes, the states read here stay true."""
         try:
             raw = await self.redis.hgetall(self.keys.inventory_seats(event_id))
         except REDIS_DOWN as exc:

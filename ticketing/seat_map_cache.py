@@ -10,6 +10,10 @@ polls a second it was the slowest fan-facing call of the flash-sale benchmark on
 - it is younger than ``max_age_ms`` (STAGEDOOR_SEAT_MAP_CACHE_MS), which bounds what it can miss
   of the other processes' writes. 0 turns the cache off.
 
+Only maps of events on sale or sold out are kept; those are public, so a hit answers without
+reading the event from PostgreSQL (a cancel or an update in this process is an inventory write
+and drops the entry; in another process it shows within ``max_age_ms`` like any write).
+
 Holds stay all-or-nothing in Lua whatever a map shows: a seat shown free a moment too long gets
 a 409 on hold, as a seat taken by someone else in the same second always could.
 """

@@ -32,6 +32,15 @@ async def test_this_process_writes_show_at_once(clocked_client, make_event, crea
     assert (await _states(client, event["id"]))["s1"] == "free"
 
 
+async def test_a_cancel_in_this_process_drops_the_cached_map(clocked_client, make_event) -> None:
+    client = await clocked_client()
+    event = await make_event(client)
+    assert set((await _states(client, event["id"])).values()) == {"free"}  # cached
+    resp = await client.delete(f"/api/events/{event['id']}", headers=event["_organizer"].headers)
+    assert resp.status == 200, await resp.text()
+    assert set((await _states(client, event["id"])).values()) == {"sold"}  # nothing is for sale any more
+
+
 async def test_a_cached_map_never_outlives_a_shown_hold(clocked_client, make_event, create_user,
                                                         manual_clock: ManualClock) -> None:
     client = await clocked_client()
