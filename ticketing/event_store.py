@@ -27,8 +27,9 @@ class TierRow(msgspec.Struct, frozen=True, kw_only=True):
     quantity: int | None
 
 
-class EventRow(msgspec.Struct, frozen=True, kw_only=True):
-    id: int
+class EventFields(msgspec.Struct, frozen=True, kw_only=True):
+    """What an organizer says about an event: shared by a new event and a stored one."""
+
     organizer_id: str
     status: str
     title: str
@@ -42,27 +43,17 @@ class EventRow(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
     max_tickets_per_order: int
     hold_ttl_s: int | None
+    tiers: tuple[TierRow, ...]
+
+
+class EventRow(EventFields, frozen=True, kw_only=True):
+    id: int
     seated: bool
     created_at: datetime
-    tiers: tuple[TierRow, ...]
     seat_counts: dict[str, int]  # seated tier -> number of seats
 
 
-class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
-    organizer_id: str
-    status: str
-    title: str
-    description: str
-    category: str
-    venue_name: str
-    venue_city: str
-    venue_address: str
-    starts_at: datetime
-    ends_at: datetime
-    currency: str
-    max_tickets_per_order: int
-    hold_ttl_s: int | None
-    tiers: tuple[TierRow, ...]
+class NewEvent(EventFields, frozen=True, kw_only=True):
     # (section, row, number, tier) in seat-map order; ids are assigned here: "s1", "s2", ...
     seats: Sequence[tuple[str, str, str, str]]
 
