@@ -14,17 +14,14 @@ Compared in the same run with the bare stack: an aiohttp handler doing one EVALS
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 from loadtest.driver import WorkerState
 from loadtest.limits import RedisScriptBench
 from loadtest.scenario import BenchEnv, LoadConfig, ServerSpec, Target
-from stagedoor.auth import mint_access_token
-from stagedoor.keys import KeyRing
+from loadtest.scenarios._accounts import bench_accounts
 
 READY = True
 DESCRIPTION = "POST hold (1 seat) by a signed-in user, ticketing at 2 processes"
@@ -69,21 +66,8 @@ def servers(env: BenchEnv) -> list[ServerSpec]:
 
 async def setup(env: BenchEnv) -> dict[str, Any]:
     tasks = LOAD.processes * LOAD.concurrency
-    keyring = KeyRing.from_dir(Path(env.signing_keys_dir))
-    conn = await asyncpg.connect(env.database_url)
-    try:
-        rows = await conn.fetch(
-            "INSERT INTO users (email, password_hash, name, roles) "
-            "SELECT 'holds-' || g || '-' || gen_random_uuid() || '@example.test', 'x', 'Bench', "
-            "CASE WHEN g = 0 THEN ARRAY['organizer'] ELSE ARRAY['customer'] END FROM generate_series(0, $1) g "
-            "RETURNING id::text AS id, roles", tasks)
-    finally:
-        await conn.close()
-    organizer = next(r["id"] for r in rows if "organizer" in r["roles"])
-    fans = [r["id"] for r in rows if "organizer" not in r["roles"]]
-    org_auth = {"Authorization": "Bearer " + mint_access_token(keyring, subject=organizer, roles=["organizer"],
-                                                               ttl_s=3600)}
-    tokens = [mint_access_token(keyring, subject=f, roles=["customer"], ttl_s=3600) for f in fans]
+    org_token, tokens = await bench_accounts(env, tasks, "holds")
+    org_auth = {"Authorization": "Bearer " + org_token}
     body = {
         "title": "Bench holds", "category": "concert", "currency": "EUR",
         "venue": {"name": "Bench Hall", "city": "Benchville"},

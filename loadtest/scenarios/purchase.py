@@ -15,7 +15,6 @@ the per-account ticket limit is raised so each task buys with one account.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,8 +22,7 @@ import asyncpg
 
 from loadtest.driver import WorkerState
 from loadtest.scenario import BenchEnv, Figure, LoadConfig, ServerSpec, Target
-from stagedoor.auth import mint_access_token
-from stagedoor.keys import KeyRing
+from loadtest.scenarios._accounts import bench_accounts
 
 READY = True
 DESCRIPTION = "POST hold (1 seat) + POST purchase (tok_ok, zero gateway latency), ticketing at 2 processes"
@@ -57,20 +55,7 @@ def _seat_map() -> dict[str, Any]:
 
 async def setup(env: BenchEnv) -> dict[str, Any]:
     tasks = LOAD.processes * LOAD.concurrency
-    keyring = KeyRing.from_dir(Path(env.signing_keys_dir))
-    conn = await asyncpg.connect(env.database_url)
-    try:
-        rows = await conn.fetch(
-            "INSERT INTO users (email, password_hash, name, roles) "
-            "SELECT 'bench-' || g || '-' || gen_random_uuid() || '@example.test', 'x', 'Bench', "
-            "CASE WHEN g = 0 THEN ARRAY['organizer'] ELSE ARRAY['customer'] END FROM generate_series(0, $1) g "
-            "RETURNING id::text AS id, roles", tasks)
-    finally:
-        await conn.close()
-    organizer = next(r["id"] for r in rows if "organizer" in r["roles"])
-    fans = [r["id"] for r in rows if "organizer" not in r["roles"]]
-    org_token = mint_access_token(keyring, subject=organizer, roles=["organizer"], ttl_s=3600)
-    tokens = [mint_access_token(keyring, subject=f, roles=["customer"], ttl_s=3600) for f in fans]
+    org_token, tokens = await bench_accounts(env, tasks, "bench")
     body = {
         "title": "Bench arena", "category": "concert", "currency": "EUR",
         "venue": {"name": "Bench Arena", "city": "Benchville", "address": "1 Loop St"},

@@ -22,10 +22,9 @@ import asyncpg
 
 from loadtest.driver import RunResult, WorkerState, run_load
 from loadtest.scenario import BenchEnv, Figure, LoadConfig, ServerSpec, Target
+from loadtest.scenarios._accounts import bench_accounts
 from loadtest.scenarios._waitingroom import bench_room, create_room
 from loadtest.scenarios.purchase import hold_and_buy
-from stagedoor.auth import mint_access_token
-from stagedoor.keys import KeyRing
 
 READY = True
 DESCRIPTION = "join, status, hold + purchase throughput with 1 and with 2 processes per service"
@@ -57,23 +56,11 @@ def service_specs(env: BenchEnv, processes: int) -> list[ServerSpec]:
 async def setup(env: BenchEnv) -> dict[str, Any]:
     await create_room(env.redis_url, bench_room(ROOM))
     tasks = PURCHASE_LOAD.processes * PURCHASE_LOAD.concurrency
-    conn = await asyncpg.connect(env.database_url)
-    try:
-        rows = await conn.fetch(
-            "INSERT INTO users (email, password_hash, name, roles) "
-            "SELECT 'replicas-' || g || '-' || gen_random_uuid() || '@example.test', 'x', 'Bench', "
-            "CASE WHEN g = 0 THEN ARRAY['organizer'] ELSE ARRAY['customer'] END FROM generate_series(0, $1) g "
-            "RETURNING id::text AS id, roles", tasks)
-    finally:
-        await conn.close()
-    keyring = KeyRing.from_dir(Path(env.signing_keys_dir))
-    organizer = next(r["id"] for r in rows if "organizer" in r["roles"])
-    tokens = [mint_access_token(keyring, subject=r["id"], roles=["customer"], ttl_s=3600)
-              for r in rows if "organizer" not in r["roles"]]
+    org_token, tokens = await bench_accounts(env, tasks, "replicas")
     base = env.url("waitingroom")
     return {"join": f"{base}/api/rooms/{ROOM}/join", "status": f"{base}/api/rooms/{ROOM}/status",
             "ticketing": env.url("ticketing"), "tokens": tokens, "kind": "join", "event_id": "",
-            "organizer_token": mint_access_token(keyring, subject=organizer, roles=["organizer"], ttl_s=3600)}
+            "organizer_token": org_token}
 
 
 async def _create_event(ctx: dict[str, Any], label: str) -> str:
