@@ -12,9 +12,11 @@ from admission.console import routes as console_routes
 from admission.controller import AdmissionController, controller_ctx
 from admission.metrics import AdmissionMetrics
 from admission.routes import api
+from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
-from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, base_app, keyring_ctx
+from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
+from ticketing.pages import STATIC_DIR
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import RoomStore
 
@@ -38,5 +40,6 @@ def create_app(settings: Settings, keyring: KeyRing | None = None, *, run_contro
     app.cleanup_ctx.append(admission_ctx)
     if run_controller:
         app.cleanup_ctx.append(controller_ctx(CONTROLLER))
-    app.router.add_routes(console_routes)  # HTML admin console, /static
+    add_routes(app, console_routes)  # HTML admin console
+    add_static(app, "/static", STATIC_DIR)
     return app

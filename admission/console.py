@@ -15,12 +15,11 @@ from aiohttp import web
 
 from stagedoor import errors
 from stagedoor.web import SETTINGS
-from ticketing.pages import STATIC_DIR, render
+from ticketing.pages import render
 
 logger = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
-routes.static("/static", STATIC_DIR, append_version=False)
 
 USER_ID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
 PROXY_TIMEOUT_S = 5.0

@@ -226,7 +226,7 @@ async def _up(settings: Settings, keyring: KeyRing, seed: bool, mail_dir: Path |
     demo_lines = await seed_demo(settings, keyring) if seed else []
     sink = None
     if mail_dir is not None:
-        from ticketing.notifications.dev_mail import MailSink, dev_mail_app, sink_port, start_sink
+        from ticketing.notifications.dev_mail import MailSink, add_dev_mail, sink_port, start_sink
 
         try:
             sink = await start_sink(MailSink(mail_dir), "127.0.0.1", settings.smtp_port)
@@ -236,7 +236,7 @@ async def _up(settings: Settings, keyring: KeyRing, seed: bool, mail_dir: Path |
     apps = [(c.create_app(settings, keyring), settings.host, c.port(settings)) for c in COMPONENTS.values()]
     if sink is not None and mail_dir is not None:
         ticketing = dict(zip(COMPONENTS, apps, strict=True))["ticketing"][0]
-        ticketing.add_subapp("/dev/mail", dev_mail_app(mail_dir))
+        add_dev_mail(ticketing, mail_dir)
         demo_lines = [*demo_lines, f"  mail (dev):    {settings.url_of('ticketing')}/dev/mail/  "
                                    f"(SMTP sink on 127.0.0.1:{settings.smtp_port}, kept in {mail_dir})"]
 

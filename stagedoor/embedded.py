@@ -29,8 +29,12 @@ class EmbeddedUnavailable(RuntimeError):
 
 
 def free_port(preferred: int | None = None) -> int:
+    """``preferred`` if a server could listen on it now, else any free port. SO_REUSEADDR as the
+    servers themselves set it: a port whose old connections linger in TIME_WAIT (a server that
+    was just stopped, to be restarted on the same port) counts as free."""
     for candidate in ([preferred] if preferred else []) + [0]:
         with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
@@ -116,6 +120,7 @@ def redis_cli_binary() -> str:
 
 def _port_free(port: int) -> bool:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

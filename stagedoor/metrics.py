@@ -7,9 +7,13 @@ outcomes, room ids), never visitor ids, order ids, IPs or raw paths.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 # Fan-facing budgets are 50-500 ms; buckets resolve well below and around them.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -33,6 +37,66 @@ class LabelCache:
                 self._children.clear()
             child = self._children[values] = self._metric.labels(*values)
         return child
+
+
+class LatencyHistogram(Collector):
+    """A Prometheus histogram for the one observation every request makes, kept lean.
+
+    prometheus_client's ``Histogram.observe`` takes a lock for the sum and one per bucket and
+    walks the bounds in Python; here an observation is one ``bisect`` and two list updates. Each
+    series (a label set) is a list of per-bucket counts with the sum last, cumulated only when
+    Prometheus scrapes. Observers are bound per route up front, so the request pays no label
+    lookup either, only a dict get by status code. One event loop per process writes and
+    scrapes, so no lock is needed; the series are bounded by the routes times the statuses.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self.labelnames = tuple(labelnames)
+        self.bounds = tuple(float(b) for b in buckets)
+        if list(self.bounds) != sorted(set(self.bounds)):
+            raise ValueError("histogram buckets must increase")
+        self._series: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def _series_for(self, labels: tuple[str, ...]) -> list[float]:
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"expected labels {self.labelnames}, got {labels}")
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [0] * (len(self.bounds) + 1) + [0.0]  # counts..., +Inf, sum
+        return series
+
+    def observer(self, *labels: str) -> Callable[[int, float], None]:
+        """``observe(status, seconds)`` for the series ``(*labels, str(status))``: the last label
+        is the response status, the rest are fixed here."""
+        by_status: dict[int, list[float]] = {}
+        bounds = self.bounds
+        sum_at = len(bounds) + 1
+
+        def observe(status: int, seconds: float) -> None:
+            series = by_status.get(status)
+            if series is None:
+                series = by_status[status] = self._series_for((*labels, str(status)))
+            series[bisect_left(bounds, seconds)] += 1  # le: a value equal to a bound counts in it
+            series[sum_at] += seconds
+
+        return observe
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        bounds = [*(str(b) for b in self.bounds), "+Inf"]
+        for labels, series in list(self._series.items()):
+            cumulative, total = [], 0
+            for le, count in zip(bounds, series, strict=False):
+                total += int(count)
+                cumulative.append((le, total))
+            family.add_metric(list(labels), cumulative, sum_value=series[-1])
+        yield family
 
 
 class InFlight:
@@ -59,7 +123,7 @@ class BaseMetrics:
     def __init__(self, app_name: str, registry: CollectorRegistry | None = None) -> None:
         self.app_name = app_name
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.http_request_duration_seconds = Histogram(
+        self.http_request_duration_seconds = self.request_duration = LatencyHistogram(
             "http_request_duration_seconds",
             "HTTP request latency by route template",
             ["app", "route", "method", "status"],
@@ -97,5 +161,4 @@ class BaseMetrics:
             "reply_timeout", ["app", "event"], registry=self.registry,
         )
         self.http_requests_in_flight.labels(app_name)
-        self.request_duration = LabelCache(self.http_request_duration_seconds)  # (app, route, method, status)
         self.in_flight = InFlight(self.http_requests_in_flight.labels(app_name))

@@ -18,13 +18,13 @@ from redis.asyncio import Redis
 
 from stagedoor import errors
 from stagedoor.connections import HotRedis, make_hot_redis, make_pool, make_redis, postgres_ready, redis_ready
+from stagedoor.edge import add_route, add_routes, install
 from stagedoor.keys import KeyRing
 from stagedoor.lua import LuaScripts
 from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api, build_spec
-from stagedoor.problems import METRICS_KEY, edge_middleware
+from stagedoor.problems import METRICS_KEY
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.security import csrf_guard, security_headers
 from stagedoor.security import validate_settings as validate_security_settings
 from stagedoor.settings import Settings
 
@@ -212,18 +212,15 @@ def base_app(
     uses_redis: bool = True,
     uses_db: bool = True,
     keyring: KeyRing | None = None,
-    middlewares: Sequence[Any] = (),
 ) -> web.Application:
-    """An app with the shared middlewares, contexts and operational routes.
+    """An app with the edge (stagedoor/edge.py), the shared contexts and the operational routes.
 
-    Services add their own cleanup contexts (after these) and AppKeys.
+    Services add their own cleanup contexts (after these) and AppKeys; every further route goes
+    through :func:`stagedoor.edge.add_route` / :func:`~stagedoor.edge.add_routes` (checked at startup).
     """
-    app = web.Application(
-        middlewares=[edge_middleware(csrf_guard(settings)), *middlewares],
-        client_max_size=settings.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes)  # no middleware: see stagedoor/edge.py
     validate_security_settings(settings)  # trusted proxies / rate-limit exemptions parse, or fail at start
-    app.on_response_prepare.append(security_headers(settings))  # CSP, nosniff, frame-ancestors...
+    install(app, settings, metrics)
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[READINESS] = {}
@@ -235,6 +232,22 @@ def base_app(
         app.cleanup_ctx.append(db_ctx)
     all_apis = [_ops_api(), *apis]
     for api in all_apis:
-        app.router.add_routes(api.routes)
+        add_routes(app, api.routes)
     app[OPENAPI] = build_spec(title, "0.1.0", all_apis, description)
     return app
+
+
+def add_static(app: web.Application, prefix: str, directory: Path) -> None:
+    """Serve the files of ``directory`` (not its subdirectories) at ``prefix/<name>``, behind the
+    edge. The names are listed once, here: a request names one of them or gets a 404, so no
+    path from a request ever reaches the file system. Conditional requests (ETag,
+    If-Modified-Since) answer 304; ``no-cache`` makes browsers revalidate after a deploy."""
+    files = {path.name: path for path in sorted(directory.iterdir()) if path.is_file()}
+
+    async def static_file(request: web.Request) -> web.StreamResponse:
+        path = files.get(request.match_info["name"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    add_route(app, "GET", prefix.rstrip("/") + "/{name}", static_file)

@@ -5,14 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from stagedoor.bus import emitter_ctx
+from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
-from stagedoor.web import base_app, keyring_ctx
+from stagedoor.web import add_static, base_app, keyring_ctx
 from ticketing.accounts_routes import accounts_ctx
 from ticketing.accounts_routes import api as accounts_api
 from ticketing.inventory import inventory_ctx
 from ticketing.metrics import TicketingMetrics
 from ticketing.organizer_events import api as organizer_events_api
+from ticketing.pages import STATIC_DIR
 from ticketing.routes_events import api as events_api
 from ticketing.routes_holds import api as holds_api
 from ticketing.routes_orders import api as orders_api
@@ -32,5 +34,6 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(inventory_ctx)
     app.cleanup_ctx.append(emitter_ctx)  # best-effort bus events: HoldPlaced, ShopperFinished
     app.cleanup_ctx.append(purchases_ctx)
-    app.router.add_routes(pages_routes)  # HTML shop + organizer pages, /static
+    add_routes(app, pages_routes)  # HTML shop + organizer pages
+    add_static(app, "/static", STATIC_DIR)
     return app

@@ -24,12 +24,11 @@ from stagedoor.web import KEYS, REDIS, SETTINGS
 from ticketing import events
 from ticketing.catalog import EventSearch
 from ticketing.inventory import INVENTORY, clock_of
-from ticketing.pages import STATIC_DIR, layout_seat_map, render, tier_colours, tr
+from ticketing.pages import layout_seat_map, render, tier_colours, tr
 
 logger = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
-routes.static("/static", STATIC_DIR, append_version=False)
 
 ROOM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 HOLD_ID_RE = re.compile(r"^[A-Za-z0-9_:.-]{1,80}$")

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from stagedoor.keys import KeyRing
 from stagedoor.settings import TEMPLATES_DIR, Settings, require
 from stagedoor.tasks import stop_task
-from stagedoor.web import HOT_REDIS, KEYRING, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, base_app, keyring_ctx
+from stagedoor.web import HOT_REDIS, KEYRING, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
 from waitingroom.appkeys import PAGES, ROOM, SSE_STOP
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
@@ -75,5 +75,5 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(queue_gauge_ctx)
     app[SSE_STOP] = asyncio.Event()
     app.on_shutdown.append(_end_sse_streams)
-    app.router.add_static("/static", TEMPLATES_DIR / "static")  # queue.js, pow.js for the queue page
+    add_static(app, "/static", TEMPLATES_DIR / "static")  # queue.js, pow.js for the queue page
     return app

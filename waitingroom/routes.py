@@ -13,6 +13,7 @@ from aiohttp_sse import sse_response
 
 from stagedoor import pow as proof_of_work
 from stagedoor.auth import bearer_token
+from stagedoor.edge import stream_headers
 from stagedoor.errors import StagedoorError
 from stagedoor.openapi import Api
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
@@ -123,8 +124,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     metrics.sse_streams.inc()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            sse = await stack.enter_async_context(sse_response(
-                request, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}))
+            sse = await stack.enter_async_context(sse_response(request, headers=stream_headers(
+                request, "text/event-stream", **{"Cache-Control": "no-store", "X-Accel-Buffering": "no"})))
             with contextlib.suppress(ConnectionResetError):  # the visitor closed the tab
                 await _stream(sse, wr, room, claims, first, deadline, request.app.get(SSE_STOP))
             return sse

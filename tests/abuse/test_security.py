@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from stagedoor.cli import COMPONENTS
+from stagedoor.edge import stream_headers
 from stagedoor.errors import NotFound
 from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api
@@ -52,9 +53,10 @@ def page_app(settings: Settings) -> web.Application:
     async def missing(request: web.Request) -> web.Response:
         raise NotFound("no such thing")
 
-    @api.get("/stream", summary="a stream prepared by the handler itself")
+    @api.get("/stream", summary="a stream prepared by the handler itself, with the edge's stream_headers")
     async def stream(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           **stream_headers(request, "text/event-stream")})
         await resp.prepare(request)
         await resp.write(b"data: {}\n\n")
         return resp

@@ -182,7 +182,7 @@ def test_in_flight_gauge_reads_the_plain_counter_at_scrape_time() -> None:
 
 
 def test_new_request_ids_are_32_hex_digits_unique_and_reseeded_in_a_forked_child() -> None:
-    from stagedoor.problems import _RequestIds
+    from stagedoor.edge import _RequestIds
 
     ids = _RequestIds()
     first = [ids.new() for _ in range(1000)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from stagedoor.cli import COMPONENTS
 from tests.notifications.conftest import envelope
-from ticketing.notifications.dev_mail import MailSink, dev_mail_app
+from ticketing.notifications.dev_mail import MailSink, add_dev_mail
 from ticketing.notifications.handlers import on_order_confirmed
 
 
@@ -26,7 +26,7 @@ async def test_dev_mail_page_lists_and_shows_received_mail_safely(
                                                                       "event_id": str(event_id)}))
 
     app = COMPONENTS["ticketing"].create_app(settings, keyring)
-    app.add_subapp("/dev/mail", dev_mail_app(maildir))
+    add_dev_mail(app, maildir)
     client = await aiohttp_client(app)
 
     listing = await client.get("/dev/mail/")

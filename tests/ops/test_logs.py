@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from stagedoor.cli import COMPONENTS
+from stagedoor.edge import add_route
 from stagedoor.logs import JsonFormatter, RequestIdFilter
 from stagedoor.settings import Settings
 from tests.ops.support import ROOT, SERVICE_PACKAGES
@@ -60,8 +61,8 @@ async def test_log_lines_carry_the_request_id_and_fields_and_no_secrets(
     settings: Settings, keyring: Any, aiohttp_client: Any, json_log: io.StringIO, component: str,
 ) -> None:
     app = COMPONENTS[component].create_app(settings, keyring)
-    app.router.add_get("/_ops_test/log", _probe)
-    app.router.add_get("/_ops_test/boom", _boom)
+    add_route(app, "GET", "/_ops_test/log", _probe)
+    add_route(app, "GET", "/_ops_test/boom", _boom)
     client = await aiohttp_client(app)
 
     response = await client.get("/_ops_test/log", headers={"X-Request-Id": "ops-test-rid-1"})

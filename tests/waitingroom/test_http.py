@@ -226,6 +226,10 @@ async def test_sse_pushes_admission_and_sold_out_within_a_second(clients: Any, a
     stream_a = await wr.get("/api/rooms/r1/events", headers={"Authorization": f"Bearer {first['queue_token']}"})
     stream_b = await wr.get("/api/rooms/r1/events", headers={"Authorization": f"Bearer {second['queue_token']}"})
     assert stream_a.headers["Content-Type"].startswith("text/event-stream")
+    # the stream's head went out from the handler, not through the edge: its headers still did
+    assert stream_a.headers["X-Content-Type-Options"] == "nosniff"
+    assert stream_a.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert len(stream_a.headers["X-Request-Id"]) == 32
     assert (await _next_status(stream_a, 2))["state"] == "waiting"
     assert (await _next_status(stream_b, 2))["position"] == 2
     # admit exactly one: capacity 1, then resume

@@ -1,5 +1,5 @@
 """Development mail: a local SMTP sink (aiosmtpd) that keeps every message in a Maildir, and a
-page listing them (``/dev/mail/`` on the ticketing service, mounted by ``stagedoor up`` only,
+page listing them (``/dev/mail/`` on the ticketing service, added by ``stagedoor up`` only,
 when no STAGEDOOR_SMTP_HOST is configured).
 
 The page is plain HTML with no script (the CSP forbids inline script anyway). An e-mail's HTML
@@ -22,6 +22,7 @@ import jinja2
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from stagedoor.edge import add_route
 from stagedoor.errors import NotFound
 from stagedoor.settings import TEMPLATES_DIR
 
@@ -183,14 +184,13 @@ def _safe_name(name: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name or "part")[:100] or "part"
 
 
-def dev_mail_app(maildir: Path) -> web.Application:
-    """The /dev/mail sub-application (mount it with ``app.add_subapp("/dev/mail", ...)``)."""
-    app = web.Application()
+def add_dev_mail(app: web.Application, maildir: Path) -> None:
+    """Add the /dev/mail pages to a stagedoor app (the ticketing service, before it starts),
+    behind its edge like every other route."""
     app[MAILDIR] = mailbox.Maildir(maildir, create=True)
     app[JINJA] = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                                     autoescape=jinja2.select_autoescape(("html",)))
-    app.router.add_get("/", list_mail, name="dev-mail-list")
-    app.router.add_get("/{key}", show_mail, name="dev-mail-show")
-    app.router.add_get("/{key}/html", mail_html, name="dev-mail-html")
-    app.router.add_get("/{key}/part/{index}", mail_part, name="dev-mail-part")
-    return app
+    add_route(app, "GET", "/dev/mail/", list_mail, name="dev-mail-list")
+    add_route(app, "GET", "/dev/mail/{key}", show_mail, name="dev-mail-show")
+    add_route(app, "GET", "/dev/mail/{key}/html", mail_html, name="dev-mail-html")
+    add_route(app, "GET", "/dev/mail/{key}/part/{index}", mail_part, name="dev-mail-part")
