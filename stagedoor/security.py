@@ -152,6 +152,17 @@ _COOKIE_SAFE = re.compile(r"^[A-Za-z0-9._~+=-]{1,4096}$")  # cookie-octets that 
 _PATH_SAFE = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
 
 
+@lru_cache(maxsize=64)
+def _cookie_attributes(max_age_s: int | None, path: str, samesite: str, secure: bool) -> str:
+    parts = ["", "HttpOnly"]
+    if max_age_s is not None:
+        parts.append(f"Max-Age={int(max_age_s)}")
+    parts += [f"Path={path}", f"SameSite={samesite}"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
 def set_cookie(response: web.StreamResponse, settings: Settings, name: str, value: str, *,
                max_age_s: int | None = None, path: str = "/",
                samesite: Literal["Strict", "Lax"] = "Strict") -> None:
@@ -159,14 +170,9 @@ def set_cookie(response: web.StreamResponse, settings: Settings, name: str, valu
 
     Tokens (the usual value) are written as the header directly: aiohttp's cookie jar (SimpleCookie
     morsels) costs more than the rest of a status poll's response; anything else goes through it."""
-    if _COOKIE_SAFE.match(name) and _COOKIE_SAFE.match(value) and _PATH_SAFE.match(path):
-        parts = [f"{name}={value}", "HttpOnly"]
-        if max_age_s is not None:
-            parts.append(f"Max-Age={int(max_age_s)}")
-        parts += [f"Path={path}", f"SameSite={samesite}"]
-        if settings.cookie_secure:
-            parts.append("Secure")
-        response.headers.add("Set-Cookie", "; ".join(parts))
+    if _COOKIE_SAFE.match(value) and _COOKIE_SAFE.match(name) and _PATH_SAFE.match(path):
+        attributes = _cookie_attributes(max_age_s, path, samesite, settings.cookie_secure)
+        response.headers.add("Set-Cookie", f"{name}={value}{attributes}")
         return
     response.set_cookie(name, value, max_age=max_age_s, path=path, httponly=True,
                         secure=settings.cookie_secure, samesite=samesite)

@@ -132,11 +132,19 @@ class QueueStore:
         self._scripts = scripts
         self._keys = keys
         self._hot: ScriptCaller = hot or scripts
+        self._room_keys_cache: dict[str, tuple[str, ...]] = {}
 
-    def _room_keys(self, room: str) -> list[str]:
-        k = self._keys
-        return [k.room_config(room), k.room_state(room), k.room_waiting(room), k.room_active(room),
-                k.room_evicted(room)]
+    def _room_keys(self, room: str) -> tuple[str, ...]:
+        """The five keys every per-visitor script of ``room`` takes, built once per room (a join or
+        a status poll would otherwise format them anew each time)."""
+        keys = self._room_keys_cache.get(room)
+        if keys is None:
+            if len(self._room_keys_cache) >= 10_000:
+                self._room_keys_cache.clear()
+            k = self._keys
+            keys = self._room_keys_cache[room] = (k.room_config(room), k.room_state(room), k.room_waiting(room),
+                                                  k.room_active(room), k.room_evicted(room))
+        return keys
 
     def _seen(self, room: str, now_ms: int, back: int = 0) -> str:
         return self._keys.room_seen(room, now_ms // BUCKET_MS - back)
