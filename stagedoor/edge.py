@@ -84,7 +84,9 @@ class Edge:
         self.html_headers = html_headers(settings)
 
     def secure(self, headers: Any) -> None:
-        """Add the security headers a response of this Content-Type should carry (kept if set)."""
+        """Add the security headers a response of this Content-Type should carry (kept if set).
+        The edge skips this for a response that has ``X-Content-Type-Options`` already: only
+        json_response() sets it, together with the rest of what this would add."""
         headers.setdefault("X-Content-Type-Options", "nosniff")
         if headers.get("Content-Type", "").startswith("text/html"):  # the raw header: no parse
             for name, value in self.html_headers:
@@ -138,7 +140,8 @@ class Edge:
                 if not response.prepared:  # a stream took its headers from stream_headers()
                     headers = response.headers
                     headers["X-Request-Id"] = rid
-                    secure(headers)
+                    if "X-Content-Type-Options" not in headers:  # json_response() set them all already
+                        secure(headers)
                 return response
             finally:
                 in_flight.dec()

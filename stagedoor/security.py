@@ -1,7 +1,7 @@
 """Browser-facing hardening shared by every service: security headers, a CSRF guard, cookies.
 
-Headers (``on_response_prepare``, so they reach every response: handlers, errors, redirects,
-static files and SSE streams alike):
+Headers (set by the edge, stagedoor/edge.py, on every response: handlers, errors, redirects and
+static files; a stream takes them from ``stream_headers()`` before it starts):
 - every response: ``X-Content-Type-Options: nosniff``;
 - HTML: a CSP with no inline script (``script-src 'self'``; styles may be inline, scripts never),
   ``frame-ancestors 'none'`` + ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``,
@@ -9,7 +9,7 @@ static files and SSE streams alike):
   (i.e. the site is served over https);
 - anything else (JSON, SVG, text): ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``.
 
-CSRF (a middleware): an unsafe request (POST, PUT, PATCH, DELETE) that carries a Cookie and no
+CSRF (run by the edge before every handler): an unsafe request (POST, PUT, PATCH, DELETE) that carries a Cookie and no
 ``Authorization`` header is cookie-authenticated, so it must come from one of our pages:
 ``Sec-Fetch-Site: cross-site`` is refused, then ``Origin`` (or, when absent, ``Referer``) must
 name the request's own host or one of the configured service URLs; ``Origin: null`` is
@@ -22,7 +22,7 @@ check is the second line behind SameSite.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -34,13 +34,12 @@ from stagedoor.errors import Forbidden
 from stagedoor.problems import METRICS_KEY
 from stagedoor.settings import Settings
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SERVICES: tuple[Literal["waitingroom", "ticketing", "admission", "worker"], ...] = (
     "waitingroom", "ticketing", "admission", "worker")
 
 NON_HTML_CSP = "default-src 'none'; frame-ancestors 'none'"
+NON_HTML_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": NON_HTML_CSP}
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 
 
@@ -93,22 +92,6 @@ def html_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def security_headers(settings: Settings) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """An ``on_response_prepare`` hook adding the headers above."""
-    html = html_headers(settings)
-
-    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        if headers.get("Content-Type", "").startswith("text/html"):  # the raw header: no parse per response
-            for name, value in html:
-                headers.setdefault(name, value)
-        else:
-            headers.setdefault("Content-Security-Policy", NON_HTML_CSP)
-
-    return add_headers
-
-
 def csrf_refusal(request: web.Request, allowed: tuple[str, ...]) -> str | None:
     """Why this cookie-authenticated unsafe request is refused, or None when it may proceed."""
     if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
@@ -131,7 +114,7 @@ def csrf_refusal(request: web.Request, allowed: tuple[str, ...]) -> str | None:
 
 
 def csrf_guard(settings: Settings) -> Callable[[web.Request], None]:
-    """The CSRF check the edge middleware (stagedoor/problems.py) runs before every handler:
+    """The CSRF check the edge (stagedoor/edge.py) runs before every handler:
     raises CsrfRefused for a cookie-authenticated unsafe request from elsewhere."""
     allowed = service_origins(settings)
 

@@ -25,6 +25,7 @@ from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api, build_spec
 from stagedoor.problems import METRICS_KEY
 from stagedoor.redis_keys import RedisKeys
+from stagedoor.security import NON_HTML_SECURITY_HEADERS
 from stagedoor.security import validate_settings as validate_security_settings
 from stagedoor.settings import Settings
 
@@ -49,11 +50,14 @@ _ENCODER = msgspec.json.Encoder()
 
 # ---------------------------------------------------------------- responses and input
 
+# A JSON response's own headers, the edge's security headers for it included (so the edge finds
+# them set and adds nothing). The Content-Type as-is: aiohttp's content_type= argument parses and
+# rebuilds it per call.
+_JSON_HEADERS = {"Content-Type": "application/json", **NON_HTML_SECURITY_HEADERS}
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    # The Content-Type header as-is: aiohttp's content_type= argument parses and rebuilds it per call.
-    all_headers = {"Content-Type": "application/json"}
-    if headers:
-        all_headers.update(headers)
+    all_headers = {**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS
     return web.Response(body=_ENCODER.encode(data), status=status, headers=all_headers)
 
 
@@ -79,7 +83,8 @@ def decode_json(raw: bytes, into: type[T]) -> T:
 
 async def decode_body(request: web.Request, into: type[T]) -> T:
     """Read and decode a JSON body with the size limit and content type enforced."""
-    if request.body_exists:
+    # the usual header exactly as clients send it needs no parse (request.content_type parses)
+    if request.body_exists and request.headers.get("Content-Type") != "application/json":
         ctype = request.content_type
         if ctype != "application/json" and not ctype.endswith("+json"):
             raise errors.UnsupportedMediaType(f"expected application/json, got {ctype or 'nothing'}")

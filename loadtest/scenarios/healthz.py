@@ -1,7 +1,7 @@
-"""GET /healthz on the ticketing service: the cost of our middleware stack with no store behind it.
+"""GET /healthz on the ticketing service: the cost of our request skeleton (the edge) with no store behind it.
 
 Compare with the bare aiohttp hello-world handler measured in the same run (``hello_2p``): the
-ratio is what request-id, metrics and problem+json middlewares cost before any real work.
+ratio is what request ids, metrics, problem+json and security headers cost before any real work.
 """
 
 from __future__ import annotations
