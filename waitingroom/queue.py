@@ -79,13 +79,24 @@ class WaitingRoom:
 
     # -- rooms
     async def room(self, room_id: str, now: float) -> Room:
+        room = self.fresh_room(room_id, now)
+        if room is not None:
+            return room
         check_room_id(room_id)
+        if len(self._room_cache) > 10_000:
+            self._room_cache.clear()
+        cached = self._room_cache[room_id] = (now, await self.rooms.get(room_id))
+        if cached[1] is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        return cached[1]
+
+    def fresh_room(self, room_id: str, now: float) -> Room | None:
+        """The cached config while it is fresh, without an await (RoomNotFound if the room was
+        known not to exist); None when it must be read (call :meth:`room`). Only ids that passed
+        ``check_room_id`` are ever cached, so a miss is all an odd id gets here."""
         cached = self._room_cache.get(room_id)
         if cached is None or now - cached[0] > ROOM_CACHE_S:
-            if len(self._room_cache) > 10_000:
-                self._room_cache.clear()
-            cached = (now, await self.rooms.get(room_id))
-            self._room_cache[room_id] = cached
+            return None
         if cached[1] is None:
             raise RoomNotFound(f"no room {room_id!r}")
         return cached[1]
@@ -122,10 +133,12 @@ class WaitingRoom:
 
     # -- operations
     async def join(self, room_id: str, presented: QueueTokenClaims | None, now: float,
-                   email: str | None = None) -> tuple[JoinOut, bool]:
+                   email: str | None = None, room: Room | None = None) -> tuple[JoinOut, bool]:
         """A place in the queue (or an immediate admission); (result, created). A waiting
-        visitor's ``email`` is kept for the "it is your turn" e-mail."""
-        room = await self.room(room_id, now)
+        visitor's ``email`` is kept for the "it is your turn" e-mail. ``room``: its config, when
+        the caller has just read it (through :meth:`room`)."""
+        if room is None or room.room != room_id:
+            room = self.fresh_room(room_id, now) or await self.room(room_id, now)
         now_ms = int(now * 1000)
         visitor_id = presented.visitor_id if presented else None
         result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
@@ -172,7 +185,7 @@ class WaitingRoom:
             raise RoomNotFound(f"no room {room_id!r}")
         if status.state == "evicted":
             raise InvalidQueueToken("this queue place was revoked")
-        room = await self.room(room_id, now) if status.state == "admitted" else None
+        room = (self.fresh_room(room_id, now) or await self.room(room_id, now)) if status.state == "admitted" else None
         return self._view(room, status, now, claims.visitor_id)
 
     def _view(self, room: Room | None, status: QueueStatus, now: float, visitor_id: str = "") -> StatusOut:

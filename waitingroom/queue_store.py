@@ -133,6 +133,7 @@ class QueueStore:
         self._keys = keys
         self._hot: ScriptCaller = hot or scripts
         self._room_keys_cache: dict[str, tuple[str, ...]] = {}
+        self._seen_keys: dict[str, tuple[int, str]] = {}  # room -> (bucket, its seen key)
 
     def _room_keys(self, room: str) -> tuple[str, ...]:
         """The five keys every per-visitor script of ``room`` takes, built once per room (a join or
@@ -149,6 +150,18 @@ class QueueStore:
     def _seen(self, room: str, now_ms: int, back: int = 0) -> str:
         return self._keys.room_seen(room, now_ms // BUCKET_MS - back)
 
+    def _current_seen(self, room: str, now_ms: int) -> str:
+        """``_seen(room, now_ms)``, kept per room while its time bucket lasts."""
+        bucket = now_ms // BUCKET_MS
+        hit = self._seen_keys.get(room)
+        if hit is not None and hit[0] == bucket:
+            return hit[1]
+        if len(self._seen_keys) >= 10_000:
+            self._seen_keys.clear()
+        key = self._keys.room_seen(room, bucket)
+        self._seen_keys[room] = (bucket, key)
+        return key
+
     async def join(self, room: str, visitor_id: str | None, now_ms: int, *, burst_s: float,
                    score: float | None = None, suffix: str | None = None) -> JoinResult:
         return join_result(await self.join_reply(room, visitor_id, now_ms, burst_s=burst_s, score=score,
@@ -160,7 +173,7 @@ class QueueStore:
         the hot path awaits the pipelined connection's future itself, one frame less per join."""
         seq = str(visitor_seq(visitor_id)) if visitor_id else ""
         return self._hot.call(
-            "join_queue", [*self._room_keys(room), self._seen(room, now_ms)],
+            "join_queue", [*self._room_keys(room), self._current_seen(room, now_ms)],
             [visitor_id or "", seq, now_ms, repr(score if score is not None else random_score()), BUCKET_MS,
              burst_s, suffix or new_suffix(), RATE_TAU_MS])
 
@@ -170,7 +183,7 @@ class QueueStore:
     def status_reply(self, room: str, visitor_id: str, now_ms: int) -> Awaitable[Any]:
         """The raw reply of lua/get_queue_status.lua (read it with :func:`queue_status`)."""
         return self._hot.call(
-            "get_queue_status", [*self._room_keys(room), self._seen(room, now_ms)],
+            "get_queue_status", [*self._room_keys(room), self._current_seen(room, now_ms)],
             [visitor_id, visitor_seq(visitor_id), now_ms, BUCKET_MS, RATE_TAU_MS])
 
     async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float) -> TickResult:

@@ -79,11 +79,11 @@ async def _join(request: web.Request, room: str, body: JoinBody) -> tuple[JoinOu
                 raise  # an explicit credential that does not verify is an error
             claims = None  # a stale cookie just means "join afresh"
     await enforce(request, "join", claims.visitor_id if claims else None)
-    room_cfg = await wr.room(room, now)
+    room_cfg = wr.fresh_room(room, now) or await wr.room(room, now)
     if room_cfg.pow_difficulty > 0 and claims is None:
         await proof_of_work.verify_for_app(request.app, body.pow, room=room, min_difficulty=room_cfg.pow_difficulty,
                                            now_ms=int(now * 1000))
-    return await wr.join(room, claims, now, email=body.email)
+    return await wr.join(room, claims, now, email=body.email, room=room_cfg)
 
 
 @api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201, errors=(401, 403, 404, 409, 422, 429),
