@@ -3,7 +3,7 @@
 Requests per second on a shared 2-core VM move by 10-15 % from one minute to the next, more than
 most single changes to a hot path gain. callgrind counts the instructions the server process
 executes, which do not depend on what else runs on the machine. So an A/B of one change reads
-the same every time (about +-3 % for join, whose batching of Redis calls varies a little).
+the same every time (within about 3 % for join, whose batching of Redis calls varies a little).
 
 It starts, each under ``valgrind --tool=callgrind``, one process of the hello-world server
 (loadtest/hello_server.py) and one of the waiting room, on a throwaway redis-server. It creates
