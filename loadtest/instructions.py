@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from loadtest.rawhttp import RawClient, RawResponse
-from loadtest.scenarios._waitingroom import bench_room, bulk_join, create_room
+from loadtest.scenarios._waitingroom import bench_room, bulk_join_at, create_room
 from stagedoor.embedded import EmbeddedRedis, free_port
 from stagedoor.keys import write_new_key
 
@@ -143,13 +143,7 @@ async def measure(kinds: list[str], requests: int, ahead: int) -> dict[str, floa
                            env, work)
             servers.append(room)
             await create_room(redis.url, bench_room(ROOM))
-            import redis.asyncio as redis_asyncio  # the loader only: the servers bring their own clients
-
-            loader = redis_asyncio.Redis.from_url(redis.url)
-            try:
-                await bulk_join(loader, ROOM, ahead)
-            finally:
-                await loader.aclose()
+            await bulk_join_at(redis.url, ROOM, ahead)
             hello_url, wr_url = f"http://127.0.0.1:{hello_port}", f"http://127.0.0.1:{wr_port}"
             await _wait_ready(f"{hello_url}/hello", hello.process)
             await _wait_ready(f"{wr_url}/healthz", room.process)

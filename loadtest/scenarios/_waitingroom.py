@@ -59,4 +59,13 @@ async def bulk_join(client: Any, room: str, count: int, pipeline_size: int = 200
     return ids
 
 
-__all__ = ["QueueStore", "bench_room", "bulk_join", "create_room"]
+async def bulk_join_at(redis_url: str, room: str, count: int) -> None:
+    """:func:`bulk_join` on a client of its own (opened and closed here)."""
+    client = redis_asyncio.Redis.from_url(redis_url)
+    try:
+        await bulk_join(client, room, count)
+    finally:
+        await client.aclose()
+
+
+__all__ = ["QueueStore", "bench_room", "bulk_join", "bulk_join_at", "create_room"]

@@ -20,7 +20,7 @@ import redis.asyncio as redis_asyncio
 
 from loadtest.driver import RunResult, WorkerState, run_load
 from loadtest.scenario import BenchEnv, Figure, LoadConfig, ServerSpec, Target
-from loadtest.scenarios._waitingroom import PREFIX, bench_room, bulk_join, create_room
+from loadtest.scenarios._waitingroom import PREFIX, bench_room, bulk_join_at, create_room
 from stagedoor.redis_keys import RedisKeys
 
 READY = True
@@ -40,14 +40,6 @@ _FIGURES: dict[str, float] = {}
 
 def servers(env: BenchEnv) -> list[ServerSpec]:
     return [env.stagedoor("waitingroom", processes=2, STAGEDOOR_RATE_LIMITS_ENABLED="false")]
-
-
-async def _bulk(redis_url: str, count: int) -> None:
-    client = redis_asyncio.Redis.from_url(redis_url)
-    try:
-        await bulk_join(client, ROOM, count)
-    finally:
-        await client.aclose()
 
 
 async def _memory_and_waiting(redis_url: str) -> tuple[int, int]:
@@ -79,11 +71,11 @@ async def request(session: aiohttp.ClientSession, ctx: dict[str, Any], state: Wo
 
 def drive(env: BenchEnv, ctx: dict[str, Any], config: LoadConfig) -> RunResult:
     name = __name__.rsplit(".", 1)[-1]
-    asyncio.run(_bulk(env.redis_url, SMALL))
+    asyncio.run(bulk_join_at(env.redis_url, ROOM, SMALL))
     small_status = run_load(name, {**ctx, "kind": "status"}, env, config)
     small_join = run_load(name, {**ctx, "kind": "join"}, env, replace(config, max_requests=60_000))
     mem_before, waiting_before = asyncio.run(_memory_and_waiting(env.redis_url))
-    asyncio.run(_bulk(env.redis_url, LARGE - waiting_before))
+    asyncio.run(bulk_join_at(env.redis_url, ROOM, LARGE - waiting_before))
     mem_after, waiting_after = asyncio.run(_memory_and_waiting(env.redis_url))
     large_status = run_load(name, {**ctx, "kind": "status"}, env, config)
     large_join = run_load(name, {**ctx, "kind": "join"}, env, replace(config, max_requests=60_000))

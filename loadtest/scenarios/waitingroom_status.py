@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import redis.asyncio as redis_asyncio
 
 from loadtest.driver import WorkerState
 from loadtest.scenario import BenchEnv, LoadConfig, ServerSpec, Target
-from loadtest.scenarios._waitingroom import bench_room, bulk_join, create_room
+from loadtest.scenarios._waitingroom import bench_room, bulk_join_at, create_room
 
 READY = True
 DESCRIPTION = "GET status (Bearer queue token) on the waiting room, 100 k waiting, 2 server processes"
@@ -36,11 +35,7 @@ def servers(env: BenchEnv) -> list[ServerSpec]:
 
 async def setup(env: BenchEnv) -> dict[str, Any]:
     await create_room(env.redis_url, bench_room(ROOM))
-    client = redis_asyncio.Redis.from_url(env.redis_url)
-    try:
-        await bulk_join(client, ROOM, AHEAD)
-    finally:
-        await client.aclose()
+    await bulk_join_at(env.redis_url, ROOM, AHEAD)
     base = env.url("waitingroom")
     return {"join": f"{base}/api/rooms/{ROOM}/join", "status": f"{base}/api/rooms/{ROOM}/status"}
 
