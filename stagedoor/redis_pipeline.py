@@ -44,6 +44,7 @@ from stagedoor.script_batcher import settle
 logger = logging.getLogger(__name__)
 
 RECONNECT_BACKOFF_S = 0.25
+HEAD_CACHE_SIZE = 4096  # packed EVALSHA heads kept (script name x key set), cleared when full
 
 _ERRORS: dict[str, type[rx.ResponseError]] = {
     "NOSCRIPT": rx.NoScriptError,
@@ -185,6 +186,7 @@ class PipelinedRedis:
         self.reply_timeout_s = reply_timeout_s
         self.reconnect_backoff_s = reconnect_backoff_s
         self._conn: _Connection | None = None
+        self._heads: dict[tuple[str, tuple[Any, ...]], bytes] = {}
         self._lock = asyncio.Lock()
         self._failed: tuple[float, Exception] | None = None
 
@@ -246,9 +248,27 @@ class PipelinedRedis:
 
     def call(self, name: str, keys: Sequence[Any], args: Sequence[Any] = ()) -> Awaitable[Any]:
         """EVALSHA of a script loaded by ``scripts``; on NOSCRIPT it runs through ``LuaScripts.call``,
-        which loads the script again."""
-        packed = hiredis.pack_command(("EVALSHA", self.scripts.sha(name), len(keys), *keys, *args))
+        which loads the script again.
+
+        ``keys`` as a tuple says they repeat call after call (a room's keys): the packed head of
+        the command (EVALSHA, sha, key count, keys) is then kept and only ``args`` are packed,
+        which halves the packing of a join or a status poll. A list is packed whole each time."""
+        if type(keys) is tuple and args:
+            packed = self._pack_with_head(name, keys, args)
+        else:
+            packed = hiredis.pack_command(("EVALSHA", self.scripts.sha(name), len(keys), *keys, *args))
         return self._send(packed, functools.partial(self.scripts.call, name, keys, args))
+
+    def _pack_with_head(self, name: str, keys: tuple[Any, ...], args: Sequence[Any]) -> bytes:
+        head = self._heads.get((name, keys))
+        if head is None:
+            if len(self._heads) >= HEAD_CACHE_SIZE:
+                self._heads.clear()
+            whole = hiredis.pack_command(("EVALSHA", self.scripts.sha(name), len(keys), *keys))
+            head = self._heads[(name, keys)] = whole[whole.index(b"\r\n") + 2:]  # without "*<count>"
+        tail = hiredis.pack_command(tuple(args))
+        count = 3 + len(keys) + len(args)
+        return b"*%d\r\n%b%b" % (count, head, tail[tail.index(b"\r\n") + 2:])
 
     def _send(self, packed: bytes, retry: Retry | None) -> Awaitable[Any]:
         conn = self._conn

@@ -173,7 +173,7 @@ class QueueStore:
         the hot path awaits the pipelined connection's future itself, one frame less per join."""
         seq = str(visitor_seq(visitor_id)) if visitor_id else ""
         return self._hot.call(
-            "join_queue", [*self._room_keys(room), self._current_seen(room, now_ms)],
+            "join_queue", (*self._room_keys(room), self._current_seen(room, now_ms)),
             [visitor_id or "", seq, now_ms, repr(score if score is not None else random_score()), BUCKET_MS,
              burst_s, suffix or new_suffix(), RATE_TAU_MS])
 
@@ -183,7 +183,7 @@ class QueueStore:
     def status_reply(self, room: str, visitor_id: str, now_ms: int) -> Awaitable[Any]:
         """The raw reply of lua/get_queue_status.lua (read it with :func:`queue_status`)."""
         return self._hot.call(
-            "get_queue_status", [*self._room_keys(room), self._current_seen(room, now_ms)],
+            "get_queue_status", (*self._room_keys(room), self._current_seen(room, now_ms)),
             [visitor_id, visitor_seq(visitor_id), now_ms, BUCKET_MS, RATE_TAU_MS])
 
     async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float) -> TickResult:

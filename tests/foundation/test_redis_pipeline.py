@@ -9,7 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import hiredis
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis import exceptions as rx
 
 from stagedoor.connections import make_hot_redis
@@ -50,6 +53,32 @@ async def test_scripts_run_by_sha_and_reload_after_a_script_flush(hot: Pipelined
     replies = await asyncio.gather(*(hot.call("rate_limit", [key], [1_000, 3, 1_000, 1]) for _ in range(3)))
     assert sorted(r[0] for r in replies) == [0, 1, 1]  # 2 tokens were left: every call ran exactly once
     assert await redis_client.script_exists(hot.scripts.sha("rate_limit")) == [True]
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=8),
+       args=st.lists(st.one_of(st.text(max_size=60), st.integers(-2**62, 2**62),
+                               st.floats(allow_nan=False, allow_infinity=False), st.binary(max_size=60)),
+                     min_size=1, max_size=12))
+def test_a_kept_head_packs_the_same_bytes_as_packing_it_all(keys: list[str], args: list[Any]) -> None:
+    """Keys given as a tuple: the command's head is packed once and kept, the arguments each time;
+    the bytes on the wire are exactly hiredis' for the whole command, also on the second call."""
+    client = PipelinedRedis("redis://127.0.0.1:1/0", _FixedSha())
+    whole = hiredis.pack_command(("EVALSHA", "f" * 40, len(keys), *keys, *args))
+    assert client._pack_with_head("s", tuple(keys), args) == whole
+    assert client._pack_with_head("s", tuple(keys), args) == whole  # from the kept head
+
+
+class _FixedSha:
+    def sha(self, name: str) -> str:
+        return "f" * 40
+
+
+async def test_a_kept_head_serves_many_calls_of_one_key_set(hot: PipelinedRedis, redis_prefix: str) -> None:
+    keys = (f"{redis_prefix}:{{b}}:bucket",)
+    replies = await asyncio.gather(*(hot.call("rate_limit", keys, [1_000, 100, 1_000, 1]) for _ in range(30)))
+    assert sorted(r[1] for r in replies) == list(range(70, 100))  # each call took one token, in turn
+    assert len(hot._heads) == 1
 
 
 async def test_error_replies_raise_what_redis_py_raises_and_keep_the_others(hot: PipelinedRedis,
