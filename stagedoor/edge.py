@@ -39,7 +39,7 @@ from stagedoor import errors
 from stagedoor.logs import request_id_var
 from stagedoor.metrics import BaseMetrics
 from stagedoor.problems import HTTP_CODES, problem_response, render_error, render_http_exception
-from stagedoor.security import NON_HTML_CSP, csrf_guard, html_headers
+from stagedoor.security import NON_HTML_HEADERS, csrf_guard, html_headers
 from stagedoor.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 UNMATCHED = "unmatched"  # the route label of the catch-all (bounded: never the raw path)
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
 
 
 class _RequestIds:
@@ -70,11 +69,6 @@ class _RequestIds:
 _request_ids = _RequestIds()
 
 
-def route_label(path: str) -> str:
-    """The metrics label of a route: its template without regexes (``/{tail:.*}`` -> ``/{tail}``)."""
-    return _PARAM.sub(r"{\1}", path)
-
-
 class Edge:
     """One app's edge: its metrics, CSRF guard and security headers, wrapped around handlers."""
 
@@ -84,24 +78,17 @@ class Edge:
         self.html_headers = html_headers(settings)
 
     def secure(self, headers: Any) -> None:
-        """Add the security headers a response of this Content-Type should carry (kept if set).
-        The edge skips this for a response that has ``X-Content-Type-Options`` already: only
-        json_response() sets it, together with the rest of what this would add."""
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        if headers.get("Content-Type", "").startswith("text/html"):  # the raw header: no parse
-            for name, value in self.html_headers:
-                headers.setdefault(name, value)
-        else:
-            headers.setdefault("Content-Security-Policy", NON_HTML_CSP)
+        """Add the security headers a response of this Content-Type should carry (kept if set)."""
+        html = headers.get("Content-Type", "").startswith("text/html")  # the raw header: no parse
+        for name, value in self.html_headers if html else NON_HTML_HEADERS:
+            headers.setdefault(name, value)
 
     def wrap(self, handler: Handler, route: str, method: str) -> Handler:
         """``handler`` behind the edge; ``route`` is the template its latency is labelled with."""
-        if getattr(handler, "__stagedoor_edge__", False):
-            return handler
         metrics, guard, secure = self.metrics, self.guard, self.secure
         problems_total = metrics.problems_total
         in_flight = metrics.in_flight
-        observer = metrics.request_duration.observer(metrics.app_name, route, method)
+        observer = metrics.http_request_duration_seconds.observer(metrics.app_name, route, method)
         perf_counter = time.perf_counter
 
         async def edge(request: web.Request) -> web.StreamResponse:
@@ -140,8 +127,7 @@ class Edge:
                 if not response.prepared:  # a stream took its headers from stream_headers()
                     headers = response.headers
                     headers["X-Request-Id"] = rid
-                    if "X-Content-Type-Options" not in headers:  # json_response() set them all already
-                        secure(headers)
+                    secure(headers)
                 return response
             finally:
                 in_flight.dec()
@@ -174,9 +160,11 @@ def stream_headers(request: web.Request, content_type: str, **extra: str) -> dic
 def add_route(app: web.Application, method: str, path: str, handler: Handler, *, name: str | None = None,
               allow_head: bool = True, label: str | None = None) -> web.AbstractRoute:
     """Register one route behind the app's edge (a GET answers HEAD too, as ``add_get`` does).
-    ``label`` is its route label in the metrics (default: the path template)."""
-    edge, label = app[EDGE], label or route_label(path)
+    ``label`` is its route label in the metrics (default: the resource's canonical template,
+    ``/{tail:.*}`` -> ``/{tail}``)."""
+    edge = app[EDGE]
     resource = app.router.add_resource(path, name=name)
+    label = label or resource.canonical
     if method == "GET" and allow_head:
         resource.add_route("HEAD", edge.wrap(handler, label, "HEAD"))
     return resource.add_route(method, edge.wrap(handler, label, method))
@@ -193,8 +181,9 @@ def add_routes(app: web.Application, routes: Iterable[web.AbstractRouteDef]) -> 
 async def _unmatched(request: web.Request) -> web.StreamResponse:
     """No route has this path (404), or none with this method (405 with Allow)."""
     allowed: set[str] = set()
+    catch_all = request.app[_CATCH_ALL]
     for resource in request.app.router.resources():
-        if resource is _catch_all_resource(request.app):
+        if resource is catch_all:
             continue
         match, methods = await resource.resolve(request)
         if match is None:
@@ -205,10 +194,6 @@ async def _unmatched(request: web.Request) -> web.StreamResponse:
 
 
 _CATCH_ALL = web.AppKey("edge_catch_all", web.AbstractResource)
-
-
-def _catch_all_resource(app: web.Application) -> web.AbstractResource:
-    return app[_CATCH_ALL]
 
 
 async def _finish_routes(app: web.Application) -> None:
@@ -233,4 +218,4 @@ def install(app: web.Application, settings: Settings, metrics: BaseMetrics) -> E
     return edge
 
 
-__all__ = ["EDGE", "UNMATCHED", "Edge", "add_route", "add_routes", "install", "route_label", "stream_headers"]
+__all__ = ["EDGE", "UNMATCHED", "Edge", "add_route", "add_routes", "install", "stream_headers"]

@@ -123,7 +123,7 @@ class BaseMetrics:
     def __init__(self, app_name: str, registry: CollectorRegistry | None = None) -> None:
         self.app_name = app_name
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.http_request_duration_seconds = self.request_duration = LatencyHistogram(
+        self.http_request_duration_seconds = LatencyHistogram(
             "http_request_duration_seconds",
             "HTTP request latency by route template",
             ["app", "route", "method", "status"],

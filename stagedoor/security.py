@@ -39,7 +39,7 @@ SERVICES: tuple[Literal["waitingroom", "ticketing", "admission", "worker"], ...]
     "waitingroom", "ticketing", "admission", "worker")
 
 NON_HTML_CSP = "default-src 'none'; frame-ancestors 'none'"
-NON_HTML_SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": NON_HTML_CSP}
+NON_HTML_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", NON_HTML_CSP))
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
 
 
@@ -81,6 +81,7 @@ def html_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
         "frame-ancestors 'none'",
     ))
     headers = [
+        ("X-Content-Type-Options", "nosniff"),
         ("Content-Security-Policy", csp),
         ("X-Frame-Options", "DENY"),
         ("Referrer-Policy", "same-origin"),

@@ -25,7 +25,6 @@ from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api, build_spec
 from stagedoor.problems import METRICS_KEY
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.security import NON_HTML_SECURITY_HEADERS
 from stagedoor.security import validate_settings as validate_security_settings
 from stagedoor.settings import Settings
 
@@ -50,10 +49,8 @@ _ENCODER = msgspec.json.Encoder()
 
 # ---------------------------------------------------------------- responses and input
 
-# A JSON response's own headers, the edge's security headers for it included (so the edge finds
-# them set and adds nothing). The Content-Type as-is: aiohttp's content_type= argument parses and
-# rebuilds it per call.
-_JSON_HEADERS = {"Content-Type": "application/json", **NON_HTML_SECURITY_HEADERS}
+# The Content-Type as-is: aiohttp's content_type= argument parses and rebuilds it per call.
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

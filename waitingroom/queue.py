@@ -138,7 +138,7 @@ class WaitingRoom:
         visitor's ``email`` is kept for the "it is your turn" e-mail. ``room``: its config, when
         the caller has just read it (through :meth:`room`)."""
         if room is None or room.room != room_id:
-            room = self.fresh_room(room_id, now) or await self.room(room_id, now)
+            room = await self.room(room_id, now)
         now_ms = int(now * 1000)
         visitor_id = presented.visitor_id if presented else None
         result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
@@ -185,7 +185,7 @@ class WaitingRoom:
             raise RoomNotFound(f"no room {room_id!r}")
         if status.state == "evicted":
             raise InvalidQueueToken("this queue place was revoked")
-        room = (self.fresh_room(room_id, now) or await self.room(room_id, now)) if status.state == "admitted" else None
+        room = await self.room(room_id, now) if status.state == "admitted" else None
         return self._view(room, status, now, claims.visitor_id)
 
     def _view(self, room: Room | None, status: QueueStatus, now: float, visitor_id: str = "") -> StatusOut:
