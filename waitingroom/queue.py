@@ -2,12 +2,14 @@
 
 Handlers pass the presented queue token (cookie or Bearer) and the clock reading; nothing
 here knows HTTP. Room configs are read through a 0.5 s per-process cache (an admin change
-still reaches visitors well within the 1 s the contract promises); the queue scripts read
-the authoritative config in Redis on every call anyway.
+still reaches visitors well within the 1 s the contract promises), one read per room at a time
+however many requests find it stale; the queue scripts read the authoritative config in Redis
+on every call anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict
@@ -74,6 +76,7 @@ class WaitingRoom:
         self.clock = clock
         self._secret = settings.queue_token_secret
         self._room_cache: dict[str, tuple[float, Room | None]] = {}
+        self._room_reads: dict[str, asyncio.Future[Room | None]] = {}
         self._tokens: OrderedDict[tuple[str, str, int], tuple[str, int]] = OrderedDict()
         self._verified: dict[str, QueueTokenClaims] = {}
 
@@ -83,12 +86,26 @@ class WaitingRoom:
         if room is not None:
             return room
         check_room_id(room_id)
+        read = self._room_reads.get(room_id)
+        if read is None:  # one read per room at a time: the requests that find it stale share it
+            read = self._room_reads[room_id] = asyncio.ensure_future(self._read_room(room_id, now))
+            read.add_done_callback(lambda done: self._room_read_done(room_id, done))
+        config = await asyncio.shield(read)  # a waiter that gives up does not cancel the others' read
+        if config is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        return config
+
+    async def _read_room(self, room_id: str, now: float) -> Room | None:
+        config = await self.rooms.get(room_id)
         if len(self._room_cache) > 10_000:
             self._room_cache.clear()
-        cached = self._room_cache[room_id] = (now, await self.rooms.get(room_id))
-        if cached[1] is None:
-            raise RoomNotFound(f"no room {room_id!r}")
-        return cached[1]
+        self._room_cache[room_id] = (now, config)
+        return config
+
+    def _room_read_done(self, room_id: str, read: asyncio.Future[Room | None]) -> None:
+        self._room_reads.pop(room_id, None)
+        if not read.cancelled():
+            read.exception()  # retrieved here too: a read whose every waiter left logs nothing
 
     def fresh_room(self, room_id: str, now: float) -> Room | None:
         """The cached config while it is fresh, without an await (RoomNotFound if the room was
