@@ -16,7 +16,8 @@
   Returns  {state, position, waiting_total, expiry_ms, rate_observed, rate_configured, starts_at, paused}
            state: "pre_queue" | "waiting" | "admitted" | "expired" | "sold_out" | "closed"
                   | "evicted" | "no_room"; position 1-based (0 unless waiting); rates as strings
-  Cost     O(log N)
+  Cost     O(log N); a waiting visitor's poll: 2 HMGET, SISMEMBER, ZCARD, ZRANK, SETBIT (PEXPIRE once
+           per time bucket)
 ]]
 local now = tonumber(ARGV[3])
 local vid = ARGV[1]
@@ -33,17 +34,23 @@ local total = redis.call('ZCARD', KEYS[3])
 local function reply(state, pos, exp)
   return {state, pos, total, exp, tostring(r), cfg[4], starts_at, paused}
 end
-local exp = tonumber(redis.call('ZSCORE', KEYS[4], vid))
-if exp and exp > now then return reply('admitted', 0, exp) end
 local closed = cfg[1] == 'closed' or (closes_at > 0 and now >= closes_at)
 local rank = redis.call('ZRANK', KEYS[3], vid)
-if st[1] == '1' then return reply('sold_out', 0, 0) end
 if rank == false then
+  -- Not waiting: admitted (a visitor leaves the queue when admitted; nobody waits and shops
+  -- at once), or the place is gone. A waiting visitor's poll skips this lookup.
+  local exp = tonumber(redis.call('ZSCORE', KEYS[4], vid))
+  if exp and exp > now then return reply('admitted', 0, exp) end
+  if st[1] == '1' then return reply('sold_out', 0, 0) end
   if closed then return reply('closed', 0, 0) end
   return reply('expired', 0, 0)
 end
+if st[1] == '1' then return reply('sold_out', 0, 0) end
 if closed then return reply('closed', 0, 0) end
-redis.call('SETBIT', KEYS[6], tonumber(ARGV[2]), 1)
-redis.call('PEXPIRE', KEYS[6], (tonumber(cfg[6]) or 0) + 2 * tonumber(ARGV[4]))
+-- The bit's first setting in this bucket's bitmap gives the bitmap its lifetime (a new bitmap
+-- always starts so); later polls in the same bucket find the bit set and skip the PEXPIRE.
+if redis.call('SETBIT', KEYS[6], tonumber(ARGV[2]), 1) == 0 then
+  redis.call('PEXPIRE', KEYS[6], (tonumber(cfg[6]) or 0) + 2 * tonumber(ARGV[4]))
+end
 if now < starts_at then return reply('pre_queue', 0, 0) end
 return reply('waiting', rank + 1, 0)
