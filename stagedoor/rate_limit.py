@@ -270,6 +270,8 @@ async def enforce(
     clock_ms: Callable[[], int] = _wall_ms,
 ) -> None:
     """Raise RateLimited (429 + Retry-After) when ``limit`` is exhausted for this IP or subject."""
+    if not request.app[SETTINGS].rate_limits_enabled:
+        return  # as check() would decide, without its coroutine (status polls and joins pass here)
     wait_ms = await check(request, limit, subject, cost=cost, per_ip=per_ip, clock_ms=clock_ms)
     if wait_ms:
         raise RateLimited(math.ceil(wait_ms / 1000), f"too many {limit} requests; retry later", limit=limit)

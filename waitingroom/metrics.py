@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
-from stagedoor.metrics import BaseMetrics, LabelCache
+from stagedoor.metrics import BaseMetrics, LeanCounter
 
 
 class WaitingRoomMetrics(BaseMetrics):
     def __init__(self) -> None:
         super().__init__("waitingroom")
-        self.joins_total = Counter(
+        self.joins_total = LeanCounter(
             "waitingroom_joins_total", "Join requests by room and result (new, rejoin, admitted, refused outcome)",
             ["room", "result"], registry=self.registry)
-        self.joins = LabelCache(self.joins_total)  # (room, result): the join path's children, kept
+        self.joins = self.joins_total.labels  # (room, result): the join path's children, kept
         self.queue_length = Gauge(
             "waitingroom_queue_length", "Visitors waiting in the room (refreshed every 2 s)", ["room"],
             registry=self.registry)

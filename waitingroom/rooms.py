@@ -116,8 +116,13 @@ def rfc3339(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@lru_cache(maxsize=4096)  # every poll checks its room's id again
+def _is_room_id(room: str) -> bool:
+    return ROOM_ID_RE.match(room) is not None
+
+
 def check_room_id(room: str) -> str:
-    if not ROOM_ID_RE.match(room):
+    if not _is_room_id(room):
         raise RoomNotFound(f"no room {room[:80]!r}")  # an id we could never have created
     return room
 

@@ -53,6 +53,8 @@ def _presented_token(request: web.Request, room: str) -> tuple[str | None, bool]
     token = bearer_token(request)
     if token is not None:
         return token, True
+    if "Cookie" not in request.headers:  # a first join, an API client: no cookie jar to parse
+        return None, False
     return request.cookies.get(cookie_name(room)), False
 
 
@@ -86,17 +88,7 @@ async def _join(request: web.Request, room: str, body: JoinBody) -> tuple[JoinOu
     return await wr.join(room, claims, now, email=body.email, room=room_cfg)
 
 
-@api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201, errors=(401, 403, 404, 409, 422, 429),
-          summary="Join the queue (200 with the same place when the presented queue token already holds one)")
-async def join(request: web.Request) -> web.Response:
-    room = request.match_info["room"]
-    body = await decode_body(request, JoinBody)
-    out, created = await _join(request, room, body)
-    response = json_response(out, status=201 if created else 200, headers={"Cache-Control": "no-store"})
-    _set_queue_cookie(response, request, room, out.queue_token)
-    return response
-
-
+# status first: the router tries a prefix's routes in registration order, and polls outnumber joins
 @api.get("/api/rooms/{room}/status", response=StatusOut, errors=(401, 404, 429), auth="bearer",
          summary="The visitor's state, position, ETA; the admission token once admitted")
 async def status(request: web.Request) -> web.Response:
@@ -107,6 +99,17 @@ async def status(request: web.Request) -> web.Response:
     await enforce(request, "status", claims.visitor_id)
     out = await wr.status(room, claims, now)
     return json_response(out, headers={"Cache-Control": "no-store"})
+
+
+@api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201, errors=(401, 403, 404, 409, 422, 429),
+          summary="Join the queue (200 with the same place when the presented queue token already holds one)")
+async def join(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    body = await decode_body(request, JoinBody)
+    out, created = await _join(request, room, body)
+    response = json_response(out, status=201 if created else 200, headers={"Cache-Control": "no-store"})
+    _set_queue_cookie(response, request, room, out.queue_token)
+    return response
 
 
 @api.get("/api/rooms/{room}/events", response="text", response_content_type="text/event-stream",
