@@ -12,7 +12,8 @@ twice (PostgreSQL: tickets per seat > 1) and sold vs capacity; out-of-order admi
 who joined after ``starts_at`` and were admitted while someone ahead of them still waited); the
 admitted rate against the configured one; p99 per step (join, status, seats, hold, purchase); Redis
 bytes per waiting visitor (INFO used_memory_dataset just before ``starts_at`` minus before the first join,
-over the number waiting). Users are inserted straight into PostgreSQL (registration would
+over the number waiting; the leanest of three readings each time, as a hash table Redis is
+rehashing counts twice while it lasts). Users are inserted straight into PostgreSQL (registration would
 measure argon2, not the sale); the load generator's address is exempt from rate limits; the
 payment window is 20 s (a declined card keeps the hold locked that long; 120 s by default).
 """
