@@ -33,8 +33,17 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from loadtest.driver import format_summary, run_load
-from loadtest.limits import Limit, LimitsPlan, RedisScriptBench, measure_all, stop_process
+from loadtest.driver import RunResult, format_summary, run_load
+from loadtest.limits import (
+    Limit,
+    LimitsPlan,
+    RedisScriptBench,
+    hello_command,
+    hello_server,
+    measure_all,
+    run_hello,
+    stop_process,
+)
 from loadtest.machine import OthersLoad, postmaster_pid, register_own
 from loadtest.report import (
     RESULTS_DIR,
@@ -47,6 +56,8 @@ from loadtest.report import (
 )
 from loadtest.scenario import (
     BenchEnv,
+    Figure,
+    LoadConfig,
     ServerSpec,
     check_loopback_url,
     describe,
@@ -60,6 +71,7 @@ from stagedoor.keys import KeyRing
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGET_S = 570  # the whole run stays under 10 minutes (9.5 min of scenarios and limits)
 SCENARIO_OVERHEAD_S = 45  # start servers, setup, stop: reserved on top of warm-up + duration
+INTERLEAVED_ROUNDS = 3  # rounds of (hello world, scenario) for a scenario with INTERLEAVED (see run_interleaved)
 COMPONENTS = ("waitingroom", "ticketing", "admission", "worker")
 
 
@@ -291,6 +303,8 @@ def run_scenario(c: Candidate, stores: Stores, keys_dir: Path, secrets_: dict[st
     outcome = ScenarioOutcome(name=c.name, description=info["description"],
                               targets=tuple(getattr(module, "TARGETS", ())), load=config)
     needed = config.warmup_s + config.duration_s + SCENARIO_OVERHEAD_S
+    if getattr(module, "INTERLEAVED", None) and not args.no_limits:
+        needed += (INTERLEAVED_ROUNDS - 1) * config.warmup_s + INTERLEAVED_ROUNDS * 6  # the extra rounds
     if remaining_s() < needed:
         outcome.status, outcome.note = "skipped", f"time budget: {remaining_s():.0f}s left, needs ~{needed:.0f}s"
         return outcome
@@ -308,8 +322,16 @@ def run_scenario(c: Candidate, stores: Stores, keys_dir: Path, secrets_: dict[st
             wait_ready(s)
         ctx = asyncio.run(module.setup(env))
         drive = getattr(module, "drive", None)  # a scenario that runs its own phases (e.g. a flash sale)
+        interleaved = getattr(module, "INTERLEAVED", None) if not args.no_limits and drive is None else None
         with OthersLoad() as busy:
-            result = drive(env, ctx, config) if drive is not None else run_load(c.name, ctx, env, config)
+            if drive is not None:
+                result = drive(env, ctx, config)
+            elif interleaved is not None:
+                result = run_interleaved(c.name, ctx, env, config, interleaved, redis_server.url,
+                                         LimitsPlan(quick=args.quick), outcome,
+                                         rounds=1 if args.quick else INTERLEAVED_ROUNDS)
+            else:
+                result = run_load(c.name, ctx, env, config)
         outcome.others_cores = busy.cores
         log("  " + format_summary(c.name, result) + f"; others used {busy.cores} cores meanwhile")
         outcome.summary = result.summary()
@@ -318,7 +340,7 @@ def run_scenario(c: Candidate, stores: Stores, keys_dir: Path, secrets_: dict[st
             log("\n".join(result.failures))
         figures = getattr(module, "figures", None)
         if figures is not None:
-            outcome.figures = list(asyncio.run(figures(env, ctx, result)))
+            outcome.figures += list(asyncio.run(figures(env, ctx, result)))
             for f in outcome.figures:
                 log(f"  {c.name} {f.name}: {f.value:g} {f.unit}")
     except Exception as exc:
@@ -336,6 +358,47 @@ def run_scenario(c: Candidate, stores: Stores, keys_dir: Path, secrets_: dict[st
         redis_server.stop()
         outcome.elapsed_s = time.monotonic() - t0
     return outcome
+
+
+def run_interleaved(name: str, ctx: Any, env: BenchEnv, config: LoadConfig, limit_name: str, redis_url: str,
+                    plan: LimitsPlan, outcome: ScenarioOutcome, rounds: int = INTERLEAVED_ROUNDS) -> RunResult:
+    """The scenario's load and the hello-world limit it is judged against, in alternating rounds
+    (hello, scenario, hello, scenario...), both servers up throughout (the one not under load
+    idles). This host's speed drifts by 10-20 % over minutes, so a limit measured at the start of
+    the run and a scenario measured minutes later make a noisy ratio; pairs measured seconds apart
+    drift together. The round with the median ratio is reported (its load result and its hello
+    figure), the other rounds' ratios as the spread."""
+    if limit_name != "hello_2p":
+        raise ValueError(f"scenario {name}: only hello_2p can be interleaved, not {limit_name!r}")
+    if rounds < 1:
+        raise ValueError("at least one round")
+    # the scenario's measured time split over the rounds (at least 4 s each); hello as long
+    config = replace(config, duration_s=max(min(4.0, config.duration_s), config.duration_s / rounds))
+    hello_load = replace(plan.http_load, duration_s=min(plan.http_load.duration_s, config.duration_s),
+                         warmup_s=min(plan.http_load.warmup_s, 1.0))
+    measured: list[tuple[float, RunResult, RunResult]] = []
+    with hello_server(redis_url, processes=2) as base:
+        for i in range(rounds):
+            hello = run_hello(base, hello_load)
+            result = run_load(name, ctx, env, config)
+            ratio = result.req_per_s / hello.req_per_s if hello.req_per_s else 0.0
+            log(f"  round {i + 1}/{rounds}: {format_summary('hello_2p', hello)}; {format_summary(name, result)}; "
+                f"ratio {ratio:.3f}")
+            measured.append((ratio, result, hello))
+    ordered = sorted(measured, key=lambda m: m[0])
+    ratio, result, hello = ordered[len(ordered) // 2]
+    summary = hello.summary()
+    cfg = hello_load
+    outcome.interleaved[limit_name] = Limit(
+        limit_name, f"aiohttp + uvloop hello world, 2 server process(es); driver {cfg.processes}x{cfg.concurrency}, "
+        f"lean client (state.http); measured in {rounds} round(s) alternating with {name}, the median round's",
+        hello.req_per_s, p50_ms=summary["p50_ms"], p99_ms=summary["p99_ms"],
+        command=hello_command(2, cfg) + f" (alternating with {name})")
+    outcome.figures += [Figure(f"req_per_s_vs_{limit_name}_rounds", float(rounds), "rounds"),
+                        Figure(f"req_per_s_vs_{limit_name}_min", ordered[0][0], "x"),
+                        Figure(f"req_per_s_vs_{limit_name}_median", ratio, "x"),
+                        Figure(f"req_per_s_vs_{limit_name}_max", ordered[-1][0], "x")]
+    return result
 
 
 # ----------------------------------------------------------------------------- main

@@ -25,12 +25,13 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtest.driver import format_summary, run_load
+from loadtest.driver import RunResult, format_summary, run_load
 from loadtest.hello_server import JOIN_LIKE_LUA, POOL_SIZE
 from loadtest.machine import OthersLoad
 from loadtest.scenario import BenchEnv, LoadConfig
@@ -370,20 +371,43 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None
         proc.wait()
 
 
+@contextmanager
+def hello_server(redis_url: str, processes: int, database_url: str | None = None) -> Iterator[str]:
+    """loadtest.hello_server with ``processes`` processes while the block runs; yields its base URL."""
+    port = free_port()
+    argv = [sys.executable, "-m", "loadtest.hello_server", "--port", str(port), "--processes", str(processes),
+            "--redis-url", redis_url]
+    if database_url:
+        argv += ["--database-url", database_url]
+    proc = subprocess.Popen(argv, cwd=ROOT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/hello", 30, proc)
+        time.sleep(0.5 if processes > 1 else 0)  # let the extra workers bind the port
+        yield base
+    finally:
+        stop_process(proc)
+
+
+def run_hello(base: str, load: LoadConfig, path: str = "/hello", client: str = "raw") -> RunResult:
+    """One load of the hello-world server's ``path`` (the handlers of the stack limits)."""
+    method = "POST" if path.startswith("/purchase") else "GET"
+    env = BenchEnv(urls={"hello": base}, extra={"hello_path": path, "client": client, "method": method})
+    ctx = {"url": base + path, "client": client, "method": method}
+    return run_load("loadtest.scenarios._hello", ctx, env, load)
+
+
+def hello_command(processes: int, load: LoadConfig, client: str = "raw") -> str:
+    return (f"python -m loadtest.hello_server --processes {processes}; python -m loadtest.driver "
+            f"loadtest.scenarios._hello -p {load.processes} -c {load.concurrency} -d {load.duration_s:g} "
+            f"-w {load.warmup_s:g} ({client} client)")
+
+
 def measure_stack(redis_url: str, database_url: str | None, plan: LimitsPlan,
                   log: Callable[[str], None]) -> list[Limit]:
     limits: list[Limit] = []
     for processes in (1, 2):
-        port = free_port()
-        argv = [sys.executable, "-m", "loadtest.hello_server", "--port", str(port), "--processes", str(processes),
-                "--redis-url", redis_url]
-        if database_url and processes == 2:
-            argv += ["--database-url", database_url]
-        proc = subprocess.Popen(argv, cwd=ROOT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_http(base + "/hello", 30, proc)
-            time.sleep(0.5 if processes > 1 else 0)  # let the extra workers bind the port
+        with hello_server(redis_url, processes, database_url if processes == 2 else None) as base:
             runs = [("/hello", "raw", "hello", "aiohttp + uvloop hello world"),
                     ("/evalsha", "raw", "evalsha", "aiohttp handler doing one EVALSHA (redis.asyncio)"),
                     ("/evalsha_batched", "raw", "evalsha_batched",
@@ -402,13 +426,10 @@ def measure_stack(redis_url: str, database_url: str | None, plan: LimitsPlan,
                               f"(stock pool of {POOL_SIZE})")]
             for path, client, key, label in runs:
                 name = f"{key}_{processes}p" + ("_aiohttp" if client == "aiohttp" else "")
-                method = "POST" if path.startswith("/purchase") else "GET"
-                env = BenchEnv(urls={"hello": base}, extra={"hello_path": path, "client": client, "method": method})
-                ctx = {"url": base + path, "client": client, "method": method}
                 measured = []
                 for _ in range(plan.repeats):
                     with OthersLoad() as busy:
-                        result = run_load("loadtest.scenarios._hello", ctx, env, plan.http_load)
+                        result = run_hello(base, plan.http_load, path, client)
                     log("  " + format_summary(name, result) + f"; others used {busy.cores} cores meanwhile")
                     measured.append((result.req_per_s, result, busy.cores))
                 measured.sort(key=lambda m: m[0])
@@ -422,12 +443,7 @@ def measure_stack(redis_url: str, database_url: str | None, plan: LimitsPlan,
                 limits.append(Limit(
                     name, f"{label}, {processes} server process(es); driver {cfg.processes}x{cfg.concurrency}, "
                     f"{driver}", result.req_per_s, p50_ms=s["p50_ms"], p99_ms=s["p99_ms"],
-                    command=f"python -m loadtest.hello_server --processes {processes}; "
-                            f"python -m loadtest.driver loadtest.scenarios._hello -p {cfg.processes} "
-                            f"-c {cfg.concurrency} -d {cfg.duration_s:g} -w {cfg.warmup_s:g} ({client} client)",
-                    others_cores=others))
-        finally:
-            stop_process(proc)
+                    command=hello_command(processes, cfg, client), others_cores=others))
     hello = [limit for limit in limits if limit.name in ("hello_1p", "hello_2p")]
     if len(hello) == 2:  # with the load generator on the same 2 cores, 2 server processes can lose to 1
         best = max(hello, key=lambda limit: limit.value)

@@ -39,6 +39,8 @@ class ScenarioOutcome:
     servers: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     others_cores: float | None = None  # CPU used by processes not ours during the run (loadtest.machine)
+    # limits measured in rounds interleaved with this scenario's load: its ratio targets use these
+    interleaved: dict[str, Limit] = field(default_factory=dict)
 
     def value_of(self, figure: str) -> float | None:
         for f in self.figures:
@@ -70,7 +72,9 @@ def evaluate(outcome: ScenarioOutcome, limits: dict[str, Limit]) -> list[Row]:
     units = {f.name: f.unit for f in outcome.figures}
     for target in outcome.targets:
         value = outcome.value_of(target.figure) if outcome.status == "ran" else None
-        limit = limits.get(target.limit) if target.limit else None
+        limit = None
+        if target.limit:
+            limit = outcome.interleaved.get(target.limit) or limits.get(target.limit)
         ratio = value / limit.value if value is not None and limit is not None and limit.value else None
         checks: list[bool] = []
         if target.min_ratio is not None and limit is not None:  # a limit not measured in this run: no verdict
@@ -83,7 +87,8 @@ def evaluate(outcome: ScenarioOutcome, limits: dict[str, Limit]) -> list[Row]:
         rows.append(Row(
             figure=target.label or f"{outcome.name} {target.figure}",
             value=value, unit=units.get(target.figure, UNITS.get(target.figure, "")),
-            limit_name=target.limit, limit_value=limit.value if limit else None,
+            limit_name=(f"{target.limit} (interleaved)" if target.limit in outcome.interleaved else target.limit),
+            limit_value=limit.value if limit else None,
             limit_unit=limit.unit if limit else "", ratio=ratio, target=target.describe(), met=met,
         ))
     return rows
@@ -209,13 +214,15 @@ def render_markdown(*, started_at: datetime, command: str, machine: dict[str, st
 
     lines += ["## Raw limits (same run)", "", "| limit | what | value | p50 ms | p99 ms | others' cores |",
               "|---|---|---|---|---|---|"]
-    for limit in limits:
-        lines.append(f"| {limit.name} | {limit.label} | {_num(limit.value, limit.unit)} | "
+    interleaved = [(f"{limit.name} (interleaved with {o.name})", limit)
+                   for o in outcomes for limit in o.interleaved.values()]
+    for name, limit in [*((limit.name, limit) for limit in limits), *interleaved]:
+        lines.append(f"| {name} | {limit.label} | {_num(limit.value, limit.unit)} | "
                      f"{_num(limit.p50_ms)} | {_num(limit.p99_ms)} | {_num(limit.others_cores)} |")
-    if not limits:
+    if not limits and not interleaved:
         lines.append("| (not measured in this run) | | | | | |")
     lines += ["", "<details><summary>Raw-limit commands</summary>", ""]
-    lines += [f"- `{limit.name}`: `{limit.command}`" for limit in limits]
+    lines += [f"- `{name}`: `{limit.command}`" for name, limit in [*((li.name, li) for li in limits), *interleaved]]
     lines += ["", "</details>", ""]
 
     lines += ["## Machine", "", "| | |", "|---|---|"]
@@ -236,6 +243,7 @@ def to_json(*, started_at: datetime, command: str, machine: dict[str, str], limi
             "name": o.name, "status": o.status, "note": o.note, "summary": o.summary,
             "figures": [asdict(f) for f in o.figures], "load": asdict(o.load) if o.load else None,
             "servers": o.servers, "rows": [asdict(r) for r in evaluate(o, by_name)],
+            "interleaved_limits": [asdict(limit) for limit in o.interleaved.values()],
         } for o in outcomes],
     }
 

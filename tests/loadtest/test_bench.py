@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from loadtest.bench import family_of, find_scenarios, limit_families
@@ -40,3 +42,32 @@ def test_service_processes_get_this_runs_stores_ports_and_secrets() -> None:
     assert "STAGEDOOR_PUBLIC_WORKER_URL" not in spec.env  # no such setting
     assert spec.env["STAGEDOOR_HOLD_TTL_S"] == "60"
     assert "STAGEDOOR_QUEUE_TOKEN_SECRET" not in spec.env  # empty values are left out
+
+
+def test_a_scenario_and_hello_world_are_measured_in_alternating_rounds(tmp_path: Path) -> None:
+    """For real: hello world interleaved with itself (as the scenario), two short rounds."""
+    from loadtest.bench import run_interleaved
+    from loadtest.limits import LimitsPlan, hello_server
+    from loadtest.report import ScenarioOutcome
+    from loadtest.scenario import LoadConfig
+    from stagedoor.embedded import EmbeddedRedis
+
+    redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    try:
+        with hello_server(redis.url, processes=1) as base:
+            env = BenchEnv(urls={"hello": base}, extra={"hello_path": "/hello", "client": "raw", "method": "GET"})
+            ctx = {"url": base + "/hello", "client": "raw", "method": "GET"}
+            config = LoadConfig(processes=1, concurrency=4, duration_s=1.0, warmup_s=0.2, max_requests=1_000_000)
+            outcome = ScenarioOutcome(name="hello_as_scenario")
+            result = run_interleaved("loadtest.scenarios._hello", ctx, env, config, "hello_2p", redis.url,
+                                     LimitsPlan(quick=True), outcome, rounds=2)
+        with pytest.raises(ValueError):
+            run_interleaved("x", ctx, env, config, "evalsha_2p", redis.url, LimitsPlan(quick=True), outcome)
+    finally:
+        redis.stop()
+    assert result.requests > 0 and not result.failures
+    limit = outcome.interleaved["hello_2p"]
+    assert limit.value > 0 and "alternating with loadtest.scenarios._hello" in limit.label
+    figures = {f.name: f.value for f in outcome.figures}
+    assert figures["req_per_s_vs_hello_2p_rounds"] == 2
+    assert 0 < figures["req_per_s_vs_hello_2p_min"] <= figures["req_per_s_vs_hello_2p_max"]

@@ -79,3 +79,17 @@ def test_a_daemonized_server_of_ours_is_read_from_its_postmaster_pid(tmp_path: A
     (tmp_path / "postmaster.pid").write_text("4242\n/var/lib/pg\n1700000000\n")
     assert postmaster_pid(tmp_path) == 4242
     assert postmaster_pid(tmp_path / "missing") is None
+
+
+def test_a_limit_measured_interleaved_with_the_scenario_is_the_one_it_is_judged_against() -> None:
+    paired = outcome(Target("req_per_s", limit="hello_2p", min_ratio=0.5))
+    paired.interleaved["hello_2p"] = Limit("hello_2p", "hello world, alternating with join", 12000.0,
+                                           command="python -m loadtest.hello_server (alternating with join)")
+    limits = [Limit("hello_2p", "aiohttp hello world", 10000.0, command="python -m loadtest.hello_server")]
+    (row,) = evaluate(paired, {limit.name: limit for limit in limits})
+    assert (row.limit_name, row.limit_value, row.ratio, row.met) == ("hello_2p (interleaved)", 12000.0, 0.5, True)
+    text = render_markdown(started_at=now_utc(), command="make bench", machine=machine_description(""),
+                           limits=limits, outcomes=[paired], problems=[], elapsed_s=1.0)
+    assert "| join req_per_s | 6,000 req/s | hello_2p (interleaved) 12,000 req/s | 0.500 |" in text
+    assert "| hello_2p | aiohttp hello world | 10,000 req/s |" in text  # the run's own stays listed
+    assert "| hello_2p (interleaved with join) | hello world, alternating with join | 12,000 req/s |" in text
