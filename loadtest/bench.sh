@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: raw limits + every ready scenario in loadtest/scenarios/, one Markdown report in
-# loadtest/results/. Loopback only, throwaway stores, under 10 minutes. Extra arguments go to
+# loadtest/results/. Loopback only, throwaway stores, about 10 minutes. Extra arguments go to
 # loadtest.bench (e.g. `loadtest/bench.sh --only healthz`, `--quick`, `--list`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
