@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from typing import Annotated, Any
 
 import msgspec
@@ -150,6 +151,30 @@ async def test_a_chunked_body_over_the_limit_is_refused(body_client: Any) -> Non
     resp = await body_client.post("/things", data=chunks(), headers={"Content-Type": "application/json"})
     assert resp.status == 413
     assert resp.content_type == "application/problem+json"
+
+
+async def test_a_small_chunked_body_is_decoded(body_client: Any) -> None:
+    async def chunks():
+        yield b'{"name": '
+        yield b'"a"}'
+
+    resp = await body_client.post("/things", data=chunks(), headers={"Content-Type": "application/json"})
+    assert resp.status == 201
+    assert await resp.json() == {"name": "a", "count": 1}
+
+
+async def test_a_compressed_body_is_judged_by_its_decompressed_size(body_client: Any) -> None:
+    small = gzip.compress(b'{"name": "a"}')
+    resp = await body_client.post("/things", data=small,
+                                  headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert resp.status == 201, await resp.text()
+    bomb = gzip.compress(b'{"name": "' + b"a" * (4 * 1024 * 1024) + b'"}')  # ~4 KiB on the wire
+    assert len(bomb) < 64 * 1024
+    resp = await body_client.post("/things", data=bomb,
+                                  headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert resp.status == 413
+    assert resp.content_type == "application/problem+json"
+    assert [thing.name for thing in body_client.server.app[SEEN]] == ["a"]  # the bomb changed nothing
 
 
 async def test_an_unhandled_error_is_a_500_without_internals(body_client: Any) -> None:
