@@ -388,12 +388,12 @@ def run_interleaved(name: str, ctx: Any, env: BenchEnv, config: LoadConfig, limi
     ordered = sorted(measured, key=lambda m: m[0])
     ratio, result, hello = ordered[len(ordered) // 2]
     summary = hello.summary()
-    cfg = hello_load
     outcome.interleaved[limit_name] = Limit(
-        limit_name, f"aiohttp + uvloop hello world, 2 server process(es); driver {cfg.processes}x{cfg.concurrency}, "
+        limit_name, f"aiohttp + uvloop hello world, 2 server process(es); "
+        f"driver {hello_load.processes}x{hello_load.concurrency}, "
         f"lean client (state.http); measured in {rounds} round(s) alternating with {name}, the median round's",
         hello.req_per_s, p50_ms=summary["p50_ms"], p99_ms=summary["p99_ms"],
-        command=hello_command(2, cfg) + f" (alternating with {name})")
+        command=hello_command(2, hello_load) + f" (alternating with {name})")
     outcome.figures += [Figure(f"req_per_s_vs_{limit_name}_rounds", float(rounds), "rounds"),
                         Figure(f"req_per_s_vs_{limit_name}_min", ordered[0][0], "x"),
                         Figure(f"req_per_s_vs_{limit_name}_median", ratio, "x"),

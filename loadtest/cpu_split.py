@@ -6,14 +6,16 @@ you started, samples every process's CPU time (user + system, /proc via psutil) 
 second, and reports, for the driver's measured window only (its start-up and warm-up left out),
 each group's cores and CPU microseconds per request:
 
-    .venv/bin/python -m loadtest.cpu_split --group server="serve waitingroom" --group redis=redis-server \\
+    .venv/bin/python -m loadtest.cpu_split --group server=stagedoor.cli --group redis=redis-server \\
         -- waitingroom_status --url waitingroom=http://127.0.0.1:8590 --redis-url redis://127.0.0.1:6390/0 \\
            -p 2 -c 32 -d 8 -w 2
 
-A group is every process whose command line contains its text; the driver's own worker processes
-are the group ``load generator``. The window is found from the samples (the first one with the
-driver's workers alive, plus the warm-up; the last one with them alive), so it is as exact as the
-sampling period. Processes that start and end inside the window are not seen.
+A group is every process whose command line contains its text (the first ``--group`` that matches
+wins: ``serve`` would also match ``redis-server``, so name what is specific); the driver's own
+worker processes are the group ``load generator``. The window is found from the samples (the
+first one with all of the driver's workers seen, plus the warm-up; the last one with them all
+alive), so it is as exact as the sampling period. Processes that start and end inside the
+window are not seen.
 """
 
 from __future__ import annotations

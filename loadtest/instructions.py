@@ -32,6 +32,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from loadtest.limits import stop_process
 from loadtest.rawhttp import RawClient, RawResponse
 from loadtest.scenarios._waitingroom import bench_room, bulk_join_at, create_room
 from stagedoor.embedded import EmbeddedRedis, free_port
@@ -71,12 +72,7 @@ class Counted:
         return total
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s=30)  # Python under valgrind is slow to exit too
 
 
 async def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:

@@ -19,26 +19,6 @@ from prometheus_client.registry import Collector
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class LabelCache:
-    """The labelled children of one metric, kept: prometheus_client's ``labels()`` validates and
-    locks on every call, a measurable share of a hot request. Label values are bounded by the
-    metrics' own rule (above); the cache is still capped and starts afresh when full."""
-
-    MAX_CHILDREN = 10_000
-
-    def __init__(self, metric: Any) -> None:
-        self._metric = metric
-        self._children: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, *values: str) -> Any:
-        child = self._children.get(values)
-        if child is None:
-            if len(self._children) >= self.MAX_CHILDREN:
-                self._children.clear()
-            child = self._children[values] = self._metric.labels(*values)
-        return child
-
-
 class LatencyHistogram(Collector):
     """A Prometheus histogram for the one observation every request makes, kept lean.
 
