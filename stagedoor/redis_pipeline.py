@@ -131,6 +131,9 @@ class _Connection(asyncio.Protocol):
         self._out.append(packed)
         return future
 
+    def flush(self) -> None:
+        self._flush()
+
     def _flush(self) -> None:
         out, self._out = self._out, []
         if out and self.transport is not None and not self.closed:
@@ -279,6 +282,13 @@ class PipelinedRedis:
     async def _send_after_connect(self, packed: bytes, retry: Retry | None) -> Any:
         conn = await self._connection()
         return await conn.send(packed, retry)
+
+    def flush(self) -> None:
+        """Write the calls queued so far now, instead of at the next loop turn (for a batcher
+        whose own flush already waited for the turn's calls)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            conn.flush()
 
     async def commands(self, *commands: Sequence[Any]) -> list[Any]:
         """Several commands sent back to back (in order: a SET NX then a GET of the same key see

@@ -23,6 +23,7 @@ from stagedoor.lua import LuaScripts, ScriptArg
 from stagedoor.queue_tokens import visitor_seq
 from stagedoor.redis_keys import RedisKeys
 from waitingroom.rooms import MAX_ABANDON_AFTER_S
+from waitingroom.turn_batches import TurnBatches
 
 BUCKET_MS = 5000
 MAX_BUCKETS = -(-MAX_ABANDON_AFTER_S * 1000 // BUCKET_MS) + 1
@@ -132,6 +133,12 @@ class QueueStore:
         self._scripts = scripts
         self._keys = keys
         self._hot: ScriptCaller = hot or scripts
+        # new visitors' joins and the status polls of one loop turn leave per room as one
+        # join_many / status_many call; the pipelining client (when it is the hot one) then
+        # writes them at once
+        flush = getattr(hot, "flush", None)
+        self._new_joins = TurnBatches(self._send_new_joins, flush)
+        self._statuses = TurnBatches(self._send_statuses, flush)
         self._room_keys_cache: dict[str, tuple[str, ...]] = {}
         self._seen_keys: dict[str, tuple[int, str]] = {}  # room -> (bucket, its seen key)
 
@@ -170,21 +177,33 @@ class QueueStore:
     def join_reply(self, room: str, visitor_id: str | None, now_ms: int, *, burst_s: float,
                    score: float | None = None, suffix: str | None = None) -> Awaitable[Any]:
         """The raw reply of lua/join_queue.lua (read it with :func:`join_result`). Not a coroutine:
-        the hot path awaits the pipelined connection's future itself, one frame less per join."""
-        seq = str(visitor_seq(visitor_id)) if visitor_id else ""
+        the hot path awaits the future itself, one frame less per join. A new visitor's join
+        (``visitor_id`` None) is batched with the room's other new visitors of this loop turn
+        into one lua/join_many.lua call, whose rows are join_queue.lua's replies."""
+        rand = repr(score if score is not None else random_score())
+        if not visitor_id:
+            return self._new_joins.submit((room, burst_s), now_ms, rand, suffix or new_suffix())
         return self._hot.call(
             "join_queue", (*self._room_keys(room), self._current_seen(room, now_ms)),
-            [visitor_id or "", seq, now_ms, repr(score if score is not None else random_score()), BUCKET_MS,
-             burst_s, suffix or new_suffix(), RATE_TAU_MS])
+            [visitor_id, str(visitor_seq(visitor_id)), now_ms, rand, BUCKET_MS, burst_s, suffix or new_suffix(),
+             RATE_TAU_MS])
+
+    def _send_new_joins(self, key: tuple[str, float], now_ms: int, args: list[ScriptArg]) -> Awaitable[Any]:
+        room, burst_s = key
+        return self._hot.call("join_many", (*self._room_keys(room), self._current_seen(room, now_ms)),
+                              [now_ms, BUCKET_MS, burst_s, RATE_TAU_MS, *args])
+
+    def _send_statuses(self, room: str, now_ms: int, args: list[ScriptArg]) -> Awaitable[Any]:
+        return self._hot.call("status_many", (*self._room_keys(room), self._current_seen(room, now_ms)),
+                              [now_ms, BUCKET_MS, RATE_TAU_MS, *args])
 
     async def status(self, room: str, visitor_id: str, now_ms: int) -> QueueStatus:
         return queue_status(await self.status_reply(room, visitor_id, now_ms))
 
     def status_reply(self, room: str, visitor_id: str, now_ms: int) -> Awaitable[Any]:
-        """The raw reply of lua/get_queue_status.lua (read it with :func:`queue_status`)."""
-        return self._hot.call(
-            "get_queue_status", (*self._room_keys(room), self._current_seen(room, now_ms)),
-            [visitor_id, visitor_seq(visitor_id), now_ms, BUCKET_MS, RATE_TAU_MS])
+        """The raw reply of lua/get_queue_status.lua (read it with :func:`queue_status`), from a
+        lua/status_many.lua call of all this room's polls of this loop turn."""
+        return self._statuses.submit(room, now_ms, visitor_id, visitor_seq(visitor_id))
 
     async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float) -> TickResult:
         k = self._keys

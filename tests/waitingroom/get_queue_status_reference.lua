@@ -1,5 +1,9 @@
 --[[
-  get_queue_status: one visitor's state and position, and a heartbeat (the visitor is alive).
+  get_queue_status (reference): one visitor's state and position, and a heartbeat (the visitor
+  is alive). The app answers polls with lua/status_many.lua, N visitors per call; this is the
+  one-visitor script it replaced, kept as the specification status_many is tested against
+  (tests/waitingroom/test_turn_batches.py: N calls of this one after another answer and write
+  what one status_many call does).
 
   KEYS[1]  sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate paused abandon_ms
   KEYS[2]  sd:{room:<r>}:st        hash  sold_out rate_ewma rate_ts_ms
