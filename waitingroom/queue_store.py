@@ -201,8 +201,8 @@ class QueueStore:
         return queue_status(await self.status_reply(room, visitor_id, now_ms))
 
     def status_reply(self, room: str, visitor_id: str, now_ms: int) -> Awaitable[Any]:
-        """The raw reply of lua/get_queue_status.lua (read it with :func:`queue_status`), from a
-        lua/status_many.lua call of all this room's polls of this loop turn."""
+        """This visitor's row of the lua/status_many.lua call that answers all this room's polls
+        of this loop turn (read it with :func:`queue_status`)."""
         return self._statuses.submit(room, now_ms, visitor_id, visitor_seq(visitor_id))
 
     async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float) -> TickResult:

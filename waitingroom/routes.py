@@ -21,7 +21,7 @@ from stagedoor.rate_limit import enforce
 from stagedoor.security import set_cookie
 from stagedoor.web import KEYRING, SETTINGS, decode_body, json_response
 from waitingroom.appkeys import PAGES, ROOM, SSE_STOP
-from waitingroom.errors import RoomNotFound
+from waitingroom.errors import QueueUnavailable, RoomNotFound
 from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
 
 api = Api(tag="waiting room")
@@ -89,7 +89,7 @@ async def _join(request: web.Request, room: str, body: JoinBody) -> tuple[JoinOu
 
 
 # status first: the router tries a prefix's routes in registration order, and polls outnumber joins
-@api.get("/api/rooms/{room}/status", response=StatusOut, errors=(401, 404, 429), auth="bearer",
+@api.get("/api/rooms/{room}/status", response=StatusOut, errors=(401, 404, 429, 503), auth="bearer",
          summary="The visitor's state, position, ETA; the admission token once admitted")
 async def status(request: web.Request) -> web.Response:
     room = request.match_info["room"]
@@ -101,7 +101,8 @@ async def status(request: web.Request) -> web.Response:
     return json_response(out, headers={"Cache-Control": "no-store"})
 
 
-@api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201, errors=(401, 403, 404, 409, 422, 429),
+@api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201,
+          errors=(401, 403, 404, 409, 422, 429, 503),
           summary="Join the queue (200 with the same place when the presented queue token already holds one)")
 async def join(request: web.Request) -> web.Response:
     room = request.match_info["room"]
@@ -113,7 +114,7 @@ async def join(request: web.Request) -> web.Response:
 
 
 @api.get("/api/rooms/{room}/events", response="text", response_content_type="text/event-stream",
-         errors=(401, 404, 429), auth="bearer",
+         errors=(401, 404, 429, 503), auth="bearer",
          summary="Server-Sent Events of the same status objects, pushed on change")
 async def events(request: web.Request) -> web.StreamResponse:
     room = request.match_info["room"]
@@ -152,6 +153,8 @@ async def _stream(sse: Any, wr: WaitingRoom, room: str, claims: QueueTokenClaims
         now = wr.clock()
         try:
             current = await wr.status(room, claims, now)
+        except QueueUnavailable:
+            return  # Redis went away: the page polls /status (503 until it is back), nothing is decided
         except StagedoorError as exc:  # evicted or room deleted mid-stream
             await sse.send(msgspec.json.encode({"state": "expired", "detail": exc.detail}).decode(), event="status")
             return
@@ -186,7 +189,7 @@ async def jwks(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- the HTML queue page
 
-@api.get("/rooms/{room}", response="text", response_content_type="text/html", errors=(404,),
+@api.get("/rooms/{room}", response="text", response_content_type="text/html", errors=(404, 503),
          summary="Queue page: countdown, position, ETA; refreshes itself; redirects to the shop when admitted")
 async def queue_page(request: web.Request) -> web.Response:
     room = request.match_info["room"]

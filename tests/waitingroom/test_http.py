@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from stagedoor.admission_tokens import ADMISSION_AUDIENCE, AdmissionRequired, verify_admission_token
+from stagedoor.embedded import EmbeddedRedis
 from stagedoor.keys import InvalidToken, KeyRing
 from stagedoor.queue_tokens import mint_queue_token
 from stagedoor.settings import Settings
@@ -337,3 +338,38 @@ async def test_the_queue_page_names_the_sale_by_the_rooms_title_as_text(clients:
         raise AssertionError("the cleared title is still shown")
     too_long = await adm.patch("/admin/rooms/r1", json={"title": "x" * 201}, headers=admin_headers)
     assert too_long.status == 422
+
+
+async def test_a_lost_redis_is_503_to_retry_and_the_queue_answers_again_when_it_is_back(
+        service_client: Any, make_settings: Any, admin_headers: Any, tmp_path: Any) -> None:
+    # the waiting room's own Redis, stopped mid-sale: joins and polls get a 503 problem with
+    # Retry-After (the queue page polls through it), not a 500 per request
+    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    try:
+        settings = make_settings(redis_url=server.url, rate_limits_enabled=False, dependency_timeout_s=0.5)
+        wr, adm = await service_client("waitingroom", settings), await service_client("admission", settings)
+        await put_room(adm, admin_headers, paused=True)
+        joined = await (await wr.post("/api/rooms/r1/join", json={})).json()
+        bearer = {"Authorization": f"Bearer {joined['queue_token']}"}
+        server.stop()
+        for resp in (await wr.post("/api/rooms/r1/join", json={}, headers=bearer),
+                     await wr.get("/api/rooms/r1/status", headers=bearer)):
+            assert resp.status == 503 and resp.content_type == PROBLEM
+            assert resp.headers["Retry-After"] == "2"
+            assert (await resp.json())["type"] == "/problems/queue-unavailable"
+        restarted = EmbeddedRedis(tmp_path / "redis", port=server.port, persist=False).start()
+        try:
+            await put_room(adm, admin_headers, paused=True)  # the data went with it: the organizer sets the room again
+            statuses = []
+            for _ in range(30):  # a pooled connection that died with the old server fails once: poll, as pages do
+                resp = await wr.post("/api/rooms/r1/join", json={})
+                statuses.append(resp.status)
+                if resp.status == 201:
+                    break
+                await asyncio.sleep(0.1)
+            assert statuses[-1] == 201 and set(statuses) <= {201, 503}
+            assert (await resp.json())["state"] == "waiting"
+        finally:
+            restarted.stop()
+    finally:
+        server.stop()
