@@ -89,7 +89,7 @@ class Admin:
         old = await self.rooms.get(room_id)
         await self._authorize(principal, room.event_id, *((old.event_id,) if old else ()))
         created = await self.rooms.put(room, now_ms)
-        logger.info("room_put", extra={"room": room_id, "created": created, "mode": room.mode,
+        logger.info("room_put", extra={"room": room_id, "new_room": created, "mode": room.mode,
                                        "rate_per_s": room.rate_per_s, "max_active": room.max_active})
         return await self.view(room, now_ms), created
 

@@ -51,7 +51,7 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
     except ImportError:
         # admission.sessions (waiting-room work) is missing: purchases still work, but shoppers'
         # sessions end only by TTL and sell-outs do not stop the queue.
-        logger.error("admission_sessions_missing", extra={"module": "admission.sessions"})
+        logger.error("admission_sessions_missing", extra={"missing": "admission.sessions"})
         admission = None
     app[ORDERS] = OrderStore(app[DB])
     app[SALES_COUNTERS] = SalesCounterStore(app[DB])

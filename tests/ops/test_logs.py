@@ -106,6 +106,19 @@ def test_no_log_call_passes_a_secret_field() -> None:
     assert offenders == []
 
 
+# Attributes every LogRecord has: a log call passing one of them in ``extra`` raises KeyError
+# ("Attempt to overwrite ...") when the record is made, i.e. only at levels that are enabled.
+RESERVED_FIELDS = set(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None).__dict__) | {"message", "asctime"}
+
+
+def test_no_log_call_passes_a_field_the_log_record_reserves() -> None:
+    # admission's room_put passed "created" and ticketing's startup warning "module": each
+    # raised at INFO level, so an admin PUT answered 500 under `stagedoor up` (tests log at WARNING)
+    offenders = [(f, n, e, sorted(keys & RESERVED_FIELDS)) for f, n, e, keys in _log_calls()
+                 if keys & RESERVED_FIELDS]
+    assert offenders == []
+
+
 def test_log_events_are_names_not_prose() -> None:
     prose = [(f, n, e) for f, n, e, _ in _log_calls() if e != "?" and (" " in e or e != e.lower())]
     assert prose == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from typing import Any
 
@@ -373,3 +374,12 @@ async def test_a_lost_redis_is_503_to_retry_and_the_queue_answers_again_when_it_
             restarted.stop()
     finally:
         server.stop()
+
+
+async def test_an_admin_put_is_logged_at_info_level(clients: Any, admin_headers: Any, caplog: Any) -> None:
+    # `stagedoor up` logs at INFO: a log field LogRecord reserves ("created") made this PUT a 500
+    caplog.set_level(logging.INFO)
+    _, adm = clients
+    await put_room(adm, admin_headers, room="logged")
+    logged = [r for r in caplog.records if r.getMessage() == "room_put"]
+    assert logged and logged[0].room == "logged" and logged[0].new_room is True  # type: ignore[attr-defined]
