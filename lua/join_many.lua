@@ -7,6 +7,8 @@
   The app batches the new-visitor joins of one event-loop turn per room into this script: the
   room's config and sold-out flag are read once, the N places are written with one HINCRBY,
   one ZADD, one BITFIELD and one PEXPIRE. Rejoins (a presented token) stay on join_queue.lua.
+  admit() and the immediate-admission loop repeat join_queue.lua's (a script cannot call
+  another); tests/waitingroom/test_turn_batches.py keeps the two equal.
 
   KEYS[1]  sd:{room:<r>}:cfg       hash  mode opens_at starts_at closes_at rate max_active ttl_ms paused abandon_ms
   KEYS[2]  sd:{room:<r>}:st        hash  seq tokens ts_ms sold_out admitted_total rate_ewma rate_ts_ms

@@ -5,7 +5,8 @@ For each request, outermost first:
   response's ``X-Request-Id``;
 - the in-flight gauge and the latency histogram, labelled by route template;
 - the CSRF guard (stagedoor/security.py), which raises a StagedoorError to refuse;
-- problem+json for every error: StagedoorError, aiohttp's HTTP errors, and anything else as a
+- problem+json for every error: StagedoorError, aiohttp's HTTP errors, an unreachable Redis as
+  a 503 with Retry-After (logged at most once a second per process), and anything else as a
   generic 500 (logged, no stack trace to the client);
 - the security headers of stagedoor/security.py (CSP, nosniff, frame-ancestors...).
 
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 UNMATCHED = "unmatched"  # the route label of the catch-all (bounded: never the raw path)
+REDIS_WARNING_EVERY_S = 1.0  # an outage meets every request: one log line a second, not one per request
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -67,6 +69,17 @@ class _RequestIds:
 
 
 _request_ids = _RequestIds()
+
+
+_redis_warned_at = float("-inf")
+
+
+def _warn_redis_unreachable(request: web.Request, exc: Exception) -> None:
+    global _redis_warned_at
+    now = time.monotonic()
+    if now - _redis_warned_at >= REDIS_WARNING_EVERY_S:
+        _redis_warned_at = now
+        logger.warning("redis_unreachable", extra={"path": request.path, "error": str(exc)})
 
 
 class Edge:
@@ -105,6 +118,11 @@ class Edge:
                 except errors.StagedoorError as exc:
                     response = render_error(exc, request)
                     problems_total.labels(metrics.app_name, exc.code, str(response.status)).inc()
+                except errors.REDIS_UNREACHABLE as exc:
+                    _warn_redis_unreachable(request, exc)
+                    unavailable = errors.RedisUnavailable()
+                    response = render_error(unavailable, request)
+                    problems_total.labels(metrics.app_name, unavailable.code, str(response.status)).inc()
                 except web.HTTPException as exc:
                     if exc.status < 400:  # redirects pass through, with our headers
                         status = exc.status

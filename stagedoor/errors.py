@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Redis refused, lost, silent or still loading after a restart (redis-py and our pipelining
+# client wrap socket errors in these): the edge answers RedisUnavailable, a 503 to retry
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+
 
 class StagedoorError(Exception):
     code: ClassVar[str] = "error"
@@ -98,6 +105,17 @@ class Unavailable(StagedoorError):
     def __init__(self, detail: str | None = None, retry_after_s: int | None = None, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.retry_after_s = retry_after_s
+
+
+class RedisUnavailable(Unavailable):
+    """What the edge answers for a request that met an unreachable Redis (REDIS_UNREACHABLE)."""
+
+    code = "redis-unavailable"
+    title = "Redis is unavailable"
+    RETRY_AFTER_S = 2  # a queue page polls every 2 s anyway
+
+    def __init__(self) -> None:
+        super().__init__("Redis is unreachable; try again in a moment", retry_after_s=self.RETRY_AFTER_S)
 
 
 # Shared concrete errors used by the HTTP plumbing.

@@ -127,14 +127,12 @@ class _Connection(asyncio.Protocol):
                 self._watchdog = self._loop.call_later(self._reply_timeout_s, self._check_progress)
         self.pending.append((future, retry))
         if not self._out:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._out.append(packed)
         return future
 
     def flush(self) -> None:
-        self._flush()
-
-    def _flush(self) -> None:
+        """Write what was queued (at the end of the loop turn that queued it, or at once)."""
         out, self._out = self._out, []
         if out and self.transport is not None and not self.closed:
             self.transport.write(b"".join(out))

@@ -16,10 +16,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stagedoor.connections import HotRedis
+from stagedoor.errors import REDIS_UNREACHABLE
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.script_batcher import ScriptBatcher
@@ -41,7 +40,7 @@ from ticketing.errors import (
 )
 from ticketing.holds import Hold, HoldItem, event_of_hold_id
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+REDIS_DOWN = (*REDIS_UNREACHABLE, OSError)
 LOAD_CHUNK = 5_000
 # Expired holds reclaimed inline by a general-admission hold that finds its counter short.
 INLINE_RECLAIM_LIMIT = 100

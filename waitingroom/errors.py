@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stagedoor.errors import Conflict, NotFound, Unauthorized, Unavailable
+from stagedoor.errors import Conflict, NotFound, Unauthorized
 
 
 class RoomNotFound(NotFound):
@@ -39,15 +39,3 @@ class VisitorNotFound(NotFound):
     code = "visitor-not-found"
     title = "No such visitor in this room"
 
-
-RETRY_AFTER_S = 2  # a queue page polls every 2 s anyway
-
-
-class QueueUnavailable(Unavailable):
-    """Redis (the queue) is unreachable: 503 with Retry-After, so pages and clients poll again."""
-
-    code = "queue-unavailable"
-    title = "The queue is unavailable"
-
-    def __init__(self, detail: str = "the queue (Redis) is unreachable; try again in a moment") -> None:
-        super().__init__(detail, retry_after_s=RETRY_AFTER_S)

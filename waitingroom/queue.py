@@ -17,14 +17,12 @@ from collections.abc import Callable
 from typing import Literal
 
 import msgspec
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.keys import KeyRing
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims, mint_queue_token, verify_queue_token
 from stagedoor.settings import Settings
-from waitingroom.errors import QueueUnavailable, RoomClosed, RoomNotFound, RoomNotOpen, RoomSoldOut, VisitorEvicted
+from waitingroom.errors import RoomClosed, RoomNotFound, RoomNotOpen, RoomSoldOut, VisitorEvicted
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.queue_store import QueueStatus, QueueStore, join_result, queue_status
 from waitingroom.rooms import Room, RoomStore, check_room_id, rfc3339
@@ -34,9 +32,6 @@ ROOM_CACHE_S = 0.5
 TOKEN_CACHE_SIZE = 50_000
 VERIFIED_CACHE_SIZE = 50_000  # queue tokens that verified: ~12 MB at most
 MIN_OBSERVED_RATE = 0.01  # admissions/s below which the measured rate is "nothing measured yet"
-# Redis unreachable (refused, lost, no reply, still loading after a restart): a 503 to retry,
-# not a 500 with a traceback per request in a crowd
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class StatusOut(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -101,10 +96,7 @@ class WaitingRoom:
         return config
 
     async def _read_room(self, room_id: str, now: float) -> Room | None:
-        try:
-            config = await self.rooms.get(room_id)
-        except REDIS_DOWN as exc:
-            raise QueueUnavailable() from exc
+        config = await self.rooms.get(room_id)
         if len(self._room_cache) > 10_000:
             self._room_cache.clear()
         self._room_cache[room_id] = (now, config)
@@ -166,11 +158,8 @@ class WaitingRoom:
             room = await self.room(room_id, now)
         now_ms = int(now * 1000)
         visitor_id = presented.visitor_id if presented else None
-        try:
-            result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
-                                                              burst_s=self.settings.admission_burst_s))
-        except REDIS_DOWN as exc:
-            raise QueueUnavailable() from exc
+        result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
+                                                          burst_s=self.settings.admission_burst_s))
         outcome = result.outcome
         label = outcome if not result.created else ("new" if outcome == "waiting" else "admitted")
         self.metrics.joins(room_id, "rejoin" if outcome in ("waiting", "admitted")
@@ -196,10 +185,7 @@ class WaitingRoom:
                           admission_expires_at=rfc3339(exp * 1000), shop_url=room.shop_url)
             return out, result.created
         if email:
-            try:
-                await self.queue.remember_email(room_id, result.visitor_id, email, self.settings.queue_token_ttl_s)
-            except REDIS_DOWN as exc:
-                raise QueueUnavailable() from exc
+            await self.queue.remember_email(room_id, result.visitor_id, email, self.settings.queue_token_ttl_s)
         pre_queue = now_ms < room.starts_at_ms and room.mode != "passthrough"
         status = QueueStatus("pre_queue" if pre_queue else "waiting", result.position, result.waiting_total, 0, 0.0,
                              room.rate_per_s, room.starts_at_ms, room.paused)
@@ -211,10 +197,7 @@ class WaitingRoom:
 
     async def status(self, room_id: str, claims: QueueTokenClaims, now: float) -> StatusOut:
         check_room_id(room_id)
-        try:
-            status = queue_status(await self.queue.status_reply(room_id, claims.visitor_id, int(now * 1000)))
-        except REDIS_DOWN as exc:
-            raise QueueUnavailable() from exc
+        status = queue_status(await self.queue.status_reply(room_id, claims.visitor_id, int(now * 1000)))
         if status.state == "no_room":
             raise RoomNotFound(f"no room {room_id!r}")
         if status.state == "evicted":

@@ -14,14 +14,14 @@ from aiohttp_sse import sse_response
 from stagedoor import pow as proof_of_work
 from stagedoor.auth import bearer_token
 from stagedoor.edge import stream_headers
-from stagedoor.errors import StagedoorError
+from stagedoor.errors import REDIS_UNREACHABLE, StagedoorError
 from stagedoor.openapi import Api
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
 from stagedoor.rate_limit import enforce
 from stagedoor.security import set_cookie
 from stagedoor.web import KEYRING, SETTINGS, decode_body, json_response
 from waitingroom.appkeys import PAGES, ROOM, SSE_STOP
-from waitingroom.errors import QueueUnavailable, RoomNotFound
+from waitingroom.errors import RoomNotFound
 from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
 
 api = Api(tag="waiting room")
@@ -153,7 +153,7 @@ async def _stream(sse: Any, wr: WaitingRoom, room: str, claims: QueueTokenClaims
         now = wr.clock()
         try:
             current = await wr.status(room, claims, now)
-        except QueueUnavailable:
+        except REDIS_UNREACHABLE:
             return  # Redis went away: the page polls /status (503 until it is back), nothing is decided
         except StagedoorError as exc:  # evicted or room deleted mid-stream
             await sse.send(msgspec.json.encode({"state": "expired", "detail": exc.detail}).decode(), event="status")

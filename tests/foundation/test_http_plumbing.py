@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import logging
 from typing import Annotated, Any
 
 import msgspec
 import pytest
 from aiohttp import web
+from redis import exceptions as redis_exceptions
 
+from stagedoor import edge
 from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api
 from stagedoor.settings import Settings
@@ -92,6 +95,10 @@ def _body_app(settings: Settings) -> web.Application:
     @api.get("/boom", summary="fails")
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("secret internal detail")
+
+    @api.get("/redis-down", summary="meets an unreachable Redis", errors=(503,))
+    async def redis_down(request: web.Request) -> web.Response:
+        raise redis_exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     app = base_app(settings, BaseMetrics("test"), [api], title="t", uses_redis=False, uses_db=False)
     app[SEEN] = seen
@@ -183,6 +190,21 @@ async def test_an_unhandled_error_is_a_500_without_internals(body_client: Any) -
     assert resp.content_type == "application/problem+json"
     text = await resp.text()
     assert "secret internal detail" not in text and "Traceback" not in text
+
+
+async def test_an_unreachable_redis_is_a_503_to_retry_logged_once_a_second(body_client: Any, caplog: Any,
+                                                                          monkeypatch: Any) -> None:
+    # every service, every route: a Redis outage meets every request of a crowd, so it is a 503
+    # with Retry-After (clients and queue pages poll again), not a 500 and a traceback each
+    caplog.set_level(logging.WARNING, logger="stagedoor.edge")
+    monkeypatch.setattr(edge, "_redis_warned_at", float("-inf"))  # no earlier test's line counts
+    for _ in range(5):
+        resp = await body_client.get("/redis-down")
+        assert resp.status == 503 and resp.content_type == "application/problem+json"
+        assert resp.headers["Retry-After"] == "2"
+        assert (await resp.json())["type"] == "/problems/redis-unavailable"
+    warnings = [r for r in caplog.records if r.name == "stagedoor.edge"]
+    assert [r.getMessage() for r in warnings] == ["redis_unreachable"]  # five requests within a second: one line
 
 
 async def test_openapi_describes_bodies_and_problems(body_client: Any) -> None:

@@ -357,7 +357,7 @@ async def test_a_lost_redis_is_503_to_retry_and_the_queue_answers_again_when_it_
                      await wr.get("/api/rooms/r1/status", headers=bearer)):
             assert resp.status == 503 and resp.content_type == PROBLEM
             assert resp.headers["Retry-After"] == "2"
-            assert (await resp.json())["type"] == "/problems/queue-unavailable"
+            assert (await resp.json())["type"] == "/problems/redis-unavailable"
         restarted = EmbeddedRedis(tmp_path / "redis", port=server.port, persist=False).start()
         try:
             await put_room(adm, admin_headers, paused=True)  # the data went with it: the organizer sets the room again

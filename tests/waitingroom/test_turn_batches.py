@@ -14,7 +14,9 @@ lua/join_many.lua and lua/status_many.lua.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +78,26 @@ async def _state(redis: redis_asyncio.Redis, keys: RedisKeys, room: str, now_ms:
     }
 
 
-async def _compare(redis_url: str, state: dict[str, Any], steps: list[tuple[int, int]], ints: list[int]) -> None:
+@contextlib.asynccontextmanager
+async def _twin_rooms(redis_url: str) -> AsyncIterator[Stores]:
+    """Stores on their own key prefix (the rooms "batched" and "single" live there), loaded
+    scripts; every key under the prefix is deleted afterwards."""
     redis = redis_asyncio.Redis.from_url(redis_url)
-    keys = RedisKeys("jm" + uuid.uuid4().hex[:10])
-    scripts = LuaScripts(redis)
-    stores = Stores(redis, scripts, keys)
+    keys = RedisKeys("tw" + uuid.uuid4().hex[:10])
+    stores = Stores(redis, LuaScripts(redis), keys)
     try:
-        await scripts.load_all()
+        await stores.scripts.load_all()
+        yield stores
+    finally:
+        found = [k async for k in redis.scan_iter(match=f"{keys.prefix}:*")]
+        if found:
+            await redis.delete(*found)
+        await redis.aclose()
+
+
+async def _compare(redis_url: str, state: dict[str, Any], steps: list[tuple[int, int]], ints: list[int]) -> None:
+    async with _twin_rooms(redis_url) as stores:
+        redis, keys, scripts = stores.redis, stores.keys, stores.scripts
         for room in ("batched", "single") if state["exists"] else ():
             await stores.rooms.put(room_config(
                 room, mode=state["mode"], paused=state["paused"], starts_at_ms=T0 + state["starts_in_ms"],
@@ -117,11 +132,6 @@ async def _compare(redis_url: str, state: dict[str, Any], steps: list[tuple[int,
                     assert got.waiting_total == len(single_state["wait"])
                 else:  # admissions happen only while nobody waits, refusals write nothing
                     assert (got.position, got.waiting_total) == (want.position, want.waiting_total)
-    finally:
-        found = [k async for k in redis.scan_iter(match=f"{keys.prefix}:*")]
-        if found:
-            await redis.delete(*found)
-        await redis.aclose()
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -144,13 +154,9 @@ status_rooms = st.fixed_dictionaries({
 
 async def _compare_statuses(redis_url: str, state: dict[str, Any], joined: int, admitted: int, evicted: list[int],
                             polls: list[list[int]], dt: int) -> None:
-    redis = redis_asyncio.Redis.from_url(redis_url)
-    keys = RedisKeys("sm" + uuid.uuid4().hex[:10])
-    scripts = LuaScripts(redis)
-    stores = Stores(redis, scripts, keys)
-    reference = redis.register_script(REFERENCE_STATUS.read_text(encoding="utf-8"))
-    try:
-        await scripts.load_all()
+    async with _twin_rooms(redis_url) as stores:
+        redis, keys, scripts = stores.redis, stores.keys, stores.scripts
+        reference = redis.register_script(REFERENCE_STATUS.read_text(encoding="utf-8"))
         vids: list[str] = []
         for room in ("batched", "single"):
             await stores.rooms.put(room_config(room, mode="fifo", paused=True, starts_at_ms=T0 - 60_000,
@@ -189,11 +195,6 @@ async def _compare_statuses(redis_url: str, state: dict[str, Any], joined: int, 
                 event(f"state {queue_status(row).state}")
             assert [queue_status(r) for r in rows] == [queue_status(r) for r in singles]
             assert await _state(redis, keys, "batched", now) == await _state(redis, keys, "single", now)
-    finally:
-        found = [k async for k in redis.scan_iter(match=f"{keys.prefix}:*")]
-        if found:
-            await redis.delete(*found)
-        await redis.aclose()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
