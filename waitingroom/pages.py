@@ -26,7 +26,7 @@ class QueuePages:
             "opens_at": rfc3339(cfg.opens_at_ms), "starts_at": rfc3339(cfg.starts_at_ms),
             "seconds_to_start": max(0, int(cfg.starts_at_ms / 1000 - now)),
             "is_open": now * 1000 >= cfg.opens_at_ms and cfg.mode != "closed", "mode": cfg.mode,
-            "error": error, "title": cfg.title,
+            "error": error, "title": cfg.title, "pow_difficulty": cfg.pow_difficulty,
         }
         if status is not None and status.state == "waiting" and status.position:
             total = max(status.waiting_total, status.position)

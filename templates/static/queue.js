@@ -8,7 +8,8 @@
  *   EventSource is missing or the stream fails;
  * - a ticking countdown before the sale starts;
  * - joining through the JSON API, solving the proof-of-work challenge first when the room
- *   asks for one (StagedoorPow from pow.js), with progress shown;
+ *   requires one (data-pow on <body>, or a "pow-required" answer to a first try; StagedoorPow
+ *   from pow.js), with progress shown;
  * - on admission: straight to the shop with the admission token in the URL fragment
  *   (never sent to a server, never in access logs); the shop reads and removes it.
  */
@@ -96,7 +97,12 @@
     }, 1000);
   }
 
-  // Join through the API so a proof-of-work challenge can be solved first.
+  // Join through the API, solving a proof-of-work challenge first when the room requires one.
+  // The page says whether it does (data-pow: the difficulty when it was rendered), so a join in
+  // a room without proof of work is one request, not two; a room that started to require it
+  // after the page was rendered answers "pow-required", and the page then solves and joins again.
+  var powDifficulty = parseInt(body.getAttribute("data-pow") || "0", 10) || 0;
+
   function upgradeJoinForm() {
     var form = document.querySelector('form[action="/rooms/' + room + '"]');
     if (!form) return;
@@ -107,24 +113,42 @@
       var note = document.createElement("p");
       note.setAttribute("role", "status");
       form.appendChild(note);
-      var solve = Promise.resolve(null);
-      if (window.StagedoorPow) {
+
+      function solve() {
+        if (!window.StagedoorPow) return Promise.resolve(null);  // the server then says what is missing
         note.textContent = "Checking your browser…";
-        solve = window.StagedoorPow.fetchAndSolve(base + "/pow", {onProgress: function (tried) {
+        return window.StagedoorPow.fetchAndSolve(base + "/pow", {onProgress: function (tried) {
           note.textContent = "Checking your browser… " + tried + " tries";
         }});
       }
-      solve.then(function (pow) {
+      function join(pow) {
         return fetch(base + "/join", {method: "POST", credentials: "same-origin",
                                       headers: {"Content-Type": "application/json"},
                                       body: JSON.stringify(pow ? {pow: pow} : {})});
-      }).then(function (res) {
-        if (res.ok) { location.reload(); return; }
-        return res.json().then(function (p) {
-          var e = new Error((p && (p.detail || p.title)) || ("HTTP " + res.status));
-          e.final = res.status === 409 || res.status === 404;  // sold out, closed, unknown room: no retry
-          throw e;
+      }
+      function readProblem(res) {
+        return res.json().catch(function () { return null; }).then(function (p) { return p || {}; });
+      }
+      function refused(res, p) {
+        var e = new Error(p.detail || p.title || ("HTTP " + res.status));
+        e.final = res.status === 409 || res.status === 404;  // sold out, closed, unknown room: no retry
+        return e;
+      }
+
+      var solved = powDifficulty > 0;
+      (solved ? solve() : Promise.resolve(null)).then(join).then(function (res) {
+        if (res.ok) return res;
+        return readProblem(res).then(function (p) {
+          if (res.status === 403 && !solved && p.type === "/problems/pow-required") {
+            solved = true;
+            return solve().then(join).then(function (again) {
+              return again.ok ? again : readProblem(again).then(function (q) { throw refused(again, q); });
+            });
+          }
+          throw refused(res, p);
         });
+      }).then(function () {
+        location.reload();
       }).catch(function (err) {
         note.className = "err";
         note.textContent = "Could not join: " + err.message;

@@ -230,6 +230,67 @@ async def test_queue_page_script_solves_proof_of_work_and_hands_over_to_the_shop
     await shot(page, "pow-admitted")
 
 
+def _record_traffic(page: Any) -> tuple[list[str], list[str]]:
+    """(method + path of every request the page makes, its console errors), filled as it runs."""
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda req: requests.append(f"{req.method} {re.sub(r'^https?://[^/]+', '', req.url)}"))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    return requests, errors
+
+
+async def test_queue_page_joins_a_room_without_proof_of_work_in_one_request(start_stack: Any, create_user: Any,
+                                                                           browser: Any, shot: Any) -> None:
+    """No challenge is fetched where none is needed (at an on-sale's peak that was a second
+    request per fan, answered 403), no icon is fetched, and the console stays clean."""
+    stack = await start_stack(run_controller=False)
+    organizer = await create_user(roles=["organizer"])
+    event = await stack.create_event(organizer.headers, title="Plain Night")
+    await stack.put_room("plain-room", event_id=event["id"], rate_per_s=0.01, abandon_after_s=600,
+                         shop_url=f"{stack.shop}/events/{event['id']}")
+    await stack.call("POST", f"{stack.queue}/api/rooms/plain-room/join", json={})  # someone ahead: we wait
+    page = await browser.new_page()
+    requests, errors = _record_traffic(page)
+    await page.goto(f"{stack.queue}/rooms/plain-room")
+    await page.get_by_role("button", name="Join the queue").click()
+    await expect(page.locator("#position")).to_have_text("2")
+    await shot(page, "plain-joined")
+    assert [r for r in requests if "/api/rooms/plain-room/" in r and "/events" not in r] == [
+        "POST /api/rooms/plain-room/join"], requests
+    assert not any("favicon" in r for r in requests), requests
+    assert errors == [], errors
+
+
+async def test_queue_page_solves_proof_of_work_when_the_room_starts_requiring_it(
+        start_stack: Any, create_user: Any, browser: Any, shot: Any) -> None:
+    """The page was rendered before the room required proof of work: its first join is refused
+    with pow-required, and the page then fetches a challenge, solves it and joins."""
+    stack = await start_stack()
+    organizer = await create_user(roles=["organizer"])
+    event = await stack.create_event(organizer.headers, title="Late Proof Night")
+    await stack.put_room("late-pow", event_id=event["id"], rate_per_s=5,
+                         shop_url=f"{stack.shop}/events/{event['id']}")
+    page = await browser.new_page()
+    requests, _ = _record_traffic(page)
+    await page.goto(f"{stack.queue}/rooms/late-pow")
+    assert await page.locator("body").get_attribute("data-pow") == "0"
+    await stack.call("PATCH", f"{stack.admission}/admin/rooms/late-pow", json={"pow_difficulty": 8},
+                     headers=stack.admin_headers)
+    deadline = time.monotonic() + 10
+    while True:  # the waiting room reads a changed config within a second
+        refused = await stack.call("POST", f"{stack.queue}/api/rooms/late-pow/join", json={}, expect=(201, 403))
+        if refused and refused.get("type") == "/problems/pow-required":
+            break
+        assert time.monotonic() < deadline, "the room never started to require proof of work"
+        await asyncio.sleep(0.2)
+    await page.get_by_role("button", name="Join the queue").click()
+    await page.wait_for_url(re.compile(r"/events/"), timeout=30000)
+    ours = [r for r in requests if "/api/rooms/late-pow/" in r and "/events" not in r]
+    assert ours[:3] == ["POST /api/rooms/late-pow/join", "GET /api/rooms/late-pow/pow",
+                        "POST /api/rooms/late-pow/join"], ours
+    await shot(page, "late-pow-admitted")
+
+
 async def test_admin_signs_in_to_the_console_with_email_and_password(start_stack: Any, create_user: Any,
                                                                       browser: Any, shot: Any) -> None:
     """The console's email + password sign-in (OAuth2 password grant through the console's proxy):

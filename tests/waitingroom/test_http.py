@@ -271,6 +271,19 @@ async def test_queue_page_works_without_javascript(clients: Any, admin_headers: 
     assert (await wr.get("/rooms/nope")).status == 404
 
 
+async def test_queue_page_says_whether_the_room_requires_proof_of_work_and_carries_its_icon(
+        clients: Any, admin_headers: Any) -> None:
+    """The page's script asks for a challenge only when ``data-pow`` says the room requires one
+    (one request per join otherwise); the tab icon is inline, so a page costs no icon request."""
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    html = await (await wr.get("/rooms/r1")).text()
+    assert '<body data-room="r1" data-pow="0">' in html
+    assert '<link rel="icon" type="image/svg+xml" href="data:image/svg+xml,' in html
+    await put_room(adm, admin_headers, room="r2", event_id="8", pow_difficulty=6, paused=True)
+    assert '<body data-room="r2" data-pow="6">' in await (await wr.get("/rooms/r2")).text()
+
+
 async def test_queue_page_redirects_admitted_visitors_to_the_shop(clients: Any, admin_headers: Any) -> None:
     wr, adm = clients
     await put_room(adm, admin_headers, mode="passthrough")
