@@ -144,7 +144,7 @@ def _create_sale(environment: Any, **_: Any) -> None:
     resp = requests.put(f"{opts.stagedoor_admission}/admin/rooms/{room}", json=body, headers=admin, timeout=30)
     _check(resp, environment)
     SALE.update(event_id=event_id, room=room, starts_at=starts_at, rate=opts.stagedoor_rate, admin=admin,
-                organizer=organizer,
+                organizer=organizer, pow=opts.stagedoor_pow,
                 waitingroom=opts.stagedoor_waitingroom, ticketing=opts.stagedoor_ticketing,
                 admission=opts.stagedoor_admission, raise_after_s=opts.stagedoor_raise_after_s)
 
@@ -204,14 +204,24 @@ class Fan(_StagedoorUser):
         _count(outcome, outcomes=True)
         raise StopUser()
 
-    def join(self) -> dict[str, Any]:
-        room, base = SALE["room"], SALE["waitingroom"]
-        body: dict[str, Any] = {}
+    def solved_pow(self, room: str, base: str) -> dict[str, str] | None:
         challenge = self.client.get(f"{base}/api/rooms/{room}/pow", name="/api/rooms/[room]/pow")
-        if challenge.status_code == 200 and challenge.json().get("difficulty"):
-            ch = challenge.json()
-            body["pow"] = {"challenge": ch["challenge"], "nonce": pow_.solve(ch["challenge"], ch["difficulty"])}
-        resp = self.client.post(f"{base}/api/rooms/{room}/join", json=body, name="/api/rooms/[room]/join")
+        if challenge.status_code != 200 or not challenge.json().get("difficulty"):
+            return None
+        ch = challenge.json()
+        return {"challenge": ch["challenge"], "nonce": pow_.solve(ch["challenge"], ch["difficulty"])}
+
+    def join(self) -> dict[str, Any]:
+        """As the queue page joins: a challenge first only where the room requires one, and after
+        a pow-required answer (the room started to require it)."""
+        room, base = SALE["room"], SALE["waitingroom"]
+        pow_solution = self.solved_pow(room, base) if SALE.get("pow") else None
+        resp = self.client.post(f"{base}/api/rooms/{room}/join", json={"pow": pow_solution} if pow_solution else {},
+                                name="/api/rooms/[room]/join")
+        if resp.status_code == 403 and pow_solution is None and resp.json().get("type") == "/problems/pow-required":
+            pow_solution = self.solved_pow(room, base)
+            resp = self.client.post(f"{base}/api/rooms/{room}/join", json={"pow": pow_solution} if pow_solution else {},
+                                    name="/api/rooms/[room]/join")
         if resp.status_code not in (200, 201):
             self.finish("sold_out_at_join" if resp.status_code == 409 else f"join_{resp.status_code}")
         _count("joined_before_start" if time.time() < SALE["starts_at"] else "joined_after_start")
