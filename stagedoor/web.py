@@ -27,6 +27,7 @@ from stagedoor.problems import METRICS_KEY
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.security import validate_settings as validate_security_settings
 from stagedoor.settings import Settings
+from stagedoor.static_files import static_files
 
 logger = logging.getLogger(__name__)
 
@@ -249,15 +250,17 @@ def base_app(
 
 def add_static(app: web.Application, prefix: str, directory: Path) -> None:
     """Serve the files of ``directory`` (not its subdirectories) at ``prefix/<name>``, behind the
-    edge. The names are listed once, here: a request names one of them or gets a 404, so no
-    path from a request ever reaches the file system. Conditional requests (ETag,
-    If-Modified-Since) answer 304; ``no-cache`` makes browsers revalidate after a deploy."""
-    files = {path.name: path for path in sorted(directory.iterdir()) if path.is_file()}
+    edge. The names are listed once (stagedoor/static_files.py): a request names one of them or
+    gets a 404, so no path from a request ever reaches the file system. A request for the
+    current version (``?v=``, what pages link through ``static_url``) may be cached for good;
+    any other revalidates (``no-cache``). Conditional requests (ETag, If-Modified-Since) answer 304."""
+    files = static_files(directory, prefix)
 
     async def static_file(request: web.Request) -> web.StreamResponse:
-        path = files.get(request.match_info["name"])
+        name = request.match_info["name"]
+        path = files.path(name)
         if path is None:
             raise web.HTTPNotFound()
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(path, headers={"Cache-Control": files.cache_control(name, request.query.get("v"))})
 
     add_route(app, "GET", prefix.rstrip("/") + "/{name}", static_file)

@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from stagedoor.settings import TEMPLATES_DIR
+from stagedoor.static_files import static_files
 
 STATIC_DIR = TEMPLATES_DIR / "static"
 STRINGS_FILE = TEMPLATES_DIR / "strings.json"
@@ -52,6 +53,7 @@ def environment() -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(("html", "svg")), enable_async=False)
     env.globals["t"] = strings()
     env.globals["tr"] = tr
+    env.globals["static_url"] = static_files(STATIC_DIR).url
     env.globals["strings_json"] = json.dumps(strings()).replace("<", "\\u003c")
     env.filters["money"] = money
     return env

@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 
 from stagedoor.settings import TEMPLATES_DIR
+from stagedoor.static_files import static_files
 from waitingroom.queue import StatusOut
 from waitingroom.rooms import Room, rfc3339
 
@@ -18,6 +19,7 @@ class QueuePages:
     def __init__(self) -> None:
         self._env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                                        autoescape=jinja2.select_autoescape(("html",)), enable_async=False)
+        self._env.globals["static_url"] = static_files(TEMPLATES_DIR / "static").url
 
     def render_queue(self, *, room: str, cfg: Room, status: StatusOut | None, shop_redirect: str | None,
                      now: float, error: str | None = None) -> str:

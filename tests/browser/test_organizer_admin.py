@@ -221,7 +221,7 @@ async def test_queue_page_script_solves_proof_of_work_and_hands_over_to_the_shop
     await page.goto(f"{stack.queue}/rooms/pow-room")
     async with stack.http.get(f"{stack.queue}/static/queue.js") as res:
         served = res.status == 200
-    if not served or 'src="/static/queue.js"' not in await page.content():
+    if not served or 'src="/static/queue.js' not in await page.content():
         pytest.skip("the waiting room does not serve /static/queue.js from templates/queue.html yet (wiring)")
     await page.get_by_role("button", name="Join the queue").click()
     await page.wait_for_url(re.compile(r"/events/"), timeout=30000)

@@ -3,9 +3,13 @@ CSP-compatible markup (no inline script), and the organizer room proxy's input c
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from stagedoor.settings import TEMPLATES_DIR
 
@@ -87,6 +91,45 @@ async def test_pages_carry_no_inline_script_and_static_files_are_served(service_
         res = await client.get(f"/static/{name}")
         assert res.status == 200, name
         assert (await res.read()) == (TEMPLATES_DIR / "static" / name).read_bytes()
+
+
+async def test_pages_link_static_files_by_version_and_only_that_version_is_cached_for_good(
+        service_client: Any) -> None:
+    """A page names each static file with its content's version; that URL may be kept for good
+    (no revalidation per page load at an on-sale's peak), any other asks again."""
+    client = await service_client("ticketing")
+    html = await (await client.get("/")).text()
+    linked = dict(re.findall(r'"/static/([a-z]+\.(?:js|css))\?v=([0-9a-f]{12})"', html))
+    assert set(linked) == {"shop.js", "site.css"}, html[:600]
+    for name, version in linked.items():
+        content = (TEMPLATES_DIR / "static" / name).read_bytes()
+        assert version == hashlib.sha256(content).hexdigest()[:12]
+        current = await client.get(f"/static/{name}?v={version}")
+        assert current.status == 200 and await current.read() == content
+        assert current.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        again = await client.get(f"/static/{name}?v={version}", headers={"If-None-Match": current.headers["ETag"]})
+        assert again.status == 304
+        for other in (f"/static/{name}", f"/static/{name}?v=000000000000"):
+            res = await client.get(other)
+            assert res.status == 200 and await res.read() == content, other
+            assert res.headers["Cache-Control"] == "no-cache", other
+    assert (await client.get("/static/nope.js?v=1")).status == 404
+
+
+def test_a_static_files_version_follows_its_content_and_unknown_names_fail_the_render(tmp_path: Path) -> None:
+    from stagedoor.static_files import StaticFiles
+
+    (tmp_path / "app.js").write_text("one")
+    files = StaticFiles(tmp_path)
+    first = files.url("app.js")
+    assert first == f"/static/app.js?v={hashlib.sha256(b'one').hexdigest()[:12]}"
+    assert files.url("app.js") == first
+    (tmp_path / "app.js").write_text("two!")  # edited under a running dev stack: a new URL
+    assert files.url("app.js") == f"/static/app.js?v={hashlib.sha256(b'two!').hexdigest()[:12]}"
+    assert files.cache_control("app.js", hashlib.sha256(b"two!").hexdigest()[:12]).endswith("immutable")
+    assert files.cache_control("app.js", first.rsplit("=", 1)[1]) == "no-cache"
+    with pytest.raises(LookupError):
+        files.url("missing.js")
 
 
 async def test_room_proxy_refuses_bad_room_ids_and_methods(service_client: Any) -> None:

@@ -25,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from stagedoor.edge import add_route
 from stagedoor.errors import NotFound
 from stagedoor.settings import TEMPLATES_DIR
+from stagedoor.static_files import static_files
 
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 LIST_LIMIT = 200
@@ -190,6 +191,7 @@ def add_dev_mail(app: web.Application, maildir: Path) -> None:
     app[MAILDIR] = mailbox.Maildir(maildir, create=True)
     app[JINJA] = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                                     autoescape=jinja2.select_autoescape(("html",)))
+    app[JINJA].globals["static_url"] = static_files(TEMPLATES_DIR / "static").url
     add_route(app, "GET", "/dev/mail/", list_mail, name="dev-mail-list")
     add_route(app, "GET", "/dev/mail/{key}", show_mail, name="dev-mail-show")
     add_route(app, "GET", "/dev/mail/{key}/html", mail_html, name="dev-mail-html")
