@@ -13,13 +13,14 @@ from stagedoor.keys import KeyRing
 from stagedoor.settings import TEMPLATES_DIR, Settings, require
 from stagedoor.tasks import stop_task
 from stagedoor.web import HOT_REDIS, KEYRING, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
-from waitingroom.appkeys import PAGES, ROOM, SSE_STOP
+from waitingroom.appkeys import PAGES, PULSES, ROOM, SSE_STOP
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
 from waitingroom.queue import WaitingRoom
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import RoomStore
 from waitingroom.routes import api
+from waitingroom.sse_pulse import RoomPulses
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
     queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
     app[ROOM] = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])  # type: ignore[arg-type]
     app[PAGES] = QueuePages()
+    app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS])
     yield
+    await pulses.stop()
 
 
 async def _refresh_queue_gauge(app: web.Application) -> None:
@@ -61,6 +64,9 @@ async def queue_gauge_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _end_sse_streams(app: web.Application) -> None:
     app[SSE_STOP].set()
+    pulses = app.get(PULSES)
+    if pulses is not None:
+        await pulses.stop()  # wakes every open stream, which then sees SSE_STOP
 
 
 def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:

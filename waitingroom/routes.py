@@ -20,14 +20,15 @@ from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
 from stagedoor.rate_limit import enforce
 from stagedoor.security import set_cookie
 from stagedoor.web import KEYRING, SETTINGS, decode_body, json_response
-from waitingroom.appkeys import PAGES, ROOM, SSE_STOP
+from waitingroom.appkeys import PAGES, PULSES, ROOM, SSE_STOP
 from waitingroom.errors import RoomNotFound
 from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
+from waitingroom.sse_pulse import SSE_PULSE_S, Watch
 
 api = Api(tag="waiting room")
 
-SSE_POLL_S = 0.5  # admission and sold-out reach an open stream within this
 SSE_POSITION_EVERY_S = 1.0  # position-only changes at most once a second per visitor
+SSE_CHECK_MAX_S = 5.0  # a stream reads its own status at least this often (its heartbeat too)
 TERMINAL_STATES = ("admitted", "expired", "sold_out", "closed")
 
 
@@ -125,29 +126,57 @@ async def events(request: web.Request) -> web.StreamResponse:
     first = await wr.status(room, claims, now)  # 401/404 as problems before the stream starts
     metrics = wr.metrics
     deadline = now + request.app[SETTINGS].waitingroom_sse_max_s
+    room_cfg = wr.fresh_room(room, now) or await wr.room(room, now)
     metrics.sse_streams.inc()
     try:
         async with contextlib.AsyncExitStack() as stack:
             sse = await stack.enter_async_context(sse_response(request, headers=stream_headers(
                 request, "text/event-stream", **{"Cache-Control": "no-store", "X-Accel-Buffering": "no"})))
+            watch = stack.enter_context(request.app[PULSES].watch(room, claims.visitor_id))
             with contextlib.suppress(ConnectionResetError):  # the visitor closed the tab
-                await _stream(sse, wr, room, claims, first, deadline, request.app.get(SSE_STOP))
+                await _stream(sse, wr, room, claims, first, deadline, request.app.get(SSE_STOP), watch,
+                              abandon_after_s=room_cfg.abandon_after_s)
             return sse
     finally:
         metrics.sse_streams.dec()
 
 
+def next_check_s(status: StatusOut, abandon_after_s: int = 0) -> float:
+    """When an open stream reads its own status next, if nothing wakes it first (the room's
+    pulse wakes it on admission and on any change to the room: waitingroom/sse_pulse.py).
+
+    Waiting, its position moves about once per admission: far back (a long ETA) it is read every
+    few seconds, near the front every second. Before the start, it is read at the start. Every
+    read is also the visitor's heartbeat, so a stream is read often enough never to be taken
+    for an abandoned tab (three reads per ``abandon_after_s`` at least)."""
+    longest = SSE_CHECK_MAX_S
+    if abandon_after_s > 0:
+        longest = min(longest, max(SSE_PULSE_S, abandon_after_s / 3))
+    if status.state == "pre_queue":
+        return max(SSE_PULSE_S, min(longest, float(status.eta_s or 0)))
+    if status.state != "waiting" or status.eta_s is None:  # paused: the pulse wakes it on resume
+        return longest
+    return min(longest, max(SSE_POSITION_EVERY_S, status.eta_s / 20))
+
+
 async def _stream(sse: Any, wr: WaitingRoom, room: str, claims: QueueTokenClaims, first: StatusOut,
-                  deadline: float, stop: asyncio.Event | None = None) -> None:
+                  deadline: float, stop: asyncio.Event | None = None, watch: Watch | None = None, *,
+                  abandon_after_s: int = 0) -> None:
     """Push the status on change until a terminal state, the stream's time limit or shutdown."""
     encoder = msgspec.json.Encoder()
     last, last_sent = first, wr.clock()
     stop = stop or asyncio.Event()
+    wake = watch.wake if watch is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
     await sse.send(encoder.encode(first).decode(), event="status")
     while last.state not in TERMINAL_STATES and wr.clock() < deadline:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(SSE_POLL_S):
-                await stop.wait()
+        delay = min(next_check_s(last, abandon_after_s), max(0.0, deadline - wr.clock()))
+        timer = loop.call_later(delay, wake.set)
+        try:
+            await wake.wait()
+        finally:
+            timer.cancel()
+        wake.clear()
         if stop.is_set():
             return  # the browser's EventSource reconnects (to another replica)
         now = wr.clock()

@@ -18,6 +18,8 @@ from stagedoor.embedded import EmbeddedRedis
 from stagedoor.keys import InvalidToken, KeyRing
 from stagedoor.queue_tokens import mint_queue_token
 from stagedoor.settings import Settings
+from waitingroom.queue import StatusOut
+from waitingroom.routes import SSE_CHECK_MAX_S, next_check_s
 
 PROBLEM = "application/problem+json"
 
@@ -246,6 +248,42 @@ async def test_sse_pushes_admission_and_sold_out_within_a_second(clients: Any, a
     assert sold["state"] == "sold_out" and time.monotonic() - started < 1.0
     stream_a.close()
     stream_b.close()
+
+
+async def test_sse_tells_a_visitor_far_back_of_their_admission_within_a_second_or_two(
+        clients: Any, admin_headers: Any) -> None:
+    """A stream far back reads its own status only every few seconds; the room's pulse wakes
+    it when its visitor is admitted, so the admission still arrives at once."""
+    wr, adm = clients
+    await put_room(adm, admin_headers, rate_per_s=100, max_active=1)
+    occupant = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    bearer = {"Authorization": f"Bearer {occupant['queue_token']}"}
+    for _ in range(60):  # admitted at once, or by the next admission tick
+        if (await (await wr.get("/api/rooms/r1/status", headers=bearer)).json())["state"] == "admitted":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the first visitor was never admitted")
+    # the shop is full now (max_active 1): everyone else waits
+    ahead = []
+    for _ in range(9):
+        wr.session.cookie_jar.clear()
+        ahead.append(await (await wr.post("/api/rooms/r1/join", json={})).json())
+    wr.session.cookie_jar.clear()
+    fan = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    stream = await wr.get("/api/rooms/r1/events", headers={"Authorization": f"Bearer {fan['queue_token']}"})
+    first = await _next_status(stream, 2)
+    assert first["state"] == "waiting" and first["position"] == 10
+    assert next_check_s(StatusOut(**first)) == SSE_CHECK_MAX_S  # a long wait: its own reads are 5 s apart
+    await asyncio.sleep(1.0)  # past the pulse's first round (which has every new stream read once more)
+    for visitor in (occupant, *ahead):  # the shop empties and the queue ahead is gone: the fan is next
+        resp = await adm.delete(f"/admin/rooms/r1/visitors/{visitor['visitor_id']}", headers=admin_headers)
+        assert resp.status == 204
+    started = time.monotonic()
+    admitted = await _first_status_where(stream, lambda s: s["state"] != "waiting", 3.5)
+    assert admitted["state"] == "admitted" and admitted["admission_token"]
+    assert time.monotonic() - started < 2.0  # its own next read was 3-4 s away
+    stream.close()
 
 
 async def test_sse_without_a_token_is_401(clients: Any, admin_headers: Any) -> None:
