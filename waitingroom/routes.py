@@ -182,6 +182,8 @@ async def _stream(sse: Any, wr: WaitingRoom, room: str, claims: QueueTokenClaims
         now = wr.clock()
         try:
             current = await wr.status(room, claims, now)
+            # the config as it is now (cached per process): an SRE may have shortened abandon_after_s
+            abandon_after_s = (wr.fresh_room(room, now) or await wr.room(room, now)).abandon_after_s
         except REDIS_UNREACHABLE:
             return  # Redis went away: the page polls /status (503 until it is back), nothing is decided
         except StagedoorError as exc:  # evicted or room deleted mid-stream

@@ -9,7 +9,8 @@ Now a stream reads its status when something may have changed for it, and otherw
 and then (its position, which moves steadily: see ``routes.next_check_s``). Per process and
 room, one pulse every ``SSE_PULSE_S`` reads, in one pipeline on the room's slot:
 
-- the room's state (mode, paused, start, close, sold out; a deleted room reads as no mode):
+- the room's state (mode, paused, start, close, abandon time, sold out; a deleted room reads
+  as no mode):
   when it changed, every stream of the room is woken (sold out and closed reach everyone
   within the pulse);
 - ``ZMSCORE`` of the room's active set for the visitors of this process's streams: a visitor
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 SSE_PULSE_S = 0.5  # admission and room changes reach an open stream within this
 ZMSCORE_CHUNK = 1000  # visitors per ZMSCORE (one pipeline per pulse all the same)
 WARN_EVERY_S = 10.0
-ROOM_FIELDS = ("mode", "paused", "starts_at", "closes_at")
+ROOM_FIELDS = ("mode", "paused", "starts_at", "closes_at", "abandon_ms")
 
 
 class Watch:

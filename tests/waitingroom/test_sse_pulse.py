@@ -49,8 +49,10 @@ async def test_a_pulse_wakes_only_the_admitted_visitors_and_everyone_when_the_ro
         await stores.redis.zadd(keys.room_active("r1"), {a: T0 - 1})
         assert await pulses.pulse("r1") == 0 and _woken(wa) == [False]
 
-        # the room changes: resumed, sold out, deleted; each wakes every stream once
+        # the room changes: resumed, abandon time shortened (the streams' heartbeats must follow),
+        # sold out, deleted; each wakes every stream once
         for change in (lambda: stores.redis.hset(keys.room_config("r1"), "paused", "0"),
+                       lambda: stores.redis.hset(keys.room_config("r1"), "abandon_ms", "3000"),
                        lambda: stores.redis.hset(keys.room_state("r1"), "sold_out", "1"),
                        lambda: stores.redis.delete(keys.room_config("r1"))):
             await change()
