@@ -286,6 +286,40 @@ async def test_sse_tells_a_visitor_far_back_of_their_admission_within_a_second_o
     stream.close()
 
 
+@pytest.mark.slow
+async def test_an_open_stream_keeps_its_visitor_in_line_while_a_silent_visitor_is_dropped(
+        clients: Any, admin_headers: Any) -> None:
+    """A stream of a paused room reads its status only as often as its heartbeat needs (three
+    times per abandon_after_s here, instead of every 0.5 s): its visitor keeps their place, while
+    a visitor ahead who went silent is skipped as abandoned when admission resumes."""
+    wr, adm = clients
+    await put_room(adm, admin_headers, rate_per_s=100, max_active=1, abandon_after_s=4)
+    occupant = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    bearer = {"Authorization": f"Bearer {occupant['queue_token']}"}
+    for _ in range(60):
+        if (await (await wr.get("/api/rooms/r1/status", headers=bearer)).json())["state"] == "admitted":
+            break
+        await asyncio.sleep(0.05)
+    wr.session.cookie_jar.clear()
+    silent = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    wr.session.cookie_jar.clear()
+    fan = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    await adm.patch("/admin/rooms/r1", json={"paused": True}, headers=admin_headers)
+    stream = await wr.get("/api/rooms/r1/events", headers={"Authorization": f"Bearer {fan['queue_token']}"})
+    first = await _first_status_where(stream, lambda s: s.get("paused"), 3)
+    assert first["position"] == 2
+    assert next_check_s(StatusOut(**first), abandon_after_s=4) == pytest.approx(4 / 3)  # paused: heartbeat pace
+    await asyncio.sleep(11)  # two whole 5 s heartbeat buckets without a sign of the silent visitor
+    resp = await adm.delete(f"/admin/rooms/r1/visitors/{occupant['visitor_id']}", headers=admin_headers)
+    assert resp.status == 204
+    await adm.patch("/admin/rooms/r1", json={"paused": False}, headers=admin_headers)
+    admitted = await _first_status_where(stream, lambda s: s["state"] != "waiting", 3)
+    assert admitted["state"] == "admitted"
+    gone = await wr.get("/api/rooms/r1/status", headers={"Authorization": f"Bearer {silent['queue_token']}"})
+    assert (await gone.json())["state"] == "expired"  # skipped as abandoned, its place given up
+    stream.close()
+
+
 async def test_sse_without_a_token_is_401(clients: Any, admin_headers: Any) -> None:
     wr, adm = clients
     await put_room(adm, admin_headers)
