@@ -34,7 +34,7 @@ async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
     queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
     app[ROOM] = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])  # type: ignore[arg-type]
     app[PAGES] = QueuePages()
-    app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS])
+    app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS], metrics=app[METRICS])  # type: ignore[arg-type]
     yield
     await pulses.stop()
 

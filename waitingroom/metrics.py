@@ -19,6 +19,14 @@ class WaitingRoomMetrics(BaseMetrics):
             registry=self.registry)
         self.sse_streams = Gauge(
             "waitingroom_sse_streams", "Open Server-Sent Events streams", registry=self.registry)
+        self.sse_wakeups_total = LeanCounter(
+            "waitingroom_sse_wakeups_total",
+            "Open event streams woken by their room's pulse, by reason (admitted, room_changed, registered)",
+            ["reason"], registry=self.registry)
+        self.sse_pulse_failures_total = Counter(
+            "waitingroom_sse_pulse_failures_total",
+            "Room pulses that failed (Redis unreachable); the streams fall back on their own reads",
+            registry=self.registry)
         self.admission_tokens_minted_total = Counter(
             "waitingroom_admission_tokens_minted_total", "Admission JWTs signed (cached per session)", ["room"],
             registry=self.registry)

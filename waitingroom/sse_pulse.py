@@ -33,6 +33,7 @@ from typing import Any
 
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_task
+from waitingroom.metrics import WaitingRoomMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ class RoomPulses:
     """The pulses of one process: started with a room's first open stream, stopped with its last."""
 
     def __init__(self, redis: Any, keys: RedisKeys, clock_ms: Callable[[], int] | None = None,
-                 period_s: float = SSE_PULSE_S) -> None:
+                 period_s: float = SSE_PULSE_S, metrics: WaitingRoomMetrics | None = None) -> None:
         self._redis = redis
+        self._metrics = metrics
         self._keys = keys
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.period_s = period_s
@@ -127,6 +129,8 @@ class RoomPulses:
                 await self.pulse(room, entry)
             except Exception as exc:  # a pulse only hurries streams: it is never fatal
                 # (Redis unreachable: the streams' own reads meet the outage and end)
+                if self._metrics is not None:
+                    self._metrics.sse_pulse_failures_total.inc()
                 now = time.monotonic()
                 if now - self._warned_at >= WARN_EVERY_S:
                     self._warned_at = now
@@ -154,19 +158,27 @@ class RoomPulses:
                     watch.wake.set()
                     woken += 1
             entry.fresh.clear()
+            self._count("room_changed", woken)
             return woken
         # A stream read its first status before it registered, and this pulse may be the room's
         # first (no earlier state to compare): it reads once more after this pulse, so nothing
         # that changed in between waits for its own timer.
-        woken = len(entry.fresh)
+        registered = len(entry.fresh)
         for watch in entry.fresh:
             watch.wake.set()
         entry.fresh.clear()
+        self._count("registered", registered)
+        admitted = 0
         now_ms = self._clock_ms()
         scores = [score for reply in replies[2:] for score in reply]
         for visitor, score in zip(visitors, scores, strict=True):
             if score is not None and float(score) > now_ms:  # a live session: admitted
                 for watch in entry.watches.get(visitor, ()):
                     watch.wake.set()
-                    woken += 1
-        return woken
+                    admitted += 1
+        self._count("admitted", admitted)
+        return registered + admitted
+
+    def _count(self, reason: str, woken: int) -> None:
+        if woken and self._metrics is not None:
+            self._metrics.sse_wakeups_total.labels(reason).inc(woken)

@@ -84,6 +84,12 @@ DASHBOARDS = [
                   {"waitingroom_admission_tokens_minted_total"}, unit="reqps"),
             Panel("Open live-update streams (SSE)", [("sum(waitingroom_sse_streams)", "streams")],
                   {"waitingroom_sse_streams"}),
+            Panel("Streams woken by their room's pulse",
+                  [(_rate("waitingroom_sse_wakeups_total", "", "reason"), "{{reason}}"),
+                   ("sum(rate(waitingroom_sse_pulse_failures_total[$__rate_interval]))", "failed pulses")],
+                  {"waitingroom_sse_wakeups_total", "waitingroom_sse_pulse_failures_total"}, unit="reqps",
+                  description="A stream is woken when its visitor is admitted or its room changes; otherwise it "
+                              "reads its own status every 1-5 s. Failed pulses: Redis unreachable."),
             Panel("Admission tick duration and errors",
                   [("histogram_quantile(0.99, sum by (le) (rate(admission_tick_duration_seconds_bucket"
                     "[$__rate_interval])))", "tick p99"),

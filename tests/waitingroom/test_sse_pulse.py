@@ -11,8 +11,11 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from tests.waitingroom.conftest import T0, Stores
+from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.queue import StatusOut
 from waitingroom.routes import SSE_CHECK_MAX_S, SSE_POSITION_EVERY_S, next_check_s
 from waitingroom.sse_pulse import RoomPulses
@@ -32,7 +35,8 @@ async def test_a_pulse_wakes_only_the_admitted_visitors_and_everyone_when_the_ro
     await make_room("r1", paused=True)
     a = (await stores.join("r1", T0)).visitor_id
     b = (await stores.join("r1", T0)).visitor_id
-    pulses = RoomPulses(stores.redis, stores.keys, clock_ms=lambda: T0 + 1000, period_s=3600)
+    metrics = WaitingRoomMetrics()
+    pulses = RoomPulses(stores.redis, stores.keys, clock_ms=lambda: T0 + 1000, period_s=3600, metrics=metrics)
     keys = stores.keys
     with pulses.watch("r1", a) as wa, pulses.watch("r1", b) as wb, pulses.watch("r1", b) as wb2:
         assert pulses.streams("r1") == 3
@@ -60,6 +64,9 @@ async def test_a_pulse_wakes_only_the_admitted_visitors_and_everyone_when_the_ro
             _reset(wa, wb, wb2)
             assert await pulses.pulse("r1") == 0
     assert pulses.streams("r1") == 0 and await pulses.pulse("r1") == 0
+    woken = {reason: metrics.sse_wakeups_total.labels(reason).value
+             for reason in ("registered", "admitted", "room_changed")}
+    assert woken == {"registered": 3, "admitted": 1, "room_changed": 12}
 
 
 async def test_the_pulse_runs_while_a_room_has_streams_survives_redis_errors_and_stops_with_the_service(
@@ -75,12 +82,14 @@ async def test_the_pulse_runs_while_a_room_has_streams_survives_redis_errors_and
     assert task.done() and "r1" not in pulses._rooms  # the last stream left: the pulse stopped
 
     # Redis unreachable: the pulse logs and keeps going; the streams are not woken by it
-    dead = redis_asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    failing = RoomPulses(dead, stores.keys, clock_ms=lambda: T0, period_s=0.05)
+    dead = redis_asyncio.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    metrics = WaitingRoomMetrics()
+    failing = RoomPulses(dead, stores.keys, clock_ms=lambda: T0, period_s=0.05, metrics=metrics)
     with failing.watch("r1", vid) as watch:
         await asyncio.sleep(0.4)
         task = failing._rooms["r1"].task
         assert task is not None and not task.done() and not watch.wake.is_set()
+        assert metrics.sse_pulse_failures_total._value.get() >= 2  # counted, every failed pulse
         await failing.stop()  # shutdown: every stream is woken, the pulses end
         assert watch.wake.is_set() and task.done()
     with failing.watch("r1", vid) as late:  # a stream opened during shutdown is woken at once
