@@ -10,6 +10,9 @@
  * - joining through the JSON API, solving the proof-of-work challenge first when the room
  *   requires one (data-pow on <body>, or a "pow-required" answer to a first try; StagedoorPow
  *   from pow.js), with progress shown;
+ * - the page's states (pre-queue, waiting, paused, sold out, closed) shown in place from the
+ *   page's <template>s, without a reload: after a join, at the sale's start, on pause and
+ *   resume, every open page would otherwise reload at once;
  * - on admission: straight to the shop with the admission token in the URL fragment
  *   (never sent to a server, never in access logs); the shop reads and removes it.
  */
@@ -33,23 +36,42 @@
     return true;
   }
 
-  // The state the server rendered; another state (pre-queue -> waiting, paused) is re-rendered by it.
-  var rendered = byId("position") ? "waiting" : byId("eta") ? "pre_queue" : null;
-  var renderedPaused = !byId("eta") && !!byId("position");
+  // The state the server rendered (#state's data-state). The states a page moves through are
+  // also in the page as <template>s: pre-queue -> waiting at the sale's start, pause and resume,
+  // sold out and closed are shown in place. A reload for each would come from every open page
+  // at the same second (at the start, on a pause), the moment the waiting room is busiest.
+  var stateBox = byId("state");
+  var rendered = stateBox ? stateBox.getAttribute("data-state") : null;
+
+  function show(state) {
+    var tpl = byId("tpl-" + state);
+    if (!tpl || !stateBox) return false;
+    stateBox.replaceChildren(tpl.content.cloneNode(true));
+    stateBox.setAttribute("data-state", state);
+    rendered = state;
+    return true;
+  }
 
   function apply(status) {
     if (!status || done) return;
-    if (rendered && status.state !== rendered && status.state !== "admitted") { done = true; location.reload(); return; }
-    if (rendered === "waiting" && !!status.paused !== renderedPaused) { done = true; location.reload(); return; }
-    if (status.state === "admitted") { if (!admitted(status)) location.reload(); return; }
-    if (status.state === "sold_out" || status.state === "closed" || status.state === "expired") {
-      done = true;
-      location.reload();  // the server renders these states with their explanation
+    if (status.state === "admitted") {
+      if (!admitted(status)) { done = true; location.reload(); }
       return;
     }
+    if (status.state !== rendered && !show(status.state)) {
+      done = true;
+      location.reload();  // expired and the like: the server renders them with their explanation
+      return;
+    }
+    if (status.state === "sold_out" || status.state === "closed") { done = true; return; }
     setText("position", status.position);
     setText("ahead", status.ahead);
-    if (status.eta_s !== null && status.eta_s !== undefined) setText("eta", status.eta_s);
+    var hasEta = status.eta_s !== null && status.eta_s !== undefined;
+    if (hasEta) setText("eta", status.eta_s);
+    var pausedNote = byId("paused-note");
+    var etaNote = byId("eta-note");
+    if (pausedNote) pausedNote.hidden = !status.paused;
+    if (etaNote) etaNote.hidden = !!status.paused || !hasEta;
     var bar = document.querySelector(".bar > div");
     if (bar && status.position && status.waiting_total) {
       var total = Math.max(status.waiting_total, status.position);
@@ -62,6 +84,14 @@
     }
   }
 
+  // Before the start, the seconds left tick down here between status updates.
+  setInterval(function () {
+    if (rendered !== "pre_queue" || done) return;
+    var eta = byId("eta");
+    var left = eta ? parseInt(eta.textContent, 10) : NaN;
+    if (left > 0) eta.textContent = String(left - 1);
+  }, 1000);
+
   function poll() {
     if (done) return;
     fetch(base + "/status", {credentials: "same-origin", headers: {"Accept": "application/json"}})
@@ -71,7 +101,10 @@
       .then(function () { if (!done) setTimeout(poll, POLL_MS); });
   }
 
+  var listening = false;
   function live() {
+    if (listening) return;
+    listening = true;
     if (!window.EventSource) { poll(); return; }
     var stream = new EventSource(base + "/events");
     stream.addEventListener("status", function (ev) {
@@ -84,16 +117,18 @@
     };
   }
 
-  // Countdown before the sale: the server-rendered seconds tick down here.
+  // Countdown before the sale (not joined yet): the server-rendered seconds tick down here, and
+  // the card goes at the start (the join form below it stays).
   function countdown() {
-    var big = document.querySelector("p .big:not([id])");
+    var card = byId("countdown");
+    var big = card && card.querySelector(".big");
     if (!big) return;
     var left = parseInt(big.textContent, 10);
     if (!(left > 0)) return;
     var timer = setInterval(function () {
       left -= 1;
       big.textContent = String(Math.max(0, left));
-      if (left <= 0) { clearInterval(timer); location.reload(); }
+      if (left <= 0) { clearInterval(timer); card.remove(); }
     }, 1000);
   }
 
@@ -147,8 +182,11 @@
           }
           throw refused(res, p);
         });
-      }).then(function () {
-        location.reload();
+      }).then(function (res) {
+        return res.json();
+      }).then(function (joined) {
+        apply(joined);  // the place (or the shop, when admitted at once), shown without a reload
+        if (!done) live();
       }).catch(function (err) {
         note.className = "err";
         note.textContent = "Could not join: " + err.message;
@@ -163,12 +201,13 @@
     if (!opens || document.querySelector("form")) return;
     var at = Date.parse(opens.getAttribute("datetime"));
     if (isNaN(at)) return;
-    var wait = Math.min(Math.max(at - Date.now(), 0) + 500, 2147483000);
+    // spread over 3 s: every page waiting for the opening would otherwise reload in the same second
+    var wait = Math.min(Math.max(at - Date.now(), 0) + 500 + Math.random() * 3000, 2147483000);
     setTimeout(function () { location.reload(); }, wait);
   }
 
   upgradeJoinForm();
   countdown();
   reloadWhenOpen();
-  if (byId("position") || byId("eta") || document.querySelector(".bar")) live();
+  if (rendered === "waiting" || rendered === "pre_queue") live();
 })();

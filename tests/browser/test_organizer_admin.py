@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -258,6 +259,7 @@ async def test_queue_page_joins_a_room_without_proof_of_work_in_one_request(star
     assert [r for r in requests if "/api/rooms/plain-room/" in r and "/events" not in r] == [
         "POST /api/rooms/plain-room/join"], requests
     assert not any("favicon" in r for r in requests), requests
+    assert requests.count("GET /rooms/plain-room") == 1, requests  # the joined state is shown in place
     assert errors == [], errors
 
 
@@ -289,6 +291,42 @@ async def test_queue_page_solves_proof_of_work_when_the_room_starts_requiring_it
     assert ours[:3] == ["POST /api/rooms/late-pow/join", "GET /api/rooms/late-pow/pow",
                         "POST /api/rooms/late-pow/join"], ours
     await shot(page, "late-pow-admitted")
+
+
+async def test_queue_page_moves_through_the_sale_without_reloading(start_stack: Any, create_user: Any, browser: Any,
+                                                                   shot: Any) -> None:
+    """Pre-queue, the start, a pause and its end, sold out: all shown in place. A reload per
+    change would come from every open page in the same second, when the waiting room is busiest."""
+    stack = await start_stack(run_controller=False)  # nobody is admitted: the page stays in line
+    organizer = await create_user(roles=["organizer"])
+    event = await stack.create_event(organizer.headers, title="In Place Night")
+    starts_at = datetime.now(UTC) + timedelta(seconds=4)
+    await stack.put_room("inplace", event_id=event["id"], starts_at=starts_at.isoformat(), rate_per_s=1,
+                         abandon_after_s=600, shop_url=f"{stack.shop}/events/{event['id']}")
+    page = await browser.new_page()
+    requests, errors = _record_traffic(page)
+    await page.goto(f"{stack.queue}/rooms/inplace")
+    await page.evaluate("window.__sameDocument = true")
+    await page.get_by_role("button", name="Join the queue").click()
+    await expect(page.get_by_text("You're in. The sale starts in")).to_be_visible()
+    await shot(page, "inplace-pre-queue")
+    await expect(page.locator("#position")).to_have_text("1", timeout=10000)  # the start, no reload
+    await expect(page.locator("#eta-note")).to_be_visible()
+    await stack.call("PATCH", f"{stack.admission}/admin/rooms/inplace", json={"paused": True},
+                     headers=stack.admin_headers)
+    await expect(page.locator("#paused-note")).to_be_visible(timeout=5000)
+    await expect(page.locator("#eta-note")).to_be_hidden()
+    await shot(page, "inplace-paused")
+    await stack.call("PATCH", f"{stack.admission}/admin/rooms/inplace", json={"paused": False},
+                     headers=stack.admin_headers)
+    await expect(page.locator("#paused-note")).to_be_hidden(timeout=5000)
+    await stack.call("PATCH", f"{stack.admission}/admin/rooms/inplace", json={"sold_out": True},
+                     headers=stack.admin_headers)
+    await expect(page.get_by_text("Sorry, every ticket has been sold.")).to_be_visible(timeout=5000)
+    await shot(page, "inplace-sold-out")
+    assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+    assert requests.count("GET /rooms/inplace") == 1, requests
+    assert errors == [], errors
 
 
 async def test_admin_signs_in_to_the_console_with_email_and_password(start_stack: Any, create_user: Any,
