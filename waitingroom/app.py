@@ -33,7 +33,7 @@ async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
     rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
     queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
     app[ROOM] = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])  # type: ignore[arg-type]
-    app[PAGES] = QueuePages()
+    app[PAGES] = QueuePages(auto_reload=settings.environment == "development")
     app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS], metrics=app[METRICS])  # type: ignore[arg-type]
     yield
     await pulses.stop()

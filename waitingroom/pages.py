@@ -16,9 +16,12 @@ REFRESH_S = 5
 
 
 class QueuePages:
-    def __init__(self) -> None:
+    def __init__(self, auto_reload: bool = True) -> None:
+        """``auto_reload``: look for edited templates on every render (development); off, each
+        template is read once (no file-system check per page view)."""
         self._env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-                                       autoescape=jinja2.select_autoescape(("html",)), enable_async=False)
+                                       autoescape=jinja2.select_autoescape(("html",)), enable_async=False,
+                                       auto_reload=auto_reload)
         self._env.globals["static_url"] = static_files(TEMPLATES_DIR / "static").url
 
     def render_queue(self, *, room: str, cfg: Room, status: StatusOut | None, shop_redirect: str | None,
