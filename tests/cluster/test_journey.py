@@ -5,6 +5,7 @@ token and buys them. Every service app runs on the cluster client (STAGEDOOR_RED
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -72,3 +73,38 @@ async def test_join_admitted_hold_purchase_on_a_cluster(service_client: Any, clu
         node = cluster_client.get_node_from_key(family[0])
         assert await cluster_client.exists(*family[:2]) == 2
         assert await cluster_client.execute_command("EXISTS", family[0], target_nodes=node) == 1
+
+
+async def test_an_event_stream_hears_its_admission_through_the_room_pulse_on_a_cluster(
+        service_client: Any, cluster_settings: Settings, admin_headers: dict[str, str]) -> None:
+    """The pulse's pipeline (room config, sold-out flag, ZMSCORE of the active set) runs on the
+    room's slot through the cluster client: the stream is woken, nothing fails."""
+    s = cluster_settings
+    admission = await service_client("admission", s)
+    waitingroom = await service_client("waitingroom", s)
+    resp = await admission.put("/admin/rooms/cluster-stream", json={"mode": "fifo", "rate_per_s": 50,
+                                                                    "max_active": 100, "paused": True},
+                               headers=admin_headers)
+    assert resp.status == 201, await resp.text()
+    joined = await (await waitingroom.post("/api/rooms/cluster-stream/join", json={})).json()
+    stream = await waitingroom.get("/api/rooms/cluster-stream/events",
+                                   headers={"Authorization": "Bearer " + joined["queue_token"]})
+    states = []
+    async with asyncio.timeout(15):
+        resumed = False
+        while not states or states[-1].get("state") != "admitted":
+            line = (await stream.content.readline()).decode().strip()
+            if not line.startswith("data:"):
+                continue
+            states.append(json.loads(line[5:]))
+            if not resumed:  # the first status is out: resume, and let the controller admit
+                resumed = True
+                resp = await admission.patch("/admin/rooms/cluster-stream", json={"paused": False},
+                                             headers=admin_headers)
+                assert resp.status == 200, await resp.text()
+    stream.close()
+    assert states[0]["state"] == "waiting" and states[-1]["admission_token"]
+    metrics = await (await waitingroom.get("/metrics")).text()
+    assert "waitingroom_sse_pulse_failures_total 0.0" in metrics  # every pulse's pipeline went through
+    woken = [ln for ln in metrics.splitlines() if ln.startswith("waitingroom_sse_wakeups_total{")]
+    assert woken and sum(float(ln.rsplit(" ", 1)[1]) for ln in woken) >= 1, woken
