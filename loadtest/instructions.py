@@ -34,7 +34,7 @@ from pathlib import Path
 
 from loadtest.limits import stop_process
 from loadtest.rawhttp import RawClient, RawResponse
-from loadtest.scenarios._waitingroom import bench_room, bulk_join_at, create_room
+from loadtest.scenarios._waitingroom import bench_room, bulk_join_at, create_room, lone_waiting_room_env
 from stagedoor.embedded import EmbeddedRedis, free_port
 from stagedoor.keys import write_new_key
 
@@ -124,12 +124,7 @@ async def measure(kinds: list[str], requests: int, ahead: int) -> dict[str, floa
         keys_dir.mkdir()
         write_new_key(keys_dir)
         hello_port, wr_port = free_port(), free_port()
-        env = {**os.environ, "STAGEDOOR_REDIS_URL": redis.url, "STAGEDOOR_ADMIN_API_KEY": "i" * 32,
-               "STAGEDOOR_QUEUE_TOKEN_SECRET": "q" * 40, "STAGEDOOR_SIGNING_KEYS_DIR": str(keys_dir),
-               "STAGEDOOR_DATABASE_URL": "postgresql://unused@127.0.0.1:1/unused",
-               "STAGEDOOR_COOKIE_SECURE": "false", "STAGEDOOR_LOG_LEVEL": "WARNING",
-               "STAGEDOOR_ENVIRONMENT": "production", "STAGEDOOR_RATE_LIMITS_ENABLED": "false",
-               "STAGEDOOR_WAITINGROOM_PORT": str(wr_port)}
+        env = lone_waiting_room_env(redis.url, keys_dir, wr_port)
         servers: list[Counted] = []
         try:
             hello = Counted([sys.executable, "-m", "loadtest.hello_server", "--port", str(hello_port),

@@ -22,31 +22,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from loadtest.instructions import _wait_ready
 from loadtest.limits import stop_process
 from loadtest.rawhttp import RawClient
-from loadtest.scenarios._waitingroom import bulk_join_at, create_room
+from loadtest.scenarios._waitingroom import bulk_join_at, create_room, lone_waiting_room_env
 from stagedoor.embedded import EmbeddedRedis, free_port
 from stagedoor.keys import write_new_key
 from waitingroom.rooms import Room
 
 ROOM = "sse-bench"
 SETTLE_S = 3.0
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process (from /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    """User + system CPU seconds of one process."""
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def room_config(kind: str) -> Room:
@@ -80,12 +79,8 @@ async def measure(streams: int, seconds: float, kind: str, ahead: int) -> dict[s
         keys_dir.mkdir()
         write_new_key(keys_dir)
         port = free_port()
-        env = {**os.environ, "STAGEDOOR_REDIS_URL": redis.url, "STAGEDOOR_ADMIN_API_KEY": "s" * 32,
-               "STAGEDOOR_QUEUE_TOKEN_SECRET": "q" * 40, "STAGEDOOR_SIGNING_KEYS_DIR": str(keys_dir),
-               "STAGEDOOR_DATABASE_URL": "postgresql://unused@127.0.0.1:1/unused", "STAGEDOOR_COOKIE_SECURE": "false",
-               "STAGEDOOR_LOG_LEVEL": "WARNING", "STAGEDOOR_ENVIRONMENT": "production",
-               "STAGEDOOR_RATE_LIMITS_ENABLED": "false", "STAGEDOOR_WAITINGROOM_PORT": str(port),
-               "STAGEDOOR_WAITINGROOM_SSE_MAX_S": str(int(seconds + 120))}
+        env = lone_waiting_room_env(redis.url, keys_dir, port,
+                                    STAGEDOOR_WAITINGROOM_SSE_MAX_S=str(int(seconds + 120)))
         server = start_waiting_room(env)
         opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         tasks: list[asyncio.Task[None]] = []

@@ -32,9 +32,10 @@ async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
     require(settings, "queue_token_secret")
     rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
     queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
-    app[ROOM] = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])  # type: ignore[arg-type]
+    app[ROOM] = wr = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])  # type: ignore[arg-type]
     app[PAGES] = QueuePages(auto_reload=settings.environment == "development")
-    app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS], metrics=app[METRICS])  # type: ignore[arg-type]
+    app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS], clock_ms=lambda: int(wr.clock() * 1000),
+                                      metrics=app[METRICS])  # type: ignore[arg-type]
     yield
     await pulses.stop()
 

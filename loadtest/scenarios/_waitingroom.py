@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis_asyncio
@@ -68,4 +70,14 @@ async def bulk_join_at(redis_url: str, room: str, count: int) -> None:
         await client.aclose()
 
 
-__all__ = ["QueueStore", "bench_room", "bulk_join", "bulk_join_at", "create_room"]
+def lone_waiting_room_env(redis_url: str, keys_dir: Path, port: int, **overrides: str) -> dict[str, str]:
+    """The environment of one waiting-room process started by a measuring tool on its own
+    throwaway Redis (production settings, rate limits off: one client address; no database)."""
+    return {**os.environ, "STAGEDOOR_REDIS_URL": redis_url, "STAGEDOOR_ADMIN_API_KEY": "m" * 32,
+            "STAGEDOOR_QUEUE_TOKEN_SECRET": "q" * 40, "STAGEDOOR_SIGNING_KEYS_DIR": str(keys_dir),
+            "STAGEDOOR_DATABASE_URL": "postgresql://unused@127.0.0.1:1/unused", "STAGEDOOR_COOKIE_SECURE": "false",
+            "STAGEDOOR_LOG_LEVEL": "WARNING", "STAGEDOOR_ENVIRONMENT": "production",
+            "STAGEDOOR_RATE_LIMITS_ENABLED": "false", "STAGEDOOR_WAITINGROOM_PORT": str(port), **overrides}
+
+
+__all__ = ["QueueStore", "bench_room", "bulk_join", "bulk_join_at", "create_room", "lone_waiting_room_env"]
