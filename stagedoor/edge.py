@@ -5,8 +5,9 @@ For each request, outermost first:
   response's ``X-Request-Id``;
 - the in-flight gauge and the latency histogram, labelled by route template;
 - the CSRF guard (stagedoor/security.py), which raises a StagedoorError to refuse;
-- problem+json for every error: StagedoorError, aiohttp's HTTP errors, an unreachable Redis as
-  a 503 with Retry-After (logged at most once a second per process), and anything else as a
+- problem+json for every error: StagedoorError, aiohttp's HTTP errors, a Redis that cannot serve
+  for now (unreachable, loading, out of memory, read-only, cluster down: errors.redis_unavailable_reason)
+  as a 503 with Retry-After (logged at most once a second per process), and anything else as a
   generic 500 (logged, no stack trace to the client);
 - the security headers of stagedoor/security.py (CSP, nosniff, frame-ancestors...).
 
@@ -35,6 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from stagedoor import errors
 from stagedoor.logs import request_id_var
@@ -74,12 +76,21 @@ _request_ids = _RequestIds()
 _redis_warned_at = float("-inf")
 
 
-def _warn_redis_unreachable(request: web.Request, exc: Exception) -> None:
+def _warn_redis_unavailable(request: web.Request, reason: str, exc: Exception) -> None:
     global _redis_warned_at
     now = time.monotonic()
     if now - _redis_warned_at >= REDIS_WARNING_EVERY_S:
         _redis_warned_at = now
-        logger.warning("redis_unreachable", extra={"path": request.path, "error": str(exc)})
+        logger.warning("redis_unavailable", extra={"reason": reason, "path": request.path, "error": str(exc)})
+
+
+def _internal_error(request: web.Request, metrics: BaseMetrics) -> web.Response:
+    """The 500 of an unexpected exception (call from its ``except``): logged with its traceback,
+    answered without internals."""
+    logger.exception("unhandled_error", extra={"path": request.path, "method": request.method})
+    metrics.problems_total.labels(metrics.app_name, "internal-error", "500").inc()
+    return problem_response(500, "internal-error", "Internal server error",
+                            "the server failed to complete the request; it has been logged", instance=request.path)
 
 
 class Edge:
@@ -118,11 +129,15 @@ class Edge:
                 except errors.StagedoorError as exc:
                     response = render_error(exc, request)
                     problems_total.labels(metrics.app_name, exc.code, str(response.status)).inc()
-                except errors.REDIS_UNREACHABLE as exc:
-                    _warn_redis_unreachable(request, exc)
-                    unavailable = errors.RedisUnavailable()
-                    response = render_error(unavailable, request)
-                    problems_total.labels(metrics.app_name, unavailable.code, str(response.status)).inc()
+                except RedisError as exc:
+                    reason = errors.redis_unavailable_reason(exc)
+                    if reason is None:  # a command Redis refused for good: a bug of ours
+                        response = _internal_error(request, metrics)
+                    else:
+                        _warn_redis_unavailable(request, reason, exc)
+                        unavailable = errors.RedisUnavailable(reason)
+                        response = render_error(unavailable, request)
+                        problems_total.labels(metrics.app_name, unavailable.code, str(response.status)).inc()
                 except web.HTTPException as exc:
                     if exc.status < 400:  # redirects pass through, with our headers
                         status = exc.status
@@ -135,12 +150,7 @@ class Edge:
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
                 except Exception:
-                    logger.exception("unhandled_error", extra={"path": request.path, "method": request.method})
-                    response = problem_response(
-                        500, "internal-error", "Internal server error",
-                        "the server failed to complete the request; it has been logged", instance=request.path,
-                    )
-                    problems_total.labels(metrics.app_name, "internal-error", "500").inc()
+                    response = _internal_error(request, metrics)
                 status = response.status
                 if not response.prepared:  # a stream took its headers from stream_headers()
                     headers = response.headers

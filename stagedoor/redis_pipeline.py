@@ -52,6 +52,7 @@ _ERRORS: dict[str, type[rx.ResponseError]] = {
     "READONLY": rx.ReadOnlyError,
     "OOM": rx.OutOfMemoryError,
     "NOPERM": rx.NoPermissionError,
+    "MASTERDOWN": rx.MasterDownError,
 }
 
 

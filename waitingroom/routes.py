@@ -10,11 +10,12 @@ from urllib.parse import quote
 import msgspec
 from aiohttp import web
 from aiohttp_sse import sse_response
+from redis.exceptions import RedisError
 
 from stagedoor import pow as proof_of_work
 from stagedoor.auth import bearer_token
 from stagedoor.edge import stream_headers
-from stagedoor.errors import REDIS_UNREACHABLE, StagedoorError
+from stagedoor.errors import StagedoorError, redis_unavailable_reason
 from stagedoor.openapi import Api
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
 from stagedoor.rate_limit import enforce
@@ -184,8 +185,10 @@ async def _stream(sse: Any, wr: WaitingRoom, room: str, claims: QueueTokenClaims
             current = await wr.status(room, claims, now)
             # the config as it is now (cached per process): an SRE may have shortened abandon_after_s
             abandon_after_s = (wr.fresh_room(room, now) or await wr.room(room, now)).abandon_after_s
-        except REDIS_UNREACHABLE:
-            return  # Redis went away: the page polls /status (503 until it is back), nothing is decided
+        except RedisError as exc:
+            if redis_unavailable_reason(exc) is None:
+                raise
+            return  # Redis went away or refuses: the page polls /status (503 until it is back), nothing is decided
         except StagedoorError as exc:  # evicted or room deleted mid-stream
             await sse.send(msgspec.json.encode({"state": "expired", "detail": exc.detail}).decode(), event="status")
             return

@@ -100,6 +100,10 @@ def _body_app(settings: Settings) -> web.Application:
     async def redis_down(request: web.Request) -> web.Response:
         raise redis_exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
+    @api.get("/redis-wrongtype", summary="sends Redis a command it refuses for good", errors=(500,))
+    async def redis_wrongtype(request: web.Request) -> web.Response:
+        raise redis_exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
     app = base_app(settings, BaseMetrics("test"), [api], title="t", uses_redis=False, uses_db=False)
     app[SEEN] = seen
     return app
@@ -202,9 +206,21 @@ async def test_an_unreachable_redis_is_a_503_to_retry_logged_once_a_second(body_
         resp = await body_client.get("/redis-down")
         assert resp.status == 503 and resp.content_type == "application/problem+json"
         assert resp.headers["Retry-After"] == "2"
-        assert (await resp.json())["type"] == "/problems/redis-unavailable"
+        problem = await resp.json()
+        assert problem["type"] == "/problems/redis-unavailable" and problem["reason"] == "unreachable"
     warnings = [r for r in caplog.records if r.name == "stagedoor.edge"]
-    assert [r.getMessage() for r in warnings] == ["redis_unreachable"]  # five requests within a second: one line
+    assert [r.getMessage() for r in warnings] == ["redis_unavailable"]  # five requests within a second: one line
+    assert warnings[0].reason == "unreachable"  # type: ignore[attr-defined]
+
+
+async def test_a_redis_error_that_is_not_a_passing_state_is_a_logged_500(body_client: Any, caplog: Any) -> None:
+    # WRONGTYPE, a bad argument, an unknown command: retrying will not help, it is our bug
+    caplog.set_level(logging.ERROR, logger="stagedoor.edge")
+    resp = await body_client.get("/redis-wrongtype")
+    assert resp.status == 500 and resp.content_type == "application/problem+json"
+    assert (await resp.json())["type"] == "/problems/internal-error"
+    assert "WRONGTYPE" not in await resp.text()
+    assert [r.getMessage() for r in caplog.records if r.name == "stagedoor.edge"] == ["unhandled_error"]
 
 
 async def test_openapi_describes_bodies_and_problems(body_client: Any) -> None:

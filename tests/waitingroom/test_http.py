@@ -11,8 +11,10 @@ from typing import Any
 
 import jwt
 import pytest
+import redis.asyncio as redis_asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from stagedoor import edge
 from stagedoor.admission_tokens import ADMISSION_AUDIENCE, AdmissionRequired, verify_admission_token
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.keys import InvalidToken, KeyRing
@@ -459,6 +461,55 @@ async def test_a_lost_redis_is_503_to_retry_and_the_queue_answers_again_when_it_
             restarted.stop()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("refusal", ["out-of-memory", "read-only"])
+async def test_a_redis_refusing_writes_is_503_to_retry_and_changes_nothing(
+        refusal: str, service_client: Any, make_settings: Any, admin_headers: Any, tmp_path: Any,
+        caplog: Any, monkeypatch: Any) -> None:
+    # Redis answering but refusing writes: full (maxmemory, noeviction: what ops/prometheus's
+    # RedisMemoryHigh warns of) or a replica (mid-failover). Every join and poll of the crowd
+    # meets it: a 503 problem with Retry-After and the reason, never a 500 with a traceback each
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setattr(edge, "_redis_warned_at", float("-inf"))  # no earlier test's line counts
+    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    control = redis_asyncio.Redis.from_url(server.url)
+    try:
+        settings = make_settings(redis_url=server.url, rate_limits_enabled=False)
+        wr, adm = await service_client("waitingroom", settings), await service_client("admission", settings)
+        await put_room(adm, admin_headers, paused=True)
+        joined = await (await wr.post("/api/rooms/r1/join", json={})).json()
+        bearer = {"Authorization": f"Bearer {joined['queue_token']}"}
+        wr.session.cookie_jar.clear()  # the joins below are new visitors
+        waiting_key = [k async for k in control.scan_iter(match="*r1*wait*")]
+        assert len(waiting_key) == 1 and await control.zcard(waiting_key[0]) == 1
+        if refusal == "out-of-memory":
+            await control.config_set("maxmemory", 1)
+        else:
+            await control.execute_command("REPLICAOF", "127.0.0.1", "1")  # a master that is not there
+        try:
+            for resp in (await wr.post("/api/rooms/r1/join", json={}),
+                         await wr.post("/api/rooms/r1/join", json={}),
+                         await wr.get("/api/rooms/r1/status", headers=bearer)):
+                assert resp.status == 503 and resp.content_type == PROBLEM
+                assert resp.headers["Retry-After"] == "2"
+                problem = await resp.json()
+                assert problem["type"] == "/problems/redis-unavailable" and problem["reason"] == refusal
+            assert await control.zcard(waiting_key[0]) == 1  # the refused joins queued nobody
+        finally:
+            if refusal == "out-of-memory":
+                await control.config_set("maxmemory", 0)
+            else:
+                await control.execute_command("REPLICAOF", "NO", "ONE")
+        status = await wr.get("/api/rooms/r1/status", headers=bearer)
+        assert status.status == 200 and (await status.json())["position"] == 1
+        again = await wr.post("/api/rooms/r1/join", json={})
+        assert again.status == 201 and (await again.json())["position"] == 2
+    finally:
+        await control.aclose()
+        server.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.reason for r in caplog.records if r.getMessage() == "redis_unavailable"] == [refusal]  # type: ignore[attr-defined]
 
 
 async def test_an_admin_put_is_logged_at_info_level(clients: Any, admin_headers: Any, caplog: Any) -> None:
