@@ -70,6 +70,8 @@ class AdmissionController:
         if result.abandoned:
             m.abandoned_total.labels(room).inc(result.abandoned)
             logger.info("visitors_abandoned", extra={"room": room, "count": result.abandoned})
+        if result.unheard:
+            m.unheard_stops_total.labels(room).inc()
         if result.sessions_expired:
             m.sessions_expired_total.labels(room).inc(result.sessions_expired)
         m.active_shoppers.labels(room).set(result.active)

@@ -18,6 +18,11 @@ class AdmissionMetrics(BaseMetrics):
         self.abandoned_total = Counter(
             "admission_abandoned_total", "Waiting visitors dropped because they stopped polling", ["room"],
             registry=self.registry)
+        self.unheard_stops_total = Counter(
+            "admission_unheard_stops_total",
+            "Ticks that stopped admitting at a visitor who could be neither admitted nor dropped as abandoned: "
+            "the room's recent heartbeats have a gap (a Redis or waiting-room outage, or an empty room)", ["room"],
+            registry=self.registry)
         self.sessions_expired_total = Counter(
             "admission_sessions_expired_total", "Shopper sessions ended by their TTL", ["room"],
             registry=self.registry)

@@ -5,6 +5,14 @@
   active set while tokens and capacity last, dropping abandoned visitors (no heartbeat bit in
   any of the recent time buckets) without spending a token on them.
 
+  Abandonment is judged only on a heard window: every complete bucket of it (all but the newest)
+  holds somebody's heartbeat. A dark bucket means nobody in the room could be heard then: Redis
+  or the waiting room was down or refused writes (an outage longer than abandon_after_s would
+  otherwise drop the whole queue at the first tick after it), or nobody was there. A visitor
+  without a bit in an unheard window is neither dropped nor admitted (they may have closed the
+  tab): the tick stops at them, keeping FIFO, until they are heard again (the pages poll through
+  an outage) or the window is heard through and they are dropped.
+
   KEYS[1]    sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate max_active ttl_ms abandon_ms paused
   KEYS[2]    sd:{room:<r>}:st        hash  tokens ts_ms sold_out admitted_total abandoned_total rate_ewma rate_ts_ms
   KEYS[3]    sd:{room:<r>}:wait      zset  visitor_id -> order score
@@ -18,16 +26,17 @@
   ARGV[5]    burst_s: the bucket holds at most max(1, rate * burst_s) tokens
   ARGV[6]    bucket_ms: length of one heartbeat time bucket
 
-  Returns    {outcome, admitted, abandoned, sessions_expired, waiting, active}
+  Returns    {outcome, admitted, abandoned, sessions_expired, waiting, active, unheard}
              outcome: "ok" | "idle" (mode closed, paused, sold out, before starts_at or after
              closes_at: nothing admitted, tokens keep accruing up to the burst) | "no_room"
-  Cost       O((admitted + abandoned) * (log N + buckets)) + O(expired sessions)
+             unheard: 1 when the tick stopped at a visitor it could not judge (see above), else 0
+  Cost       O((admitted + abandoned) * (log N + buckets)) + O(buckets) + O(expired sessions)
 ]]
 local now = tonumber(ARGV[1])
 local cfg = redis.call('HMGET', KEYS[1], 'mode', 'starts_at', 'closes_at', 'rate', 'max_active', 'ttl_ms',
   'abandon_ms', 'paused')
 local mode = cfg[1]
-if not mode then return {'no_room', 0, 0, 0, 0, 0} end
+if not mode then return {'no_room', 0, 0, 0, 0, 0, 0} end
 local starts_at, closes_at = tonumber(cfg[2]), tonumber(cfg[3])
 local rate, max_active, ttl_ms = tonumber(cfg[4]), tonumber(cfg[5]), tonumber(cfg[6])
 local abandon_ms = tonumber(cfg[7])
@@ -41,7 +50,7 @@ local idle = mode == 'closed' or cfg[8] == '1' or st[3] == '1' or now < starts_a
   or (closes_at > 0 and now >= closes_at)
 if idle then
   redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now)
-  return {'idle', 0, 0, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+  return {'idle', 0, 0, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), 0}
 end
 
 local passthrough = mode == 'passthrough'
@@ -52,12 +61,17 @@ want = math.min(want, tonumber(ARGV[2]))
 
 local nbuckets = 0
 if abandon_ms > 0 then nbuckets = math.min(#KEYS - 4, math.ceil(abandon_ms / tonumber(ARGV[6])) + 1) end
+local heard = true  -- every complete bucket of the window holds a heartbeat (a bucket key exists)
+for i = 2, nbuckets do
+  if redis.call('EXISTS', KEYS[4 + i]) == 0 then heard = false break end
+end
 local max_scan = tonumber(ARGV[3])
-local admitted, abandoned = 0, 0
+local admitted, abandoned, unheard = 0, 0, 0
 local exp = now + ttl_ms
-while admitted < want and abandoned < max_scan do
+while admitted < want and abandoned < max_scan and unheard == 0 do
   local batch = redis.call('ZRANGE', KEYS[3], 0, want - admitted - 1)
   if #batch == 0 then break end
+  local done = 0
   for _, vid in ipairs(batch) do
     local alive = nbuckets == 0
     if not alive then
@@ -69,11 +83,15 @@ while admitted < want and abandoned < max_scan do
     if alive then
       redis.call('ZADD', KEYS[4], exp, vid)
       admitted = admitted + 1
-    else
+    elseif heard then
       abandoned = abandoned + 1
+    else
+      unheard = 1
+      break
     end
+    done = done + 1
   end
-  redis.call('ZREM', KEYS[3], unpack(batch))
+  if done > 0 then redis.call('ZREM', KEYS[3], unpack(batch, 1, done)) end
 end
 
 if not passthrough then tokens = tokens - admitted end
@@ -84,4 +102,4 @@ r = r + admitted * 1000 / tau
 redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now, 'rate_ewma', tostring(r), 'rate_ts_ms', now)
 if admitted > 0 then redis.call('HINCRBY', KEYS[2], 'admitted_total', admitted) end
 if abandoned > 0 then redis.call('HINCRBY', KEYS[2], 'abandoned_total', abandoned) end
-return {'ok', admitted, abandoned, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+return {'ok', admitted, abandoned, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), unheard}

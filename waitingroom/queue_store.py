@@ -58,6 +58,7 @@ class TickResult(msgspec.Struct, frozen=True):
     sessions_expired: int
     waiting: int
     active: int
+    unheard: int = 0  # 1: stopped at a visitor whose absence could not be judged (lua/admit_batch.lua)
 
 
 def _s(value: bytes | str) -> str:

@@ -4,6 +4,10 @@ The model is a list (the queue, FIFO after the sale start) and a dict of shopper
 (visitor -> expiry). Time only moves forward, by at least 5 ms per step, with a rate of
 1000/s: the token bucket never runs dry here, so capacity (max_active) and order are what
 is being checked; the rate itself has its own tests.
+
+The second machine adds ``abandon_after_s``: heartbeats in 5 s buckets, visitors who stop
+polling, and silences of the whole room (outages), against a model of who is dropped, who
+is admitted and where a tick has to stop.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import redis.asyncio as redis_asyncio
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule, run_state_machine_as_test
 
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
@@ -76,6 +80,9 @@ class QueueMachine(RuleBasedStateMachine):
     # -- rules
     @rule(target=visitors, dt=st.integers(5, 400))
     def join_new(self, dt: int) -> str:
+        return self._join_new(dt)
+
+    def _join_new(self, dt: int) -> str:
         self._advance(dt)
         result = self.run(self.queue.join("p", None, self.now, burst_s=0.5))
         assert result.created
@@ -135,4 +142,116 @@ def test_queue_scripts_behave_like_the_model(redis_url: str) -> None:
     REDIS_URL["url"] = redis_url
     run_state_machine_as_test(QueueMachine, settings=settings(
         max_examples=40, stateful_step_count=25, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+# ---------------------------------------------------------------- abandonment and outages
+
+ABANDON_S = 15
+BUCKET_MS = 5_000  # waitingroom.queue_store.BUCKET_MS (checked below)
+WINDOW = -(-ABANDON_S * 1000 // BUCKET_MS) + 1  # heartbeat buckets a tick looks at, newest first
+
+
+class AbandonMachine(QueueMachine):
+    """The same queue with ``abandon_after_s`` set: waiting visitors are heard when they join,
+    re-join or poll (a bit in the current 5 s bucket); long silences of the whole room stand
+    for outages. The model of lua/admit_batch.lua's judgement: a visitor without a bit in the
+    window is dropped when every complete bucket of the window holds somebody's bit, and holds
+    the line (neither admitted nor dropped, the tick stops) otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run(RoomStore(self.redis, self.scripts, self.keys).put(
+            room_config("p", rate_per_s=1000, max_active=MAX_ACTIVE, session_ttl_s=TTL_MS // 1000,
+                        abandon_after_s=ABANDON_S), T0))
+        self.heard: dict[int, set[str]] = {}  # bucket -> waiting visitors heard in it
+        self.abandoned = 0
+
+    def _hear(self, visitor: str) -> None:
+        self.heard.setdefault(self.now // BUCKET_MS, set()).add(visitor)
+
+    def _model_join(self, visitor: str) -> str:
+        outcome = super()._model_join(visitor)
+        if outcome == "waiting":
+            self._hear(visitor)
+        return outcome
+
+    def _model_tick(self) -> tuple[int, int, int]:
+        newest = self.now // BUCKET_MS
+        window = [self.heard.get(newest - back, set()) for back in range(WINDOW)]
+        window_heard = all(window[1:])
+        admitted = abandoned = unheard = 0
+        want = MAX_ACTIVE - len(self.active)
+        while admitted < want and self.waiting:
+            visitor = self.waiting[0]
+            if any(visitor in bucket for bucket in window):
+                self.active[self.waiting.pop(0)] = self.now + TTL_MS
+                admitted += 1
+            elif window_heard:
+                self.waiting.pop(0)
+                abandoned += 1
+            else:
+                unheard = 1
+                break
+        self.abandoned += abandoned
+        return admitted, abandoned, unheard
+
+    @rule(dt=st.integers(5, 3000))
+    def admit_tick(self, dt: int) -> None:
+        self._advance(dt)
+        expected = self._model_tick()
+        result = self.run(self.queue.admit_tick("p", self.now, max_batch=1000, burst_s=0.5))
+        assert (result.outcome, result.admitted, result.abandoned, result.unheard) == ("ok", *expected)
+        assert result.waiting == len(self.waiting)
+
+    @rule(visitor=QueueMachine.visitors, dt=st.integers(5, 6000))
+    def poll(self, visitor: str, dt: int) -> None:
+        self._advance(dt)
+        status = self.run(self.queue.status("p", visitor, self.now))
+        if visitor in self.waiting:
+            assert (status.state, status.position) == ("waiting", self.waiting.index(visitor) + 1)
+            self._hear(visitor)
+        elif visitor in self.active:
+            assert status.state == "admitted"
+        else:
+            assert status.state == "expired"
+
+    def _polls(self, visitors: list[str]) -> None:
+        for visitor in visitors:
+            status = self.run(self.queue.status("p", visitor, self.now))
+            assert (status.state, status.position) == ("waiting", self.waiting.index(visitor) + 1)
+            self._hear(visitor)
+
+    @rule(target=QueueMachine.visitors, n=st.integers(2, 6))
+    def crowd_joins(self, n: int) -> Any:
+        return multiple(*(self._join_new(5) for _ in range(n)))
+
+    @rule(dt=st.integers(1000, 5000), times=st.integers(1, 5))
+    def everyone_polls(self, dt: int, times: int) -> None:
+        for _ in range(times):
+            self._advance(dt)
+            self._polls(list(self.waiting))
+
+    @rule(dt=st.integers(1000, 5000), times=st.integers(1, 5))
+    def all_but_the_first_poll(self, dt: int, times: int) -> None:  # the first in line closed the tab
+        for _ in range(times):
+            self._advance(dt)
+            self._polls(self.waiting[1:])
+
+    @invariant()
+    def statuses_match_the_model(self) -> None:
+        pass  # a status read is a heartbeat here: polls are the rules', checked there
+
+    @invariant()
+    def abandoned_total_matches(self) -> None:
+        total = self.run(self.redis.hget(self.keys.room_state("p"), "abandoned_total"))
+        assert int(total or 0) == self.abandoned
+
+
+def test_abandonment_is_judged_like_the_model_through_outages(redis_url: str) -> None:
+    from waitingroom import queue_store
+    assert queue_store.BUCKET_MS == BUCKET_MS
+    REDIS_URL["url"] = redis_url
+    run_state_machine_as_test(AbandonMachine, settings=settings(
+        max_examples=80, stateful_step_count=50, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

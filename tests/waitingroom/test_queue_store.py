@@ -144,6 +144,86 @@ async def test_a_visitor_polling_within_abandon_after_is_never_dropped(stores: S
     assert (result.admitted, result.abandoned) == (1, 0)
 
 
+async def _poll(stores: Stores, visitors: list[str], start_ms: int, end_ms: int, every_ms: int = 5_000) -> None:
+    for t in range(start_ms, end_ms, every_ms):
+        for v in visitors:
+            await stores.queue.status("r1", v, t)
+
+
+async def test_an_outage_longer_than_abandon_after_drops_nobody(stores: Stores, make_room: Any) -> None:
+    # Redis (or the waiting room) down for 90 s, 3x abandon_after_s: nobody's heartbeat could be
+    # written. Every visitor was polling before; the first tick after it must not take them all
+    # for closed tabs
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 600_000)
+    ids = [(await stores.join("r1", T0 + i)).visitor_id for i in range(3)]
+    await _poll(stores, ids, T0 + 5_000, T0 + 30_000)
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 100_000)
+    outage_ends = T0 + 120_000
+    result = await stores.tick("r1", outage_ends)
+    assert (result.admitted, result.abandoned, result.unheard, result.waiting) == (0, 0, 1, 3)
+    # the pages poll through the outage (503s): once they are heard again, they are admitted
+    await _poll(stores, ids, outage_ends + 500, outage_ends + 1_000)
+    result = await stores.tick("r1", outage_ends + 1_000)
+    assert (result.admitted, result.abandoned, result.unheard) == (3, 0, 0)
+    assert sorted(await stores.active_ids("r1")) == sorted(ids)
+    assert await stores.redis.hget(stores.keys.room_state("r1"), "abandoned_total") is None
+
+
+async def test_after_an_outage_an_unheard_visitor_holds_the_line_until_the_window_is_heard(
+        stores: Stores, make_room: Any) -> None:
+    # the first in line closed the tab during the outage; the two behind keep polling. FIFO: they
+    # are not admitted past them; the silent one is dropped once a whole abandon_after_s has been
+    # heard (30 s of the others' heartbeats), not before
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 600_000)
+    for i in range(3):
+        await stores.join("r1", T0 + i)
+    ids = await stores.waiting_ids("r1")  # in line order (joined before the start: shuffled)
+    await _poll(stores, ids, T0 + 5_000, T0 + 30_000)
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 100_000)
+    back = T0 + 120_000
+    for t in range(back, back + 35_000, 5_000):
+        await _poll(stores, ids[1:], t, t + 1)
+        result = await stores.tick("r1", t + 1)
+        if t + 1 - back < 30_000:  # the window still reaches into the outage
+            assert (result.admitted, result.abandoned, result.unheard) == (0, 0, 1), t - back
+            assert await stores.waiting_ids("r1") == ids
+        else:
+            assert (result.admitted, result.abandoned, result.unheard) == (2, 1, 0), t - back
+            break
+    else:
+        raise AssertionError("the silent visitor was never judged")
+    assert sorted(await stores.active_ids("r1")) == sorted(ids[1:])
+    assert (await stores.queue.status("r1", ids[0], back + 40_000)).state == "expired"
+
+
+async def test_the_controller_counts_ticks_held_at_an_unheard_visitor(stores: Stores, make_room: Any,
+                                                                       make_settings: Any) -> None:
+    from admission.controller import AdmissionController
+    from admission.metrics import AdmissionMetrics
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 - 1)
+    assert (await stores.join("r1", T0)).outcome == "waiting"  # the token bucket starts empty
+    now = [(T0 + 100_000) / 1000]  # 100 s of silence: an outage, as far as the room can tell
+    metrics = AdmissionMetrics()
+    controller = AdmissionController(make_settings(redis_key_prefix=stores.keys.prefix), stores.rooms, stores.queue,
+                                     metrics, clock=lambda: now[0])
+    results = await controller.tick()
+    assert (results["r1"].admitted, results["r1"].abandoned, results["r1"].unheard) == (0, 0, 1)
+    assert metrics.registry.get_sample_value("admission_unheard_stops_total", {"room": "r1"}) == 1
+    assert metrics.registry.get_sample_value("admission_waiting_visitors", {"room": "r1"}) == 1
+
+
+async def test_a_heard_window_still_drops_the_silent(stores: Stores, make_room: Any) -> None:
+    # no outage: others polled through every bucket of the window, so silence is absence
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=15, starts_at_ms=T0 + 600_000)
+    for i in range(4):
+        await stores.join("r1", T0 + i)
+    ids = await stores.waiting_ids("r1")
+    await _poll(stores, ids[2:], T0 + 5_000, T0 + 60_000)
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=15, starts_at_ms=T0 + 50_000)
+    result = await stores.tick("r1", T0 + 56_000)
+    assert (result.admitted, result.abandoned, result.unheard) == (2, 2, 0)
+
+
 async def test_immediate_admission_when_nobody_waits(stores: Stores, make_room: Any) -> None:
     await make_room(rate_per_s=2, max_active=10)
     first = await stores.join("r1", T0 + 5000)  # the bucket filled up while nobody came
