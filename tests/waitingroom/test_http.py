@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import signal
 import time
 from typing import Any
 
@@ -459,6 +460,54 @@ async def test_a_lost_redis_is_503_to_retry_and_the_queue_answers_again_when_it_
             assert (await resp.json())["state"] == "waiting"
         finally:
             restarted.stop()
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+async def test_a_redis_outage_longer_than_abandon_after_drops_nobody(
+        service_client: Any, make_settings: Any, admin_headers: Any, tmp_path: Any) -> None:
+    # Redis frozen for 7 s (SIGSTOP: connections hang, requests time out), abandon_after_s 4: no
+    # heartbeat of that time exists. When it is back and admission resumes, the three fans who
+    # were polling before are not taken for closed tabs: the controller holds the line until
+    # they are heard again, then admits them all
+    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    assert server.process is not None
+    try:
+        settings = make_settings(redis_url=server.url, rate_limits_enabled=False, dependency_timeout_s=0.5)
+        wr, adm = await service_client("waitingroom", settings), await service_client("admission", settings)
+        await put_room(adm, admin_headers, paused=True, rate_per_s=100, abandon_after_s=4)
+        bearers = []
+        for _ in range(3):
+            wr.session.cookie_jar.clear()
+            joined = await (await wr.post("/api/rooms/r1/join", json={})).json()
+            bearers.append({"Authorization": f"Bearer {joined['queue_token']}"})
+        for _ in range(3):
+            for bearer in bearers:
+                assert (await wr.get("/api/rooms/r1/status", headers=bearer)).status == 200
+            await asyncio.sleep(0.5)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(7)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        resumed = await adm.patch("/admin/rooms/r1", json={"paused": False}, headers=admin_headers)
+        assert resumed.status == 200
+        await asyncio.sleep(1.5)  # fifteen ticks: the old judgement dropped all three at the first
+        room = await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json()
+        assert (room["waiting"], room["abandoned_total"], room["admitted_total"]) == (3, 0, 0)
+        states = []
+        for bearer in bearers:  # the pages poll again: heard, then admitted at the next ticks
+            states.append((await (await wr.get("/api/rooms/r1/status", headers=bearer)).json())["state"])
+        assert states == ["waiting"] * 3
+        for _ in range(40):
+            room = await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json()
+            if room["admitted_total"] == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert (room["waiting"], room["abandoned_total"], room["admitted_total"]) == (0, 0, 3)
+        for bearer in bearers:
+            assert (await (await wr.get("/api/rooms/r1/status", headers=bearer)).json())["state"] == "admitted"
     finally:
         server.stop()
 
