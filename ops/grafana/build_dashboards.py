@@ -78,7 +78,7 @@ DASHBOARDS = [
             Panel("Abandoned visitors and expired sessions per second",
                   [(_rate("admission_abandoned_total", 'room=~"$room"', "room"), "abandoned {{room}}"),
                    (_rate("admission_sessions_expired_total", 'room=~"$room"', "room"), "session expired {{room}}"),
-                   (_rate("admission_unheard_stops_total", 'room=~"$room"', "room"), "held at an unheard visitor {{room}}")],
+                   (_rate("admission_unheard_stops_total", 'room=~"$room"', "room"), "held (unheard) {{room}}")],
                   {"admission_abandoned_total", "admission_sessions_expired_total", "admission_unheard_stops_total"},
                   unit="reqps",
                   description="Held: ticks that stopped at a silent visitor they could not judge, the room's recent "
