@@ -40,6 +40,7 @@ from redis.exceptions import ResponseError
 
 from stagedoor.bus_envelope import Envelope, Handler
 from stagedoor.bus_metrics import BusMetrics
+from stagedoor.errors import redis_unavailable_reason
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_task
 from stagedoor.web import DB, KEYS, METRICS, REDIS, SETTINGS
@@ -405,9 +406,15 @@ class StreamConsumer:
                 errors = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 errors += 1
-                logger.exception("bus_consumer_failed", extra={"group": self.group, "consumer": self.name})
+                reason = redis_unavailable_reason(exc)
+                if reason is not None:  # an outage, not a bug: one line per retry, no traceback
+                    logger.warning("bus_consumer_redis_unavailable",
+                                   extra={"group": self.group, "consumer": self.name, "reason": reason,
+                                          "error": str(exc)})
+                else:
+                    logger.exception("bus_consumer_failed", extra={"group": self.group, "consumer": self.name})
                 await asyncio.sleep(min(0.1 * 2 ** errors, 10.0))
 
 

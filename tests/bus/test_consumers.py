@@ -9,17 +9,24 @@ worker builds (the ``CONSUMER_FACTORIES`` of ticketing/bus_consumers.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import socket
 import time
 from typing import Any
 
 import asyncpg
 import msgspec
+import redis.asyncio as redis_asyncio
 
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.bus import EMITTER, OutboxRelay, StreamConsumer
 from stagedoor.bus_envelope import Envelope
+from stagedoor.bus_metrics import BusMetrics
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import KEYS, REDIS, SCRIPTS
+from tests.bus.conftest import Recorder
 from tests.bus.test_emission import wait_outbox
 from tests.ticketing.conftest import buy, hold_seats, seat_map
 from ticketing.bus_consumers import CONSUMER_FACTORIES, AdmissionSignals, CancellationRefunds
@@ -221,3 +228,31 @@ async def test_shopper_finished_is_emitted_when_the_direct_call_fails(
     await app[EMITTER].flush()
     finished = [env for _, env in await stream_envelopes(redis_client, keys) if env.event_type == "ShopperFinished"]
     assert [env.payload["visitor_id"] for env in finished] == [visitor]
+
+
+async def test_a_consumer_meeting_an_unreachable_redis_warns_and_retries_without_a_traceback(
+        keys: RedisKeys, caplog: Any) -> None:
+    # an outage meets every consumer of every process: a warning with the reason per retry, not
+    # an ERROR with a traceback (those stay for handler and programming errors)
+    caplog.set_level(logging.WARNING, logger="stagedoor.bus")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    down = redis_asyncio.Redis.from_url(f"redis://127.0.0.1:{closed_port}/0", socket_connect_timeout=0.2)
+    consumer = StreamConsumer(down, keys, "outage", Recorder(), block_ms=0, metrics=BusMetrics())
+    task = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(50):
+            if len([r for r in caplog.records if r.name == "stagedoor.bus"]) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await down.aclose()
+    records = [r for r in caplog.records if r.name == "stagedoor.bus"]
+    assert len(records) >= 2  # it keeps retrying
+    assert {r.getMessage() for r in records} == {"bus_consumer_redis_unavailable"}
+    assert {r.levelno for r in records} == {logging.WARNING} and not any(r.exc_info for r in records)
+    assert {r.reason for r in records} == {"unreachable"}  # type: ignore[attr-defined]
