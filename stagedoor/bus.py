@@ -40,7 +40,7 @@ from redis.exceptions import ResponseError
 
 from stagedoor.bus_envelope import Envelope, Handler
 from stagedoor.bus_metrics import BusMetrics
-from stagedoor.errors import redis_unavailable_reason
+from stagedoor.logs import log_failure
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_task
 from stagedoor.web import DB, KEYS, METRICS, REDIS, SETTINGS
@@ -144,12 +144,12 @@ class OutboxRelay:
                 errors = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 errors += 1
                 published = 0
                 if self.metrics is not None:
                     self.metrics.outbox_relay_errors_total.inc()
-                logger.exception("outbox_relay_failed")
+                log_failure(logger, "outbox_relay_failed", exc)
             if published >= self.batch:
                 continue  # a backlog: go on at once
             delay = self.interval_ms / 1000 * (min(2 ** errors, 50) if errors else 1)
@@ -408,13 +408,7 @@ class StreamConsumer:
                 raise
             except Exception as exc:
                 errors += 1
-                reason = redis_unavailable_reason(exc)
-                if reason is not None:  # an outage, not a bug: one line per retry, no traceback
-                    logger.warning("bus_consumer_redis_unavailable",
-                                   extra={"group": self.group, "consumer": self.name, "reason": reason,
-                                          "error": str(exc)})
-                else:
-                    logger.exception("bus_consumer_failed", extra={"group": self.group, "consumer": self.name})
+                log_failure(logger, "bus_consumer_failed", exc, group=self.group, consumer=self.name)
                 await asyncio.sleep(min(0.1 * 2 ** errors, 10.0))
 
 

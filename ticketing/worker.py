@@ -24,6 +24,7 @@ from stagedoor.bus import relay_ctx
 from stagedoor.bus_metrics import BusMetrics
 from stagedoor.connections import redis_run_id
 from stagedoor.keys import KeyRing
+from stagedoor.logs import log_failure
 from stagedoor.settings import Settings
 from stagedoor.tasks import stop_task
 from stagedoor.web import METRICS, SETTINGS, base_app, keyring_ctx
@@ -127,8 +128,8 @@ class HoldSweeper:
                     await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("hold_sweep_failed")
+            except Exception as exc:
+                log_failure(logger, "hold_sweep_failed", exc)
             await asyncio.sleep(interval)
 
 

@@ -253,6 +253,6 @@ async def test_a_consumer_meeting_an_unreachable_redis_warns_and_retries_without
         await down.aclose()
     records = [r for r in caplog.records if r.name == "stagedoor.bus"]
     assert len(records) >= 2  # it keeps retrying
-    assert {r.getMessage() for r in records} == {"bus_consumer_redis_unavailable"}
+    assert {r.getMessage() for r in records} == {"bus_consumer_failed"}
     assert {r.levelno for r in records} == {logging.WARNING} and not any(r.exc_info for r in records)
     assert {r.reason for r in records} == {"unreachable"}  # type: ignore[attr-defined]

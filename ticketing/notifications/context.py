@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from stagedoor.bus import consumer_ctx
+from stagedoor.logs import log_failure
 from stagedoor.tasks import stop_tasks
 from stagedoor.web import DB, KEYS, METRICS, REDIS, SETTINGS
 from ticketing.notifications.appkeys import NOTIFICATIONS
@@ -36,8 +37,8 @@ async def _loop(name: str, interval_s: float, step: Callable[[], Awaitable[objec
                 await step()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("notification_loop_failed", extra={"loop": name})
+        except Exception as exc:
+            log_failure(logger, "notification_loop_failed", exc, loop=name)
         if wake is None:
             await asyncio.sleep(interval_s)
             continue
