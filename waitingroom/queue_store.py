@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from stagedoor.lua import LuaScripts, ScriptArg
 from stagedoor.queue_tokens import visitor_seq
@@ -213,6 +214,22 @@ class QueueStore:
         reply = await self._scripts.call("admit_batch", keys,
                                          [now_ms, max_batch, MAX_SCAN, RATE_TAU_MS, burst_s, BUCKET_MS])
         return TickResult(_s(reply[0]), *(int(x) for x in reply[1:]))
+
+    async def mark_heard(self, rooms: list[str], now_ms: int) -> None:
+        """The waiting room's beacon (lua/mark_heard.lua) in each of ``rooms``' current heartbeat
+        bucket, pipelined (each call on its room's slot)."""
+        if not rooms:
+            return
+        sha = self._scripts.sha("mark_heard")
+        keys = [(self._keys.room_config(room), self._seen(room, now_ms)) for room in rooms]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for cfg, seen in keys:
+                pipe.evalsha(sha, 2, cfg, seen, BUCKET_MS)
+            try:
+                await pipe.execute()
+            except NoScriptError:  # Redis restarted without its script cache: one by one, loading it
+                for cfg, seen in keys:
+                    await self._scripts.call("mark_heard", [cfg, seen], [BUCKET_MS])
 
     async def finish(self, room: str, visitor_id: str, now_ms: int) -> bool:
         k = self._keys

@@ -467,16 +467,18 @@ async def test_a_lost_redis_is_503_to_retry_and_the_queue_answers_again_when_it_
 @pytest.mark.slow
 async def test_a_redis_outage_longer_than_abandon_after_drops_nobody(
         service_client: Any, make_settings: Any, admin_headers: Any, tmp_path: Any) -> None:
-    # Redis frozen for 7 s (SIGSTOP: connections hang, requests time out), abandon_after_s 4: no
-    # heartbeat of that time exists. When it is back and admission resumes, the three fans who
-    # were polling before are not taken for closed tabs: the controller holds the line until
-    # they are heard again, then admits them all
+    # Redis frozen for 12-17 s (SIGSTOP: connections hang, requests time out), abandon_after_s 5:
+    # no heartbeat of that time exists, nor the waiting room's beacon. When it is back and
+    # admission resumes, the three fans who were polling before are not taken for closed tabs:
+    # the controller holds the line until they are heard again, then admits them all. (The
+    # freeze ends just after a 5 s heartbeat bucket begins: the window then holds a dark bucket
+    # for the next 4.7 s; a window is judged by whole buckets.)
     server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
     assert server.process is not None
     try:
         settings = make_settings(redis_url=server.url, rate_limits_enabled=False, dependency_timeout_s=0.5)
         wr, adm = await service_client("waitingroom", settings), await service_client("admission", settings)
-        await put_room(adm, admin_headers, paused=True, rate_per_s=100, abandon_after_s=4)
+        await put_room(adm, admin_headers, paused=True, rate_per_s=100, abandon_after_s=5)
         bearers = []
         for _ in range(3):
             wr.session.cookie_jar.clear()
@@ -488,7 +490,9 @@ async def test_a_redis_outage_longer_than_abandon_after_drops_nobody(
             await asyncio.sleep(0.5)
         server.process.send_signal(signal.SIGSTOP)
         try:
-            await asyncio.sleep(7)
+            thaw_at = time.time() + 12  # longer than the whole window (two buckets: 10 s at most)
+            thaw_at += (0.3 - thaw_at % 5) % 5  # 0.3 s into a bucket
+            await asyncio.sleep(thaw_at - time.time())
         finally:
             server.process.send_signal(signal.SIGCONT)
         resumed = await adm.patch("/admin/rooms/r1", json={"paused": False}, headers=admin_headers)
@@ -496,6 +500,8 @@ async def test_a_redis_outage_longer_than_abandon_after_drops_nobody(
         await asyncio.sleep(1.5)  # fifteen ticks: the old judgement dropped all three at the first
         room = await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json()
         assert (room["waiting"], room["abandoned_total"], room["admitted_total"]) == (3, 0, 0)
+        held = await (await adm.get("/metrics")).text()
+        assert 'admission_unheard_stops_total{room="r1"}' in held
         states = []
         for bearer in bearers:  # the pages poll again: heard, then admitted at the next ticks
             states.append((await (await wr.get("/api/rooms/r1/status", headers=bearer)).json())["state"])
@@ -510,6 +516,33 @@ async def test_a_redis_outage_longer_than_abandon_after_drops_nobody(
             assert (await (await wr.get("/api/rooms/r1/status", headers=bearer)).json())["state"] == "admitted"
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+async def test_a_closed_tab_in_a_room_gone_quiet_is_dropped_when_a_fan_arrives(
+        service_client: Any, make_settings: Any, admin_headers: Any) -> None:
+    # nobody polls for 11 s (abandon_after_s 4): the tab at the front was closed. The waiting
+    # room's beacon kept the room heard all along, so the closed tab is dropped at once when a
+    # new fan arrives and admission resumes, instead of holding the line as after an outage
+    settings = make_settings(rate_limits_enabled=False)
+    wr, adm = await service_client("waitingroom", settings), await service_client("admission", settings)
+    await put_room(adm, admin_headers, paused=True, rate_per_s=100, abandon_after_s=4)
+    closed_tab = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    await asyncio.sleep(11)
+    wr.session.cookie_jar.clear()
+    fan = await (await wr.post("/api/rooms/r1/join", json={})).json()
+    assert fan["position"] == 2
+    await adm.patch("/admin/rooms/r1", json={"paused": False}, headers=admin_headers)
+    for _ in range(30):
+        room = await (await adm.get("/admin/rooms/r1", headers=admin_headers)).json()
+        if room["admitted_total"]:
+            break
+        await asyncio.sleep(0.1)
+    assert (room["waiting"], room["abandoned_total"], room["admitted_total"]) == (0, 1, 1)
+    gone = await wr.get("/api/rooms/r1/status", headers={"Authorization": f"Bearer {closed_tab['queue_token']}"})
+    assert (await gone.json())["state"] == "expired"
+    admitted = await wr.get("/api/rooms/r1/status", headers={"Authorization": f"Bearer {fan['queue_token']}"})
+    assert (await admitted.json())["state"] == "admitted"
 
 
 @pytest.mark.parametrize("refusal", ["out-of-memory", "read-only"])

@@ -154,10 +154,11 @@ WINDOW = -(-ABANDON_S * 1000 // BUCKET_MS) + 1  # heartbeat buckets a tick looks
 
 class AbandonMachine(QueueMachine):
     """The same queue with ``abandon_after_s`` set: waiting visitors are heard when they join,
-    re-join or poll (a bit in the current 5 s bucket); long silences of the whole room stand
-    for outages. The model of lua/admit_batch.lua's judgement: a visitor without a bit in the
-    window is dropped when every complete bucket of the window holds somebody's bit, and holds
-    the line (neither admitted nor dropped, the tick stops) otherwise."""
+    re-join or poll (a bit in the current 5 s bucket), and so is the waiting room's beacon;
+    long silences of the whole room stand for outages. The model of lua/admit_batch.lua's
+    judgement: a visitor without a bit in the window is dropped when every complete bucket of
+    the window holds somebody's bit, and holds the line (neither admitted nor dropped, the tick
+    stops) otherwise."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -222,6 +223,12 @@ class AbandonMachine(QueueMachine):
             assert (status.state, status.position) == ("waiting", self.waiting.index(visitor) + 1)
             self._hear(visitor)
 
+    @rule(dt=st.integers(5, 3000))
+    def waiting_room_beacon(self, dt: int) -> None:  # the waiting room is up and can write
+        self._advance(dt)
+        self.run(self.queue.mark_heard(["p"], self.now))
+        self.heard.setdefault(self.now // BUCKET_MS, set()).add("the beacon")
+
     @rule(target=QueueMachine.visitors, n=st.integers(2, 6))
     def crowd_joins(self, n: int) -> Any:
         return multiple(*(self._join_new(5) for _ in range(n)))
@@ -253,5 +260,5 @@ def test_abandonment_is_judged_like_the_model_through_outages(redis_url: str) ->
     assert queue_store.BUCKET_MS == BUCKET_MS
     REDIS_URL["url"] = redis_url
     run_state_machine_as_test(AbandonMachine, settings=settings(
-        max_examples=80, stateful_step_count=50, deadline=None,
+        max_examples=100, stateful_step_count=50, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

@@ -196,6 +196,35 @@ async def test_after_an_outage_an_unheard_visitor_holds_the_line_until_the_windo
     assert (await stores.queue.status("r1", ids[0], back + 40_000)).state == "expired"
 
 
+async def test_a_room_whose_visitors_all_went_quiet_still_drops_them(stores: Stores, make_room: Any) -> None:
+    # the waiting room's beacon (lua/mark_heard.lua) keeps a silent room heard: the closed tab at
+    # the front is dropped as soon as a newcomer is there to be admitted, as before outages were
+    # told apart
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 600_000)
+    await stores.join("r1", T0)
+    (closed_tab,) = await stores.waiting_ids("r1")
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 1_000)
+    for t in range(T0 + 1_000, T0 + 100_000, 1_000):
+        await stores.queue.mark_heard(["r1"], t)
+    assert (await stores.join("r1", T0 + 100_000)).outcome == "waiting"  # behind the closed tab
+    result = await stores.tick("r1", T0 + 100_001)
+    assert (result.admitted, result.abandoned, result.unheard) == (1, 1, 0)
+    assert (await stores.queue.status("r1", closed_tab, T0 + 100_002)).state == "expired"
+
+
+async def test_the_beacon_marks_only_existing_rooms_and_is_nobodys_heartbeat(stores: Stores,
+                                                                               make_room: Any) -> None:
+    await stores.queue.mark_heard(["ghost"], T0)
+    assert not await stores.redis.exists(stores.keys.room_seen("ghost", T0 // 5_000))  # nothing written
+    await make_room(abandon_after_s=30)
+    await stores.queue.mark_heard(["r1"], T0)
+    seen = stores.keys.room_seen("r1", T0 // 5_000)
+    assert await stores.redis.getbit(seen, 0) == 1 and await stores.redis.bitcount(seen) == 1
+    assert 0 < await stores.redis.pttl(seen) <= 30_000 + 2 * 5_000  # the lifetime join and status give it
+    visitor = (await stores.join("r1", T0 + 1)).visitor_id
+    assert visitor.split("_")[0] != "0"  # sequence numbers start at 1: bit 0 is the beacon's alone
+
+
 async def test_the_controller_counts_ticks_held_at_an_unheard_visitor(stores: Stores, make_room: Any,
                                                                        make_settings: Any) -> None:
     from admission.controller import AdmissionController
