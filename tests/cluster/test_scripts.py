@@ -69,3 +69,25 @@ async def test_batched_calls_spanning_every_master_survive_a_master_losing_its_s
                                                  target_nodes=victim)) == [1]
     finally:
         await client.aclose()
+
+
+async def test_the_waiting_rooms_beacon_marks_rooms_on_every_master_even_after_a_script_flush(
+        cluster_settings: Settings) -> None:
+    from waitingroom.queue_store import BUCKET_MS, QueueStore
+    client = make_redis(cluster_settings)
+    keys = RedisKeys(cluster_settings.redis_key_prefix)
+    try:
+        scripts = LuaScripts(client)
+        await scripts.load_all()
+        for room in ROOMS:
+            await client.hset(keys.room_config(room), mapping={"mode": "fifo", "abandon_ms": 60_000})
+        victim = client.get_node_from_key(keys.room_config(ROOMS[0]))
+        await client.execute_command("SCRIPT FLUSH", target_nodes=victim)
+        now_ms = 1_700_000_000_000
+        await QueueStore(client, scripts, keys).mark_heard(ROOMS, now_ms)
+        seen = [keys.room_seen(room, now_ms // BUCKET_MS) for room in ROOMS]
+        assert len(_masters_of(client, seen)) == 3
+        for key in seen:
+            assert await client.getbit(key, 0) == 1
+    finally:
+        await client.aclose()
