@@ -14,12 +14,26 @@ from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.script_batcher import ScriptBatcher
 from stagedoor.settings import Settings
+from waitingroom.queue_store import BUCKET_MS, QueueStore
 
 ROOMS = [f"room-{i}" for i in range(24)]
 
 
 def _masters_of(client: RedisCluster, keys: list[str]) -> set[str]:
     return {client.get_node_from_key(k).name for k in keys}
+
+
+async def _rooms_and_a_master_without_scripts(client: RedisCluster, keys: RedisKeys) -> tuple[LuaScripts, Any]:
+    """Every script loaded, the ROOMS configured (spread over all three masters), then the master
+    of the first room's keys loses its script cache, as after a restart or a failover."""
+    scripts = LuaScripts(client)
+    await scripts.load_all()
+    assert len(_masters_of(client, [keys.room_config(r) for r in ROOMS])) == 3  # batches span the cluster
+    for room in ROOMS:
+        await client.hset(keys.room_config(room), mapping={"mode": "fifo", "abandon_ms": 60_000})
+    victim = client.get_node_from_key(keys.room_config(ROOMS[0]))
+    await client.execute_command("SCRIPT FLUSH", target_nodes=victim)
+    return scripts, victim
 
 
 async def test_the_services_client_is_a_cluster_client_with_every_script_on_every_master(
@@ -46,14 +60,7 @@ async def test_batched_calls_spanning_every_master_survive_a_master_losing_its_s
     client = make_redis(cluster_settings)
     keys = RedisKeys(cluster_settings.redis_key_prefix)
     try:
-        scripts = LuaScripts(client)
-        await scripts.load_all()
-        waiting_keys = [keys.room_waiting(r) for r in ROOMS]
-        assert len(_masters_of(client, waiting_keys)) == 3  # the batch really spans the cluster
-        for room in ROOMS:
-            await client.hset(keys.room_config(room), "mode", "fifo")
-        victim = client.get_node_from_key(waiting_keys[0])
-        await client.execute_command("SCRIPT FLUSH", target_nodes=victim)  # as after a restart or failover
+        scripts, victim = await _rooms_and_a_master_without_scripts(client, keys)
         batcher = ScriptBatcher(client, scripts)
 
         async def mark(i: int, room: str) -> Any:
@@ -73,16 +80,10 @@ async def test_batched_calls_spanning_every_master_survive_a_master_losing_its_s
 
 async def test_the_waiting_rooms_beacon_marks_rooms_on_every_master_even_after_a_script_flush(
         cluster_settings: Settings) -> None:
-    from waitingroom.queue_store import BUCKET_MS, QueueStore
     client = make_redis(cluster_settings)
     keys = RedisKeys(cluster_settings.redis_key_prefix)
     try:
-        scripts = LuaScripts(client)
-        await scripts.load_all()
-        for room in ROOMS:
-            await client.hset(keys.room_config(room), mapping={"mode": "fifo", "abandon_ms": 60_000})
-        victim = client.get_node_from_key(keys.room_config(ROOMS[0]))
-        await client.execute_command("SCRIPT FLUSH", target_nodes=victim)
+        scripts, _ = await _rooms_and_a_master_without_scripts(client, keys)
         now_ms = 1_700_000_000_000
         await QueueStore(client, scripts, keys).mark_heard(ROOMS, now_ms)
         seen = [keys.room_seen(room, now_ms // BUCKET_MS) for room in ROOMS]

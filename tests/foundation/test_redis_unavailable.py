@@ -59,22 +59,17 @@ async def _refusals(client: Redis, key: str) -> list[str | None]:
     server; the server is put back as it was."""
     reasons: list[str | None] = []
     await client.set(key, "before")
-    await client.config_set("maxmemory", 1)
-    try:
-        for call in (lambda: client.eval(WRITE_AFTER_READ, 1, key, "x"), lambda: client.set(key, "x")):
-            with pytest.raises(rx.RedisError) as caught:
-                await call()
-            reasons.append(redis_unavailable_reason(caught.value))
-    finally:
-        await client.config_set("maxmemory", 0)
-    await client.execute_command("REPLICAOF", "127.0.0.1", "1")  # a master that is not there
-    try:
-        for call in (lambda: client.eval(WRITE_AFTER_READ, 1, key, "x"), lambda: client.set(key, "x")):
-            with pytest.raises(rx.RedisError) as caught:
-                await call()
-            reasons.append(redis_unavailable_reason(caught.value))
-    finally:
-        await client.execute_command("REPLICAOF", "NO", "ONE")
+    states = ((("CONFIG", "SET", "maxmemory", 1), ("CONFIG", "SET", "maxmemory", 0)),
+              (("REPLICAOF", "127.0.0.1", "1"), ("REPLICAOF", "NO", "ONE")))  # a master that is not there
+    for refuse, restore in states:
+        await client.execute_command(*refuse)
+        try:
+            for call in (lambda: client.eval(WRITE_AFTER_READ, 1, key, "x"), lambda: client.set(key, "x")):
+                with pytest.raises(rx.RedisError) as caught:
+                    await call()
+                reasons.append(redis_unavailable_reason(caught.value))
+        finally:
+            await client.execute_command(*restore)
     assert await client.get(key) == b"before"  # every refused write changed nothing
     return reasons
 
