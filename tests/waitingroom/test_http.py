@@ -594,6 +594,38 @@ async def test_a_redis_refusing_writes_is_503_to_retry_and_changes_nothing(
     assert [r.reason for r in caplog.records if r.getMessage() == "redis_unavailable"] == [refusal]  # type: ignore[attr-defined]
 
 
+async def test_an_event_stream_meeting_a_redis_out_of_memory_ends_quietly_and_the_page_polls_on(
+        service_client: Any, make_settings: Any, admin_headers: Any, tmp_path: Any, caplog: Any) -> None:
+    # a stream's read is its visitor's heartbeat, a write: Redis refusing it ends the stream
+    # without a state (the page falls back to polling /status, 503 until Redis takes writes
+    # again), as an unreachable Redis does; no traceback
+    caplog.set_level(logging.WARNING)
+    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    control = redis_asyncio.Redis.from_url(server.url)
+    try:
+        settings = make_settings(redis_url=server.url, rate_limits_enabled=False)
+        wr, adm = await service_client("waitingroom", settings), await service_client("admission", settings)
+        await put_room(adm, admin_headers, paused=True, abandon_after_s=3)  # a stream reads every second
+        joined = await (await wr.post("/api/rooms/r1/join", json={})).json()
+        bearer = {"Authorization": f"Bearer {joined['queue_token']}"}
+        stream = await wr.get("/api/rooms/r1/events", headers=bearer)
+        assert (await _next_status(stream, 2))["state"] == "waiting"
+        await control.config_set("maxmemory", 1)
+        try:
+            rest = await asyncio.wait_for(stream.content.read(), 5)  # the server ends the stream: EOF
+            assert b"event: status" not in rest
+            poll = await wr.get("/api/rooms/r1/status", headers=bearer)
+            assert poll.status == 503 and (await poll.json())["reason"] == "out-of-memory"
+        finally:
+            await control.config_set("maxmemory", 0)
+        poll = await wr.get("/api/rooms/r1/status", headers=bearer)
+        assert poll.status == 200 and (await poll.json())["position"] == 1
+    finally:
+        await control.aclose()
+        server.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_an_admin_put_is_logged_at_info_level(clients: Any, admin_headers: Any, caplog: Any) -> None:
     # `stagedoor up` logs at INFO: a log field LogRecord reserves ("created") made this PUT a 500
     caplog.set_level(logging.INFO)
