@@ -92,12 +92,22 @@
     if (left > 0) eta.textContent = String(left - 1);
   }, 1000);
 
+  // The queue out of reach (503 while Redis is down, no network): say the place is kept, so the
+  // fan keeps the page open (its polls are the heartbeat that keeps the place). Shown after two
+  // failed polls in a row, hidden by the next answer.
+  var failures = 0;
+  function trouble(failed) {
+    failures = failed ? failures + 1 : 0;
+    var n = byId("trouble-note");
+    if (n) n.hidden = failures < 2;
+  }
+
   function poll() {
     if (done) return;
     fetch(base + "/status", {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (res) { return res.ok ? res.json() : null; })
-      .then(apply)
-      .catch(function () {})
+      .then(function (status) { trouble(!status); apply(status); })
+      .catch(function () { trouble(true); })
       .then(function () { if (!done) setTimeout(poll, POLL_MS); });
   }
 
@@ -108,6 +118,7 @@
     if (!window.EventSource) { poll(); return; }
     var stream = new EventSource(base + "/events");
     stream.addEventListener("status", function (ev) {
+      trouble(false);
       try { apply(JSON.parse(ev.data)); } catch (e) { /* a malformed frame: the next one will do */ }
       if (done) stream.close();
     });

@@ -293,6 +293,39 @@ async def test_queue_page_solves_proof_of_work_when_the_room_starts_requiring_it
     await shot(page, "late-pow-admitted")
 
 
+async def test_queue_page_says_to_keep_it_open_while_the_queue_is_out_of_reach(
+        start_stack: Any, create_user: Any, browser: Any, shot: Any) -> None:
+    """While the queue answers 503 (Redis down) the page keeps polling, which is what keeps the
+    fan's place (their heartbeat); after two failed polls it says so, and the note goes with the
+    next answer."""
+    stack = await start_stack(run_controller=False)
+    organizer = await create_user(roles=["organizer"])
+    event = await stack.create_event(organizer.headers, title="Outage Night")
+    await stack.put_room("outage", event_id=event["id"], rate_per_s=0.01, abandon_after_s=600,
+                         shop_url=f"{stack.shop}/events/{event['id']}")
+    await stack.call("POST", f"{stack.queue}/api/rooms/outage/join", json={})  # someone ahead: we wait
+    page = await browser.new_page()
+    await page.route("**/api/rooms/outage/events", lambda route: route.abort())  # no stream: the page polls
+    await page.goto(f"{stack.queue}/rooms/outage")
+    await page.get_by_role("button", name="Join the queue").click()
+    await expect(page.locator("#position")).to_have_text("2")
+    await expect(page.locator("#trouble-note")).to_be_hidden()
+    problem = ('{"type": "/problems/redis-unavailable", "title": "Redis is unavailable", "status": 503, '
+               '"detail": "Redis is unreachable; try again in a moment", "reason": "unreachable"}')
+
+    async def unavailable(route: Any) -> None:
+        await route.fulfill(status=503, body=problem, headers={"Content-Type": "application/problem+json",
+                                                               "Retry-After": "2"})
+
+    await page.route("**/api/rooms/outage/status", unavailable)
+    await expect(page.locator("#trouble-note")).to_be_visible(timeout=10000)
+    await expect(page.locator("#trouble-note")).to_contain_text("We can't reach the queue at the moment")
+    await shot(page, "outage-trouble")
+    await page.unroute("**/api/rooms/outage/status", unavailable)
+    await expect(page.locator("#trouble-note")).to_be_hidden(timeout=6000)
+    await expect(page.locator("#position")).to_have_text("2")
+
+
 async def test_queue_page_moves_through_the_sale_without_reloading(start_stack: Any, create_user: Any, browser: Any,
                                                                    shot: Any) -> None:
     """Pre-queue, the start, a pause and its end, sold out: all shown in place. A reload per
