@@ -92,9 +92,11 @@
     if (left > 0) eta.textContent = String(left - 1);
   }, 1000);
 
-  // The queue out of reach (503 while Redis is down, no network): say the place is kept, so the
-  // fan keeps the page open (its polls are the heartbeat that keeps the place). Shown after two
-  // failed polls in a row, hidden by the next answer.
+  // The queue out of reach (503 while Redis is down, no network, answers that hang): say so and
+  // ask the fan to keep the page open (its polls are the heartbeat that keeps the place). Shown
+  // after two signs of trouble in a row (a failed stream, a failed poll, a poll unanswered after
+  // SLOW_MS), hidden by the next answer.
+  var SLOW_MS = 3000;
   var failures = 0;
   function trouble(failed) {
     failures = failed ? failures + 1 : 0;
@@ -104,10 +106,11 @@
 
   function poll() {
     if (done) return;
+    var slow = setTimeout(function () { trouble(true); }, SLOW_MS);
     fetch(base + "/status", {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (res) { return res.ok ? res.json() : null; })
-      .then(function (status) { trouble(!status); apply(status); })
-      .catch(function () { trouble(true); })
+      .then(function (status) { clearTimeout(slow); trouble(!status); apply(status); })
+      .catch(function () { clearTimeout(slow); trouble(true); })
       .then(function () { if (!done) setTimeout(poll, POLL_MS); });
   }
 
@@ -124,7 +127,7 @@
     });
     stream.onerror = function () {  // stream ended (server limit) or failed: poll instead
       stream.close();
-      if (!done) poll();
+      if (!done) { trouble(true); poll(); }
     };
   }
 
