@@ -1,5 +1,6 @@
 """The waiting room's beacon: every process marks every room's current heartbeat bucket as heard,
-about once a second, while it can write to Redis (lua/mark_heard.lua).
+about once a second, while it can write to Redis (lua/mark_heard.lua, sent by the same client
+the fans' joins and polls write their heartbeats with).
 
 Why: a waiting visitor who sends no heartbeat for ``abandon_after_s`` is dropped as a closed tab
 (lua/admit_batch.lua), but silence proves nothing when nobody could have been heard: during an

@@ -12,13 +12,13 @@ in the current bucket's bitmap. The admit tick drops a visitor none of whose las
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Sequence
 from typing import Any, Protocol
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from stagedoor.lua import LuaScripts, ScriptArg
 from stagedoor.queue_tokens import visitor_seq
@@ -217,19 +217,12 @@ class QueueStore:
 
     async def mark_heard(self, rooms: list[str], now_ms: int) -> None:
         """The waiting room's beacon (lua/mark_heard.lua) in each of ``rooms``' current heartbeat
-        bucket, pipelined (each call on its room's slot)."""
-        if not rooms:
-            return
-        sha = self._scripts.sha("mark_heard")
-        keys = [(self._keys.room_config(room), self._seen(room, now_ms)) for room in rooms]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for cfg, seen in keys:
-                pipe.evalsha(sha, 2, cfg, seen, BUCKET_MS)
-            try:
-                await pipe.execute()
-            except NoScriptError:  # Redis restarted without its script cache: one by one, loading it
-                for cfg, seen in keys:
-                    await self._scripts.call("mark_heard", [cfg, seen], [BUCKET_MS])
+        bucket. It goes through the hot client, the path joins and polls write their heartbeats
+        by, so a room is marked heard only while heartbeats could be recorded (one batch per
+        loop turn; each call on its room's slot). Keys as a list: packed whole, they stay out of
+        the pipelining client's cache of packed heads, which is for the hot calls."""
+        await asyncio.gather(*(self._hot.call("mark_heard", [self._keys.room_config(room), self._seen(room, now_ms)],
+                                              [BUCKET_MS]) for room in rooms))
 
     async def finish(self, room: str, visitor_id: str, now_ms: int) -> bool:
         k = self._keys
