@@ -31,7 +31,8 @@
              outcome: "ok" | "idle" (mode closed, paused, sold out, before starts_at or after
              closes_at: nothing admitted, tokens keep accruing up to the burst) | "no_room"
              unheard: 1 when the tick stopped at a visitor it could not judge (see above), else 0
-  Cost       O((admitted + abandoned) * (log N + buckets)) + O(buckets) + O(expired sessions)
+  Cost       O((admitted + abandoned) * (log N + buckets)) + O(expired sessions); O(buckets) more
+             once when a visitor without a heartbeat is met
 ]]
 local now = tonumber(ARGV[1])
 local cfg = redis.call('HMGET', KEYS[1], 'mode', 'starts_at', 'closes_at', 'rate', 'max_active', 'ttl_ms',
@@ -62,9 +63,17 @@ want = math.min(want, tonumber(ARGV[2]))
 
 local nbuckets = 0
 if abandon_ms > 0 then nbuckets = math.min(#KEYS - 4, math.ceil(abandon_ms / tonumber(ARGV[6])) + 1) end
-local heard = true  -- every complete bucket of the window holds a heartbeat (a bucket key exists)
-for i = 2, nbuckets do
-  if redis.call('EXISTS', KEYS[4 + i]) == 0 then heard = false break end
+-- Whether every complete bucket of the window holds a bit (its key exists): looked up once, and
+-- only when a visitor without a heartbeat is met (a tick admitting the heard pays nothing for it).
+local heard = nil
+local function window_heard()
+  if heard == nil then
+    heard = true
+    for i = 2, nbuckets do
+      if redis.call('EXISTS', KEYS[4 + i]) == 0 then heard = false break end
+    end
+  end
+  return heard
 end
 local max_scan = tonumber(ARGV[3])
 local admitted, abandoned, unheard = 0, 0, 0
@@ -84,7 +93,7 @@ while admitted < want and abandoned < max_scan and unheard == 0 do
     if alive then
       redis.call('ZADD', KEYS[4], exp, vid)
       admitted = admitted + 1
-    elseif heard then
+    elseif window_heard() then
       abandoned = abandoned + 1
     else
       unheard = 1
