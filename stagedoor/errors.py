@@ -13,15 +13,12 @@ from redis import exceptions as rx
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-# Redis refused, lost, silent or still loading after a restart (redis-py and our pipelining
-# client wrap socket errors in these): the edge answers RedisUnavailable, a 503 to retry
-REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
-
-# Redis answering but refusing for now, by the error reply's code: out of memory (maxmemory with
-# noeviction: every write fails), a replica (READONLY: a failover in progress or a misrouted
-# client), a cluster slot down or moving (CLUSTERDOWN, MASTERDOWN, TRYAGAIN), a script running
-# too long (BUSY). A command refused so changed nothing (a script meets the refusal at its first
-# write, before any effect), so these are 503s to retry too, not 500s with a traceback each.
+# Redis that cannot serve for now: refused, lost or silent (redis-py and our pipelining client
+# wrap socket errors in ConnectionError and TimeoutError), or answering but refusing, by the error
+# reply's code: out of memory (maxmemory with noeviction: every write fails), a replica (READONLY:
+# a failover in progress or a misrouted client), a cluster slot down or moving (CLUSTERDOWN,
+# MASTERDOWN, TRYAGAIN), a script running too long (BUSY). A refused command changed nothing (a
+# script meets the refusal at its first write, before any effect): all are 503s to retry, not 500s.
 _REFUSAL_REASONS = {"OOM": "out-of-memory", "READONLY": "read-only", "CLUSTERDOWN": "cluster-down",
                     "MASTERDOWN": "master-down", "TRYAGAIN": "try-again", "BUSY": "busy", "LOADING": "loading"}
 _REFUSAL_CLASSES: tuple[tuple[type[Exception], str], ...] = (

@@ -10,15 +10,17 @@ Used by the purchase code (``get_hold``, ``lock_for_payment``, ``confirm_sold``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from stagedoor.connections import HotRedis
-from stagedoor.errors import REDIS_UNREACHABLE
+from stagedoor.errors import redis_unavailable_reason
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.script_batcher import ScriptBatcher
@@ -40,7 +42,19 @@ from ticketing.errors import (
 )
 from ticketing.holds import Hold, HoldItem, event_of_hold_id
 
-REDIS_DOWN = (*REDIS_UNREACHABLE, OSError)
+
+@contextlib.contextmanager
+def redis_or_unavailable(detail: str = "seat inventory (Redis) is unavailable") -> Iterator[None]:
+    """Turn a Redis that cannot serve for now (unreachable, or refusing: out of memory, read-only...;
+    stagedoor.errors.redis_unavailable_reason) into InventoryUnavailable, a 503 to retry; any other
+    Redis error stays what it is (a bug)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        if isinstance(exc, RedisError) and redis_unavailable_reason(exc) is None:
+            raise
+        raise InventoryUnavailable(detail) from exc
+
 LOAD_CHUNK = 5_000
 # Expired holds reclaimed inline by a general-admission hold that finds its counter short.
 INLINE_RECLAIM_LIMIT = 100
@@ -123,12 +137,11 @@ class HoldStore:
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any], event_id: str) -> list[Any]:
         """Run one inventory script of ``event_id`` (every one of them may change seat states)."""
         try:
-            if self._batcher is not None:
-                reply = await self._batcher.call(name, keys, args)
-            else:
-                reply = await self.scripts.call(name, keys, args)
-        except REDIS_DOWN as exc:
-            raise InventoryUnavailable("seat inventory (Redis) is unreachable") from exc
+            with redis_or_unavailable():
+                if self._batcher is not None:
+                    reply = await self._batcher.call(name, keys, args)
+                else:
+                    reply = await self.scripts.call(name, keys, args)
         finally:
             self._touched(event_id)
         return [_s(x) if isinstance(x, bytes) else x for x in reply]
@@ -174,10 +187,8 @@ class HoldStore:
     async def get_hold(self, hold_id: str) -> Hold:
         """The hold as recorded (state as stored: see Hold.effective_state). HoldNotFound if absent."""
         event_id = event_of_hold_id(hold_id)
-        try:
+        with redis_or_unavailable():
             raw = await self.redis.hget(self.keys.hold_records(event_id), hold_id)
-        except REDIS_DOWN as exc:
-            raise InventoryUnavailable("seat inventory (Redis) is unreachable") from exc
         if raw is None:
             raise HoldNotFound(f"no hold {hold_id}")
         return self._hold_from_record(hold_id, raw)
@@ -309,17 +320,13 @@ class HoldStore:
 
     # ------------------------------------------------------------ reads
     async def is_loaded(self, event_id: str) -> bool:
-        try:
+        with redis_or_unavailable():
             return bool(await self.redis.exists(self.keys.inventory_meta(event_id)))
-        except REDIS_DOWN as exc:
-            raise InventoryUnavailable("seat inventory (Redis) is unreachable") from exc
 
     async def tier_counts(self, event_id: str) -> dict[str, TierCount] | None:
         """Per-tier price/capacity/free/sold, or None when the inventory is not loaded."""
-        try:
+        with redis_or_unavailable():
             raw = await self.redis.hgetall(self.keys.inventory_tiers(event_id))
-        except REDIS_DOWN as exc:
-            raise InventoryUnavailable("seat inventory (Redis) is unreachable") from exc
         if not raw:
             return None
         fields = {_s(f): _s(v) for f, v in raw.items()}
@@ -333,10 +340,8 @@ class HoldStore:
         """(seat_id -> "free" | "held" | "sold", or None if not loaded; the earliest expiry in ms of
         a live hold among them, None when no seat is held). An expired hold's seat is free; until
         that earliest expiry, and without writes, the states read here stay true."""
-        try:
+        with redis_or_unavailable():
             raw = await self.redis.hgetall(self.keys.inventory_seats(event_id))
-        except REDIS_DOWN as exc:
-            raise InventoryUnavailable("seat inventory (Redis) is unreachable") from exc
         if not raw:
             return None, None
         out: dict[str, str] = {}

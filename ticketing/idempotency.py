@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 
 from stagedoor.connections import HotRedis
 from stagedoor.redis_keys import RedisKeys
-from ticketing.errors import IdempotencyKeyRequired, IdempotencyKeyReused, InventoryUnavailable, PurchaseInProgress
-from ticketing.hold_store import REDIS_DOWN
+from ticketing.errors import IdempotencyKeyRequired, IdempotencyKeyReused, PurchaseInProgress
+from ticketing.hold_store import redis_or_unavailable
 
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 
@@ -99,7 +99,7 @@ class IdempotencyStore:
             ("HGET", self.keys.hold_records(event_id), hold_id),
             *also,
         )
-        try:
+        with redis_or_unavailable("Redis is unavailable"):
             if self.batcher is not None:
                 replies = await self.batcher.commands(*commands)
             else:
@@ -107,8 +107,6 @@ class IdempotencyStore:
                     for command in commands:
                         pipe.execute_command(*command)
                     replies = await pipe.execute()
-        except REDIS_DOWN as exc:
-            raise InventoryUnavailable("Redis is unreachable") from exc
         claimed, current, room, hold_record, *extra = replies
         room_id = room.decode() if isinstance(room, bytes) else room
         if claimed:
