@@ -34,9 +34,14 @@ from pathlib import Path
 
 from loadtest.limits import stop_process
 from loadtest.rawhttp import RawClient, RawResponse
-from loadtest.scenarios._waitingroom import bench_room, bulk_join_at, create_room, lone_waiting_room_env
-from stagedoor.embedded import EmbeddedRedis, free_port
-from stagedoor.keys import write_new_key
+from loadtest.scenarios._waitingroom import (
+    bench_room,
+    bulk_join_at,
+    create_room,
+    lone_waiting_room_env,
+    lone_waiting_room_stores,
+)
+from stagedoor.embedded import free_port
 
 KINDS = ("hello", "pipelined", "healthz", "status", "join")
 CONNECTIONS = 32
@@ -119,10 +124,7 @@ async def measure(kinds: list[str], requests: int, ahead: int) -> dict[str, floa
         raise SystemExit("needs valgrind (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="stagedoor-instr-") as tmp:
         work = Path(tmp)
-        redis = EmbeddedRedis(work / "redis", persist=False).start()
-        keys_dir = work / "keys"
-        keys_dir.mkdir()
-        write_new_key(keys_dir)
+        redis, keys_dir = lone_waiting_room_stores(work)
         hello_port, wr_port = free_port(), free_port()
         env = lone_waiting_room_env(redis.url, keys_dir, wr_port)
         servers: list[Counted] = []

@@ -33,9 +33,8 @@ import psutil
 from loadtest.instructions import _wait_ready
 from loadtest.limits import stop_process
 from loadtest.rawhttp import RawClient
-from loadtest.scenarios._waitingroom import bulk_join_at, create_room, lone_waiting_room_env
-from stagedoor.embedded import EmbeddedRedis, free_port
-from stagedoor.keys import write_new_key
+from loadtest.scenarios._waitingroom import bulk_join_at, create_room, lone_waiting_room_env, lone_waiting_room_stores
+from stagedoor.embedded import free_port
 from waitingroom.rooms import Room
 
 ROOM = "sse-bench"
@@ -74,10 +73,7 @@ async def _drain(reader: asyncio.StreamReader, received: list[int]) -> None:
 async def measure(streams: int, seconds: float, kind: str, ahead: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="stagedoor-sse-") as tmp:
         work = Path(tmp)
-        redis = EmbeddedRedis(work / "redis", persist=False).start()
-        keys_dir = work / "keys"
-        keys_dir.mkdir()
-        write_new_key(keys_dir)
+        redis, keys_dir = lone_waiting_room_stores(work)
         port = free_port()
         env = lone_waiting_room_env(redis.url, keys_dir, port,
                                     STAGEDOOR_WAITINGROOM_SSE_MAX_S=str(int(seconds + 120)))

@@ -9,6 +9,8 @@ from typing import Any
 
 import redis.asyncio as redis_asyncio
 
+from stagedoor.embedded import EmbeddedRedis
+from stagedoor.keys import write_new_key
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from waitingroom.queue_store import BUCKET_MS, QueueStore, new_suffix
@@ -70,6 +72,16 @@ async def bulk_join_at(redis_url: str, room: str, count: int) -> None:
         await client.aclose()
 
 
+def lone_waiting_room_stores(work: Path) -> tuple[EmbeddedRedis, Path]:
+    """What a measuring tool's lone waiting-room process needs under ``work``: a throwaway Redis
+    (started; the caller stops it) and a signing-keys directory holding one key."""
+    redis = EmbeddedRedis(work / "redis", persist=False).start()
+    keys_dir = work / "keys"
+    keys_dir.mkdir()
+    write_new_key(keys_dir)
+    return redis, keys_dir
+
+
 def lone_waiting_room_env(redis_url: str, keys_dir: Path, port: int, **overrides: str) -> dict[str, str]:
     """The environment of one waiting-room process started by a measuring tool on its own
     throwaway Redis (production settings, rate limits off: one client address; no database)."""
@@ -80,4 +92,5 @@ def lone_waiting_room_env(redis_url: str, keys_dir: Path, port: int, **overrides
             "STAGEDOOR_RATE_LIMITS_ENABLED": "false", "STAGEDOOR_WAITINGROOM_PORT": str(port), **overrides}
 
 
-__all__ = ["QueueStore", "bench_room", "bulk_join", "bulk_join_at", "create_room", "lone_waiting_room_env"]
+__all__ = ["QueueStore", "bench_room", "bulk_join", "bulk_join_at", "create_room", "lone_waiting_room_env",
+           "lone_waiting_room_stores"]

@@ -100,14 +100,20 @@ async def test_organizer_builds_a_seat_map_and_opens_the_room(start_stack: Any, 
     await expect(fan.locator("#queue-needed")).to_be_visible()
 
 
+async def _slow_room(stack: Any, create_user: Any, room: str, title: str) -> None:
+    """An organizer's event gated by ``room``, admitting one fan per 100 s (a page stays in
+    line) and patient with silent visitors."""
+    organizer = await create_user(roles=["organizer"])
+    event = await stack.create_event(organizer.headers, title=title)
+    await stack.put_room(room, event_id=event["id"], rate_per_s=0.01, abandon_after_s=600,
+                         shop_url=f"{stack.shop}/events/{event['id']}")
+
+
 async def test_admin_changes_the_rate_and_the_queue_eta_follows(start_stack: Any, create_user: Any, browser: Any,
                                                                 shot: Any) -> None:
     # No admission ticks: the ETA is position / configured rate, so the change is what moves it.
     stack = await start_stack(run_controller=False)
-    organizer = await create_user(roles=["organizer"])
-    event = await stack.create_event(organizer.headers, title="Rate Night")
-    await stack.put_room("rate-room", event_id=event["id"], rate_per_s=0.01, abandon_after_s=600,
-                         shop_url=f"{stack.shop}/events/{event['id']}")
+    await _slow_room(stack, create_user, "rate-room", "Rate Night")
     for _ in range(2):
         await stack.call("POST", f"{stack.queue}/api/rooms/rate-room/join", json={})
 
@@ -192,10 +198,7 @@ async def test_queue_page_with_javascript_updates_live_and_is_not_reloaded(start
     """The timed meta refresh is only for pages without JavaScript (<noscript>): with the script
     the position moves over SSE and the page is never reloaded under the visitor."""
     stack = await start_stack(run_controller=False)  # nobody is admitted: the page stays "waiting"
-    organizer = await create_user(roles=["organizer"])
-    event = await stack.create_event(organizer.headers, title="Live Night")
-    await stack.put_room("live-room", event_id=event["id"], rate_per_s=0.01, abandon_after_s=600,
-                         shop_url=f"{stack.shop}/events/{event['id']}")
+    await _slow_room(stack, create_user, "live-room", "Live Night")
     ahead = [await stack.call("POST", f"{stack.queue}/api/rooms/live-room/join", json={}) for _ in range(2)]
     page = await (await browser.new_context(viewport={"width": 390, "height": 844})).new_page()
     await page.goto(f"{stack.queue}/rooms/live-room")
@@ -245,10 +248,7 @@ async def test_queue_page_joins_a_room_without_proof_of_work_in_one_request(star
     """No challenge is fetched where none is needed (at an on-sale's peak that was a second
     request per fan, answered 403), no icon is fetched, and the console stays clean."""
     stack = await start_stack(run_controller=False)
-    organizer = await create_user(roles=["organizer"])
-    event = await stack.create_event(organizer.headers, title="Plain Night")
-    await stack.put_room("plain-room", event_id=event["id"], rate_per_s=0.01, abandon_after_s=600,
-                         shop_url=f"{stack.shop}/events/{event['id']}")
+    await _slow_room(stack, create_user, "plain-room", "Plain Night")
     await stack.call("POST", f"{stack.queue}/api/rooms/plain-room/join", json={})  # someone ahead: we wait
     page = await browser.new_page()
     requests, errors = _record_traffic(page)
@@ -299,10 +299,7 @@ async def test_queue_page_says_to_keep_it_open_while_the_queue_is_out_of_reach(
     fan's place (their heartbeat); after two failed polls it says so, and the note goes with the
     next answer."""
     stack = await start_stack(run_controller=False)
-    organizer = await create_user(roles=["organizer"])
-    event = await stack.create_event(organizer.headers, title="Outage Night")
-    await stack.put_room("outage", event_id=event["id"], rate_per_s=0.01, abandon_after_s=600,
-                         shop_url=f"{stack.shop}/events/{event['id']}")
+    await _slow_room(stack, create_user, "outage", "Outage Night")
     await stack.call("POST", f"{stack.queue}/api/rooms/outage/join", json={})  # someone ahead: we wait
     page = await browser.new_page()
     await page.route("**/api/rooms/outage/events", lambda route: route.abort())  # no stream: the page polls

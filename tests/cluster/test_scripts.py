@@ -79,17 +79,13 @@ async def test_batched_calls_spanning_every_master_survive_a_master_losing_its_s
 
 
 async def test_the_waiting_rooms_beacon_marks_rooms_on_every_master_even_after_a_script_flush(
-        cluster_settings: Settings) -> None:
-    client = make_redis(cluster_settings)
+        cluster_client: RedisCluster, cluster_settings: Settings) -> None:
     keys = RedisKeys(cluster_settings.redis_key_prefix)
-    try:
-        scripts, _ = await _rooms_and_a_master_without_scripts(client, keys)
-        now_ms = 1_700_000_000_000
-        # through the services' hot client on a cluster: one batch per slot and loop turn
-        await QueueStore(client, scripts, keys, hot=ScriptBatcher(client, scripts)).mark_heard(ROOMS, now_ms)
-        seen = [keys.room_seen(room, now_ms // BUCKET_MS) for room in ROOMS]
-        assert len(_masters_of(client, seen)) == 3
-        for key in seen:
-            assert await client.getbit(key, 0) == 1
-    finally:
-        await client.aclose()
+    scripts, _ = await _rooms_and_a_master_without_scripts(cluster_client, keys)
+    now_ms = 1_700_000_000_000
+    hot = ScriptBatcher(cluster_client, scripts)  # the services' hot client on a cluster: a batch per slot
+    await QueueStore(cluster_client, scripts, keys, hot=hot).mark_heard(ROOMS, now_ms)
+    seen = [keys.room_seen(room, now_ms // BUCKET_MS) for room in ROOMS]
+    assert len(_masters_of(cluster_client, seen)) == 3
+    for key in seen:
+        assert await cluster_client.getbit(key, 0) == 1
