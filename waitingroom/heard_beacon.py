@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -30,11 +30,9 @@ ROOMS_REFRESH_S = 5.0  # new rooms are marked within this
 LOG_EVERY_S = 10.0  # an outage fails every beacon: a line per 10 s per process is enough
 
 
-async def mark_rooms_heard(app: web.Application, *, every_s: float = BEACON_EVERY_S,
-                           clock: Callable[[], float] | None = None) -> None:
+async def mark_rooms_heard(app: web.Application) -> None:
     """Run the beacon until cancelled."""
     wr = app[ROOM]
-    clock = clock or wr.clock
     rooms: list[str] = []
     rooms_read_at = float("-inf")
     logged_at = float("-inf")
@@ -43,14 +41,14 @@ async def mark_rooms_heard(app: web.Application, *, every_s: float = BEACON_EVER
             if time.monotonic() - rooms_read_at >= ROOMS_REFRESH_S:
                 rooms = await wr.rooms.room_ids()
                 rooms_read_at = time.monotonic()
-            await wr.queue.mark_heard(rooms, int(clock() * 1000))
+            await wr.queue.mark_heard(rooms, int(wr.clock() * 1000))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if time.monotonic() - logged_at >= LOG_EVERY_S:
                 logged_at = time.monotonic()
                 log_failure(logger, "heard_beacon_failed", exc)
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(BEACON_EVERY_S)
 
 
 async def heard_beacon_ctx(app: web.Application) -> AsyncIterator[None]:
