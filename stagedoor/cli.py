@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from stagedoor.hot_http import HotSite
 from stagedoor.keys import KeyRing, write_new_key
 from stagedoor.logs import configure_logging
 from stagedoor.settings import Settings, SettingsError, load_settings, require
@@ -98,7 +99,7 @@ async def _serve_apps(apps: Sequence[tuple[web.Application, str, int]], reuse_po
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
-            site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=4096)
+            site = HotSite(runner, host, port, reuse_port=reuse_port or None, backlog=4096)
             await site.start()
         _freeze_startup_heap()
         if on_started:

@@ -22,6 +22,10 @@ handler, and the app has no middleware. What a middleware gave for free is done 
   loudly instead of silently skipping the edge;
 - a handler that streams (prepares its response itself: SSE) takes its headers from
   :func:`stream_headers` before it prepares.
+
+The hot path (stagedoor/hot_http.py) puts the same :meth:`Edge.wrap` around its handlers, so a
+status poll or a join gets the same request id, metrics, guard, problems and headers whichever
+way it is served.
 """
 
 from __future__ import annotations

@@ -185,5 +185,12 @@ class BaseMetrics:
             "The hot-path Redis connection (stagedoor/redis_pipeline.py): connected, connect_failed, lost, "
             "reply_timeout", ["app", "event"], registry=self.registry,
         )
+        self.hot_http_total = LeanCounter(
+            "stagedoor_hot_http_total",
+            "Requests the hot HTTP layer (stagedoor/hot_http.py) did not serve itself: 'passed' to aiohttp "
+            "(the connection stays hot), or connections 'handed_off' to aiohttp for good (framing it leaves "
+            "to aiohttp); hot requests are counted by http_request_duration_seconds",
+            ["app", "way"], self.registry,
+        )
         self.http_requests_in_flight.labels(app_name)
         self.in_flight = InFlight(self.http_requests_in_flight.labels(app_name))

@@ -16,11 +16,12 @@ from stagedoor import pow as proof_of_work
 from stagedoor.auth import bearer_token
 from stagedoor.edge import stream_headers
 from stagedoor.errors import StagedoorError, redis_unavailable_reason
+from stagedoor.hot_http import HotRequest, HotResponse, hot_json
 from stagedoor.openapi import Api
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
 from stagedoor.rate_limit import enforce
 from stagedoor.security import set_cookie
-from stagedoor.web import KEYRING, SETTINGS, decode_body, json_response
+from stagedoor.web import KEYRING, SETTINGS, decode_body, decode_json, json_response
 from waitingroom.appkeys import PAGES, PULSES, ROOM, SSE_STOP
 from waitingroom.errors import RoomNotFound
 from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
@@ -31,6 +32,7 @@ api = Api(tag="waiting room")
 SSE_POSITION_EVERY_S = 1.0  # position-only changes at most once a second per visitor
 SSE_CHECK_MAX_S = 5.0  # a stream reads its own status at least this often (its heartbeat too)
 TERMINAL_STATES = ("admitted", "expired", "sold_out", "closed")
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 # An address for the "it is your turn" e-mail: optional, bounded, validated, kept next to the
@@ -65,12 +67,13 @@ def _claims(request: web.Request, room: str, wr: WaitingRoom, now: float) -> Que
     return wr.verify(room, token, now)
 
 
-def _set_queue_cookie(response: web.StreamResponse, request: web.Request, room: str, token: str) -> None:
+def _set_queue_cookie(response: web.StreamResponse | HotResponse, request: web.Request | HotRequest, room: str,
+                      token: str) -> None:
     settings = request.app[SETTINGS]
     set_cookie(response, settings, cookie_name(room), token, max_age_s=settings.queue_token_ttl_s, samesite="Lax")
 
 
-async def _join(request: web.Request, room: str, body: JoinBody) -> tuple[JoinOut, bool]:
+async def _join(request: web.Request | HotRequest, room: str, body: JoinBody) -> tuple[JoinOut, bool]:
     wr = request.app[ROOM]
     now = wr.clock()
     token, from_bearer = _presented_token(request, room)
@@ -94,13 +97,15 @@ async def _join(request: web.Request, room: str, body: JoinBody) -> tuple[JoinOu
 @api.get("/api/rooms/{room}/status", response=StatusOut, errors=(401, 404, 429, 503), auth="bearer",
          summary="The visitor's state, position, ETA; the admission token once admitted")
 async def status(request: web.Request) -> web.Response:
-    room = request.match_info["room"]
+    return json_response(await _status(request, request.match_info["room"]), headers=NO_STORE)
+
+
+async def _status(request: web.Request | HotRequest, room: str) -> StatusOut:
     wr = request.app[ROOM]
     now = wr.clock()
     claims = _claims(request, room, wr, now)
     await enforce(request, "status", claims.visitor_id)
-    out = await wr.status(room, claims, now)
-    return json_response(out, headers={"Cache-Control": "no-store"})
+    return await wr.status(room, claims, now)
 
 
 @api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201,
@@ -110,9 +115,27 @@ async def join(request: web.Request) -> web.Response:
     room = request.match_info["room"]
     body = await decode_body(request, JoinBody)
     out, created = await _join(request, room, body)
-    response = json_response(out, status=201 if created else 200, headers={"Cache-Control": "no-store"})
+    response = json_response(out, status=201 if created else 200, headers=NO_STORE)
     _set_queue_cookie(response, request, room, out.queue_token)
     return response
+
+
+# ---------------------------------------------------------------- the same two on the hot path
+# (stagedoor/hot_http.py: what reaches these is a plain request, its JSON body within the limit)
+
+async def hot_status(request: HotRequest) -> HotResponse:
+    return hot_json(await _status(request, request.match_info["room"]), headers=NO_STORE)
+
+
+async def hot_join(request: HotRequest) -> HotResponse:
+    room = request.match_info["room"]
+    out, created = await _join(request, room, decode_json(request.body, JoinBody))
+    response = hot_json(out, status=201 if created else 200, headers=NO_STORE)
+    _set_queue_cookie(response, request, room, out.queue_token)
+    return response
+
+
+HOT_ROUTES = (("GET", "/api/rooms/{room}/status", hot_status), ("POST", "/api/rooms/{room}/join", hot_join))
 
 
 @api.get("/api/rooms/{room}/events", response="text", response_content_type="text/event-stream",

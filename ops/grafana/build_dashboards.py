@@ -231,6 +231,13 @@ DASHBOARDS = [
                   {"stagedoor_redis_pipeline_events_total"}, unit="reqps",
                   description="stagedoor/redis_pipeline.py: one pipelining connection per process; "
                               "'lost' or 'reply_timeout' fail the calls in flight, the next call reconnects."),
+            Panel("Hot HTTP layer: requests passed to aiohttp, connections handed off",
+                  [(_rate("stagedoor_hot_http_total", "", "app, way"), "{{app}} {{way}}")],
+                  {"stagedoor_hot_http_total"}, unit="reqps",
+                  description="stagedoor/hot_http.py serves status polls and joins itself; 'passed' are other "
+                              "requests aiohttp answered on the same connections, 'handed_off' connections it "
+                              "gave aiohttp for good (chunked bodies, Expect, Upgrade, malformed heads). A "
+                              "climbing hand-off rate means a client or proxy keeps most traffic off the hot path."),
             Panel("Redis commands per second",
                   [("sum(rate(redis_commands_processed_total[$__rate_interval]))", "commands")],
                   {"redis_commands_processed_total"}, unit="ops"),

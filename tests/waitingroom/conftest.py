@@ -11,6 +11,7 @@ import redis.asyncio as redis_asyncio
 
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
+from stagedoor.settings import Settings
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import Room, RoomStore
 
@@ -64,3 +65,15 @@ def make_room(stores: Stores) -> Callable[..., Awaitable[Room]]:
         return cfg
 
     return make
+
+
+@pytest.fixture
+def wr_settings(make_settings: Any) -> Settings:
+    return make_settings(rate_limits_enabled=False, admission_tick_ms=50)
+
+
+@pytest.fixture
+async def clients(service_client: Any, wr_settings: Settings) -> tuple[Any, Any]:
+    """(waiting room client, admission client) on the same settings, controller running; the
+    waiting room served through HotSite (tests/conftest.py), as in production."""
+    return await service_client("waitingroom", wr_settings), await service_client("admission", wr_settings)

@@ -31,17 +31,6 @@ def iso(offset_s: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset_s))
 
 
-@pytest.fixture
-def wr_settings(make_settings: Any) -> Settings:
-    return make_settings(rate_limits_enabled=False, admission_tick_ms=50)
-
-
-@pytest.fixture
-async def clients(service_client: Any, wr_settings: Settings) -> tuple[Any, Any]:
-    """(waiting room client, admission client) on the same settings, controller running."""
-    return await service_client("waitingroom", wr_settings), await service_client("admission", wr_settings)
-
-
 async def put_room(adm: Any, admin_headers: dict[str, str], room: str = "r1", **body: Any) -> dict[str, Any]:
     payload = {"opens_at": iso(-60), "starts_at": iso(-30), "rate_per_s": 5, "max_active": 100,
                "shop_url": "https://shop.example/e/7", "event_id": "7"}
