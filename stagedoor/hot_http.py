@@ -66,13 +66,12 @@ MAX_BUFFERED_BYTES = 256 * 1024  # pipelined input beyond this pauses reading un
 KEEPALIVE_S = 75.0
 SHUTDOWN_TIMEOUT_S = 10.0
 
-_HOST = "host"
-_CONTENT_LENGTH = "content-length"
-_CONTENT_TYPE = "content-type"
-_CONNECTION = "connection"
-_HANDED_OFF_HEADERS = frozenset({"transfer-encoding", "expect", "upgrade", "te", "http2-settings"})
+_HOST = "Host"
+_CONTENT_LENGTH = "Content-Length"
+_CONTENT_TYPE = "Content-Type"
+_CONNECTION = "Connection"
+_HANDED_OFF_HEADERS = ("Transfer-Encoding", "Expect", "Upgrade", "TE", "HTTP2-Settings")
 _DIGITS = re.compile(r"^[0-9]{1,12}$")
-_NO_CTL = re.compile(r"^[^\x00-\x1f\x7f]*$")
 
 
 class HotRequest:
@@ -192,26 +191,29 @@ def _http_date() -> str:
     return _date[0]  # type: ignore[return-value]
 
 
+_OURS = ("Content-Length", "Connection", "Transfer-Encoding")  # set here, never by a handler
+
+
 def encode_response(response: Any, keep_alive: bool, version11: bool = True) -> bytes:
     """The bytes of a complete response (a HotResponse or a web.Response with a bytes body), in
     the request's HTTP version (1.1, or 1.0 as aiohttp answers it)."""
     body = response.body or b""
-    if not isinstance(body, bytes):  # a web.Response built from a payload: never on our hot routes
+    if type(body) is not bytes:  # a web.Response built from a payload: never on our hot routes
         raise TypeError(f"a hot route answered with a {type(body).__name__} body")
-    lines = [_status_line(response.status, version11)]
-    for name, value in response.headers.items():
-        if name.lower() in ("content-length", "connection", "transfer-encoding"):
-            continue  # ours to set
-        if not _NO_CTL.match(value):
-            raise ValueError(f"header {name} carries a control character")
-        lines.append(f"{name}: {value}\r\n")
-    lines.append(f"Content-Length: {len(body)}\r\nDate: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n")
-    if version11 and not keep_alive:
-        lines.append("Connection: close\r\n")
-    elif keep_alive and not version11:
-        lines.append("Connection: keep-alive\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("utf-8") + body
+    headers = response.headers
+    for name in _OURS:
+        if name in headers:
+            raise ValueError(f"a hot route set {name}")
+    block = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+    count = len(headers)
+    if block.count("\n") != count or block.count("\r") != count or "\x00" in block:
+        raise ValueError("a response header carries a line break")  # no header injection, ever
+    if version11:
+        connection = "" if keep_alive else "Connection: close\r\n"
+    else:
+        connection = "Connection: keep-alive\r\n" if keep_alive else ""
+    return (f"{_status_line(response.status, version11)}{block}Content-Length: {len(body)}\r\n"
+            f"Date: {_http_date()}\r\nServer: {SERVER_SOFTWARE}\r\n{connection}\r\n").encode() + body
 
 
 # ---------------------------------------------------------------- the request head
@@ -219,21 +221,18 @@ def encode_response(response: Any, keep_alive: bool, version11: bool = True) -> 
 class _Head:
     """httptools' callbacks for one request head."""
 
-    __slots__ = ("complete", "headers", "names", "url")
+    __slots__ = ("complete", "headers", "url")
 
     def __init__(self) -> None:
         self.url = b""
-        self.headers: list[tuple[str, str]] = []
-        self.names: list[str] = []
+        self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("utf-8", "surrogateescape")
-        self.names.append(key.lower())
-        self.headers.append((key, value.decode("utf-8", "surrogateescape")))
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.complete = True
@@ -263,20 +262,24 @@ def plan_request(head_bytes: bytes, routes: Sequence[HotRoute], max_body: int) -
         parser.feed_data(head_bytes)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # malformed, or an upgrade / CONNECT
         return None
-    names = head.names
-    if (not head.complete or len(names) > MAX_HEADERS or names.count(_CONTENT_LENGTH) > 1
-            or not _HANDED_OFF_HEADERS.isdisjoint(names)):
+    if not head.complete or len(head.headers) > MAX_HEADERS:
         return None
     version = parser.get_http_version()
     if version not in ("1.1", "1.0"):
         return None
+    # as aiohttp decodes them
+    headers: CIMultiDict[str] = CIMultiDict([(name.decode("utf-8", "surrogateescape"),
+                                              value.decode("utf-8", "surrogateescape"))
+                                             for name, value in head.headers])
+    for name in _HANDED_OFF_HEADERS:
+        if name in headers:
+            return None
     length = 0
-    if _CONTENT_LENGTH in names:
-        raw_length = head.headers[names.index(_CONTENT_LENGTH)][1]
-        if not _DIGITS.match(raw_length):
+    raw_length = headers.get(_CONTENT_LENGTH)
+    if raw_length is not None:
+        if not _DIGITS.match(raw_length) or len(headers.getall(_CONTENT_LENGTH)) > 1:
             return None
         length = int(raw_length)
-    general = _Plan(length)
     method = parser.get_method().decode("ascii", "replace")
     path = head.url.decode("ascii", "replace")
     for route in routes:
@@ -285,19 +288,17 @@ def plan_request(head_bytes: bytes, routes: Sequence[HotRoute], max_body: int) -
             if match is not None:
                 break
     else:
-        return general
-    if names.count(_HOST) != 1 or length > max_body or names.count(_CONNECTION) > 1:
-        return general  # aiohttp's answers: no Host, 413, ...
-    headers = CIMultiDict(head.headers)
-    if length and headers.get(_CONTENT_TYPE) != "application/json":
-        return general
+        return _Plan(length)
+    if (length > max_body or len(headers.getall(_HOST, ())) != 1 or len(headers.getall(_CONNECTION, ())) > 1
+            or (length and headers.get(_CONTENT_TYPE) != "application/json")):
+        return _Plan(length)  # aiohttp's answers: 413, no Host, ...
     version11 = version == "1.1"
     keep_alive = version11
     connection = headers.get(_CONNECTION)
     if connection is not None:
         token = connection.strip().lower()
         if token not in ("close", "keep-alive"):
-            return general
+            return _Plan(length)
         keep_alive = token == "keep-alive"
     return _Plan(length, route, match.groupdict(), headers, keep_alive, method, path, version11)
 
