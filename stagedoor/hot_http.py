@@ -434,6 +434,7 @@ class HotProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # as aiohttp does
         self._site.connections.add(self)
         self._arm_idle()
 
@@ -506,8 +507,8 @@ class HotProtocol(asyncio.Protocol):
                 return
             end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
             if end < 0:
-                if len(buf) >= MAX_HEAD_BYTES or not buf[:1].isalpha():
-                    self._hand_off()  # an oversized or garbled head: aiohttp answers it
+                if len(buf) >= MAX_HEAD_BYTES or not buf[:1].isalpha() or b"\n\n" in buf:
+                    self._hand_off()  # an oversized or garbled head, bare LFs: aiohttp answers it
                 return  # else wait for the rest of the head
             head_end = end + 4
             plan = plan_request(buf[:head_end], self._routes, self._max_body)

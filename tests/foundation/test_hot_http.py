@@ -213,6 +213,7 @@ async def test_bad_requests_get_aiohttps_answers(serve: Any) -> None:
         b"GET /api/rooms/r1/echo HTTP/1.1\r\nHost: h\r\nno colon here\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 tls hello\r\n\r\n",
         b"GET /api/rooms/r1/echo HTTP/1.1\r\nHost: h\r\nHost: other\r\n\r\n",
+        b"GET /api/rooms/r1/echo HTTP/1.1\nHost: h\n\n",  # bare line feeds
         b"POST /api/rooms/r1/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
         b"POST /api/rooms/r1/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
         b"POST /api/rooms/r1/echo HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n"
