@@ -67,11 +67,10 @@ KEEPALIVE_S = 75.0
 SHUTDOWN_TIMEOUT_S = 10.0
 
 _HOST = "Host"
-_CONTENT_LENGTH = "Content-Length"
 _CONTENT_TYPE = "Content-Type"
 _CONNECTION = "Connection"
-_HANDED_OFF_HEADERS = ("Transfer-Encoding", "Expect", "Upgrade", "TE", "HTTP2-Settings")
-_DIGITS = re.compile(r"^[0-9]{1,12}$")
+_HANDED_OFF_HEADERS = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te", b"http2-settings"})
+_DIGITS = re.compile(rb"^[0-9]{1,12}$")
 
 
 class HotRequest:
@@ -262,24 +261,23 @@ def plan_request(head_bytes: bytes, routes: Sequence[HotRoute], max_body: int) -
         parser.feed_data(head_bytes)
     except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # malformed, or an upgrade / CONNECT
         return None
-    if not head.complete or len(head.headers) > MAX_HEADERS:
+    raw_headers = head.headers
+    if not head.complete or len(raw_headers) > MAX_HEADERS:
         return None
     version = parser.get_http_version()
     if version not in ("1.1", "1.0"):
         return None
-    # as aiohttp decodes them
-    headers: CIMultiDict[str] = CIMultiDict([(name.decode("utf-8", "surrogateescape"),
-                                              value.decode("utf-8", "surrogateescape"))
-                                             for name, value in head.headers])
-    for name in _HANDED_OFF_HEADERS:
-        if name in headers:
-            return None
     length = 0
-    raw_length = headers.get(_CONTENT_LENGTH)
-    if raw_length is not None:
-        if not _DIGITS.match(raw_length) or len(headers.getall(_CONTENT_LENGTH)) > 1:
+    content_lengths = 0
+    for name, value in raw_headers:  # the framing, as llhttp (and so aiohttp) reads it
+        lowered = name.lower()
+        if lowered in _HANDED_OFF_HEADERS:
             return None
-        length = int(raw_length)
+        if lowered == b"content-length":
+            content_lengths += 1
+            if content_lengths > 1 or not _DIGITS.match(value):
+                return None
+            length = int(value)
     method = parser.get_method().decode("ascii", "replace")
     path = head.url.decode("ascii", "replace")
     for route in routes:
@@ -289,6 +287,10 @@ def plan_request(head_bytes: bytes, routes: Sequence[HotRoute], max_body: int) -
                 break
     else:
         return _Plan(length)
+    # a hot route: its headers as aiohttp decodes them
+    headers: CIMultiDict[str] = CIMultiDict([(name.decode("utf-8", "surrogateescape"),
+                                              value.decode("utf-8", "surrogateescape"))
+                                             for name, value in raw_headers])
     if (length > max_body or len(headers.getall(_HOST, ())) != 1 or len(headers.getall(_CONNECTION, ())) > 1
             or (length and headers.get(_CONTENT_TYPE) != "application/json")):
         return _Plan(length)  # aiohttp's answers: 413, no Host, ...
@@ -423,6 +425,7 @@ class HotProtocol(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None  # when the connection last went idle (None: busy)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- asyncio.Protocol
@@ -461,7 +464,7 @@ class HotProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._cancel_idle()
+        self._stop_idle_timer()
         if self._general is not None:
             self._general.connection_lost(exc)
         self.hot_busy = False
@@ -577,13 +580,14 @@ class HotProtocol(asyncio.Protocol):
             self._close()
             return
         self._arm_idle()
-        asyncio.get_running_loop().call_soon(self._serve_next)  # after aiohttp's own bookkeeping
+        if self._buffer:  # pipelined: after aiohttp's own bookkeeping of this answer
+            asyncio.get_running_loop().call_soon(self._serve_next)
 
     def _hand_off(self) -> None:
         """From here on aiohttp serves this connection, starting with the bytes not yet answered."""
         transport = self._transport
         assert transport is not None and not self._busy
-        self._cancel_idle()
+        self._stop_idle_timer()
         self._site.forget(self)
         self._site.count_handed_off()
         pending, self._buffer = self._buffer, b""
@@ -602,22 +606,38 @@ class HotProtocol(asyncio.Protocol):
             protocol.data_received(pending)
 
     def _close(self) -> None:
-        self._cancel_idle()
+        self._stop_idle_timer()
         if self._transport is not None:
             self._transport.close()
 
     def _arm_idle(self) -> None:
-        self._cancel_idle()
-        self._idle = asyncio.get_running_loop().call_later(self._site.keepalive_s, self._on_idle)
+        """The connection is idle from now: closed after ``keepalive_s`` unless a request comes.
+        One timer per connection, moved only when it fires early (a timer per request costs more
+        than a small request's parsing)."""
+        loop = asyncio.get_running_loop()
+        self._idle_since = loop.time()
+        if self._idle is None:
+            self._idle = loop.call_at(self._idle_since + self._site.keepalive_s, self._on_idle)
 
     def _cancel_idle(self) -> None:
+        self._idle_since = None
+
+    def _stop_idle_timer(self) -> None:
+        self._idle_since = None
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
 
     def _on_idle(self) -> None:
         self._idle = None
-        if not self._busy:
+        since = self._idle_since
+        if since is None or self._busy:
+            return  # busy now: armed again after the answer
+        close_at = since + self._site.keepalive_s
+        loop = asyncio.get_running_loop()
+        if loop.time() < close_at:
+            self._idle = loop.call_at(close_at, self._on_idle)
+        else:
             self._close()
 
 
