@@ -7,31 +7,41 @@ loop are about 60 % of a waiting-room process's CPU under the join load). These 
 nearly every request of an on-sale, so they get a lean path; everything else stays aiohttp's.
 
 How: :class:`HotSite` listens instead of aiohttp's ``TCPSite`` and gives every connection a
-:class:`HotProtocol`. The protocol finds the end of each request head itself, lets httptools
-(llhttp, the parser aiohttp's C extension is built on) parse and validate it, and serves the
-request itself only when it is plainly one of the app's hot routes in its plainest form:
+:class:`HotProtocol`, which takes one request at a time, in order. It finds the end of each
+request head itself and lets httptools (llhttp, the parser aiohttp's C extension is built on)
+parse and validate it; then, by :func:`plan_request`:
 
-- HTTP/1.1, at most 64 headers in at most 8,000 bytes, a method and path a :class:`HotRoute`
-  matches exactly (no query string, no escapes), one ``Host``, at most one well-formed
-  ``Content-Length`` within the app's body limit;
-- no ``Transfer-Encoding``, ``Expect``, ``Upgrade``, or ``Connection`` other than keep-alive or
-  close; a body, if any, of ``Content-Type: application/json`` exactly.
+- **served hot**, when it is one of the app's hot routes in its plainest form: HTTP/1.1 (or 1.0),
+  at most 64 headers in at most 8,000 bytes, a method and path a :class:`HotRoute` matches exactly
+  (no query string, no escapes), one ``Host``, at most one ``Connection`` (keep-alive or close),
+  and a body, if any, of ``Content-Type: application/json`` within the app's body limit;
+- **passed** to an aiohttp protocol kept for the connection, when its end is plain to find (a
+  single well-formed ``Content-Length``, or no body): any other route, a HEAD, a query string, a
+  charset parameter, a large body. aiohttp answers it exactly as it would alone; the request's
+  body bytes are passed on as they arrive, and once aiohttp has written its whole answer (its
+  access-log hook, :class:`_Answered`) the connection is hot again. So a browser's page, script
+  and event-stream requests, or a proxy's shared keep-alive connections, do not push the polls
+  that follow them off the hot path;
+- **handed off** for good when its framing is what we leave to aiohttp (``Transfer-Encoding``,
+  ``Expect``, ``Upgrade`` or CONNECT, ``TE``, a malformed, bare-LF or oversized head): the
+  connection, with every byte not yet answered, goes to aiohttp's protocol
+  (``transport.set_protocol``) for the rest of its life.
 
-Anything else (a malformed head, a HEAD, a query string, a chunked or large body, another route,
-a header of the kinds above) is *handed off*: the connection, with every byte not yet answered,
-goes to aiohttp's own protocol (``transport.set_protocol``) for the rest of its life, and aiohttp
-answers exactly as it would have without this layer. Requests are answered strictly in order
-(one in flight per connection, pipelined ones wait), so a hand-off never overtakes an answer.
+Requests are answered strictly in order (pipelined ones wait their turn), so neither way
+overtakes an answer, and the request's end is always the one llhttp, and so aiohttp, reads.
 
 A hot route's handler is the app's own edge (stagedoor/edge.py: request id, metrics, CSRF guard,
 problem+json, security headers) around a handler that takes a :class:`HotRequest` (the parts of
 ``web.Request`` our domain code reads: ``app``, ``method``, ``path``, ``headers``, ``cookies``,
 ``remote``, ``host``, ``match_info``, ``body``) and returns a :class:`HotResponse` (or the
 ``web.Response`` the edge renders for an error). The same routes stay registered in aiohttp,
-documented in /openapi.json and served there for whatever is handed off.
+documented in /openapi.json and served there for whatever is passed or handed off.
 
-Connections idle for ``keepalive_s`` are closed. On shutdown the site stops listening, closes
-idle connections, lets requests in flight finish (up to ``shutdown_timeout_s``), then closes the rest.
+Connections idle for ``keepalive_s`` are closed (a connection that had a request passed on may
+also be closed by aiohttp's own idle timer, about an hour after that request). On shutdown the
+site stops listening, closes idle connections and lets hot requests in flight finish (up to
+``shutdown_timeout_s``); requests passed to aiohttp end with aiohttp's own shutdown, which
+follows (event streams through the app's on_shutdown hooks).
 """
 
 from __future__ import annotations
