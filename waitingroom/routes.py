@@ -52,7 +52,7 @@ def cookie_name(room: str) -> str:
     return f"sdq_{room}"
 
 
-def _presented_token(request: web.Request, room: str) -> tuple[str | None, bool]:
+def _presented_token(request: web.Request | HotRequest, room: str) -> tuple[str | None, bool]:
     """(token, from_bearer): Authorization: Bearer wins over the cookie."""
     token = bearer_token(request)
     if token is not None:
@@ -62,7 +62,7 @@ def _presented_token(request: web.Request, room: str) -> tuple[str | None, bool]
     return request.cookies.get(cookie_name(room)), False
 
 
-def _claims(request: web.Request, room: str, wr: WaitingRoom, now: float) -> QueueTokenClaims:
+def _claims(request: web.Request | HotRequest, room: str, wr: WaitingRoom, now: float) -> QueueTokenClaims:
     token, _ = _presented_token(request, room)
     return wr.verify(room, token, now)
 
