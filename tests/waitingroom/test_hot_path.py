@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import aiohttp
+
 from tests.waitingroom.test_http import PROBLEM, put_room
 
 # answers differ in these by nature (a clock, a new id, a new token)
@@ -121,3 +123,27 @@ async def test_a_large_or_chunked_join_body_goes_the_general_way(clients: Any, a
 
     resp = await wr.post("/api/rooms/r1/join", data=chunks(), headers={"Content-Type": "application/json"})
     assert resp.status == 201 and (await resp.json())["position"] == 1
+
+
+async def test_one_shared_connection_serves_many_fans_apart(clients: Any, admin_headers: Any) -> None:
+    """What a proxy does: one keep-alive connection carries several fans' requests, hot and passed
+    in turn. Each answer is its own request's (no cookie, body or id carried over)."""
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    connector = aiohttp.TCPConnector(limit=1)  # every request on the same connection
+    async with aiohttp.ClientSession(str(wr.make_url("")), connector=connector,
+                                     cookie_jar=aiohttp.DummyCookieJar()) as proxy:
+        fans = []
+        for _ in range(3):
+            resp = await proxy.post("/api/rooms/r1/join", json={})
+            fans.append((await resp.json())["queue_token"])
+        for round_ in range(3):
+            for position, token in enumerate(fans, start=1):
+                if round_ == 1:
+                    assert (await proxy.get("/rooms/r1", headers={"Cookie": f"sdq_r1={token}"})).status == 200
+                poll = await proxy.get("/api/rooms/r1/status", headers={"Cookie": f"sdq_r1={token}"})
+                body = await poll.json()
+                assert (body["position"], body["state"]) == (position, "waiting")
+                anonymous = await proxy.get("/api/rooms/r1/status")
+                assert anonymous.status == 401 and anonymous.content_type == PROBLEM
+    assert _site(wr).passed == 3 and _site(wr).handed_off == 0
