@@ -55,17 +55,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
-from http.cookies import SimpleCookie
 from typing import Any
 
 import httptools
-import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.web_request import parse_cookie_header  # what web.Request.cookies parses with
 from multidict import CIMultiDict
 
+from stagedoor.edge import EDGE
+from stagedoor.metrics import Count
 from stagedoor.problems import METRICS_KEY
 
 logger = logging.getLogger(__name__)
@@ -121,17 +121,6 @@ class HotResponse:
         self.status = status
         self.headers = headers if headers is not None else CIMultiDict()
 
-    def set_cookie(self, name: str, value: str, **attributes: Any) -> None:
-        """The general case of stagedoor.security.set_cookie (values that need quoting), as aiohttp does it."""
-        cookie: SimpleCookie = SimpleCookie()
-        cookie[name] = value
-        morsel = cookie[name]
-        for key, attr in (("max_age", "max-age"), ("path", "path"), ("httponly", "httponly"),
-                          ("secure", "secure"), ("samesite", "samesite")):
-            if attributes.get(key) not in (None, False):
-                morsel[attr] = attributes[key]
-        self.headers.add("Set-Cookie", morsel.OutputString())
-
 
 HotHandler = Callable[[HotRequest], Awaitable[Any]]  # -> HotResponse, or the edge's web.Response
 
@@ -164,17 +153,14 @@ class HotRoutes:
 
 HOT_ROUTES = web.AppKey("hot_routes", HotRoutes)
 
-_ENCODER = msgspec.json.Encoder()
-_JSON_HEADER = (("Content-Type", "application/json"),)
 
-
-def hot_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HotResponse:
-    """stagedoor.web.json_response for a hot route."""
-    all_headers: CIMultiDict[str] = CIMultiDict(_JSON_HEADER)
-    if headers:
-        all_headers.extend(headers)
-    return HotResponse(_ENCODER.encode(data), status, all_headers)
-
+def add_hot_routes(app: web.Application, routes: Sequence[tuple[str, str, HotHandler]], max_body_bytes: int) -> None:
+    """Serve ``(method, template, handler)`` on the hot path of ``app`` when it listens through
+    :class:`HotSite`, each behind the app's edge (labelled by its template, as the same route in
+    aiohttp's router is). ``max_body_bytes``: the app's body limit (its ``client_max_size``)."""
+    edge = app[EDGE]
+    app[HOT_ROUTES] = HotRoutes([HotRoute(method, template, edge.wrap(handler, template, method))  # type: ignore[arg-type]
+                                 for method, template, handler in routes], max_body_bytes)
 
 # ---------------------------------------------------------------- responses on the wire
 
@@ -339,12 +325,10 @@ class HotSite(web.TCPSite):
         self.keepalive_s = keepalive_s
         self._shutdown_timeout_s = shutdown_timeout_s
         self.connections: set[HotProtocol] = set()
-        # requests passed to aiohttp, connections given to it for good (also counted in the app's
-        # stagedoor_hot_http_total, when it has stagedoor metrics)
-        self.passed = 0
-        self.handed_off = 0
-        self._passed_metric: Any = None
-        self._handed_off_metric: Any = None
+        # requests passed to aiohttp, connections given to it for good: the app's
+        # stagedoor_hot_http_total when it has stagedoor metrics, else counted here
+        self._passed = Count()
+        self._handed_off = Count()
         self._drained: asyncio.Event | None = None  # set once no hot request is in flight, when stopping
 
     async def start(self) -> None:
@@ -361,8 +345,8 @@ class HotSite(web.TCPSite):
         routes, max_body = hot.routes, hot.max_body_bytes
         metrics = app.get(METRICS_KEY)
         if metrics is not None:
-            self._passed_metric = metrics.hot_http_total.labels(metrics.app_name, "passed")
-            self._handed_off_metric = metrics.hot_http_total.labels(metrics.app_name, "handed_off")
+            self._passed = metrics.hot_http_total.labels(metrics.app_name, "passed")
+            self._handed_off = metrics.hot_http_total.labels(metrics.app_name, "handed_off")
 
         def passing() -> web.RequestHandler:
             """aiohttp's protocol for the requests a connection passes on (one at a time)."""
@@ -390,15 +374,19 @@ class HotSite(web.TCPSite):
             if conn.hot_busy:
                 conn.abort()
 
+    @property
+    def passed(self) -> int:
+        return self._passed.value
+
+    @property
+    def handed_off(self) -> int:
+        return self._handed_off.value
+
     def count_passed(self) -> None:
-        self.passed += 1
-        if self._passed_metric is not None:
-            self._passed_metric.inc()
+        self._passed.inc()
 
     def count_handed_off(self) -> None:
-        self.handed_off += 1
-        if self._handed_off_metric is not None:
-            self._handed_off_metric.inc()
+        self._handed_off.inc()
 
     def forget(self, conn: HotProtocol) -> None:
         """``conn`` is closed or handed off."""
@@ -436,6 +424,7 @@ class HotProtocol(asyncio.Protocol):
         self._read_paused = False
         self._idle: asyncio.TimerHandle | None = None
         self._idle_since: float | None = None  # when the connection last went idle (None: busy)
+        self._waiting_plan: _Plan | None = None  # a hot request's plan while its body arrives
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- asyncio.Protocol
@@ -524,7 +513,8 @@ class HotProtocol(asyncio.Protocol):
                     self._hand_off()  # an oversized or garbled head, bare LFs: aiohttp answers it
                 return  # else wait for the rest of the head
             head_end = end + 4
-            plan = plan_request(buf[:head_end], self._routes, self._max_body)
+            plan = self._waiting_plan or plan_request(buf[:head_end], self._routes, self._max_body)
+            self._waiting_plan = None
             if plan is None:
                 self._hand_off()
                 return
@@ -534,7 +524,8 @@ class HotProtocol(asyncio.Protocol):
                 continue
             total = head_end + plan.length
             if len(buf) < total:
-                return  # wait for the rest of the body (bounded by max_body; the idle timer runs on)
+                self._waiting_plan = plan  # the head is read: wait for the rest of the body
+                return  # (bounded by max_body; the idle timer runs on)
             self._cancel_idle()
             request = HotRequest(self._app, plan.method, plan.path, plan.headers, buf[head_end:total],  # type: ignore[arg-type]
                                  self._remote, plan.match_info)  # type: ignore[arg-type]
@@ -652,4 +643,4 @@ class HotProtocol(asyncio.Protocol):
 
 
 __all__ = ["HOT_ROUTES", "HotProtocol", "HotRequest", "HotResponse", "HotRoute", "HotRoutes", "HotSite",
-           "encode_response", "hot_json", "plan_request"]
+           "add_hot_routes", "encode_response", "plan_request"]

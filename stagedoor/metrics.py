@@ -91,15 +91,15 @@ class LeanCounter(Collector):
             raise ValueError(f"a counter's name ends in _total: {name!r}")
         self.name, self.documentation = name.removesuffix("_total"), documentation
         self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], _Count] = {}
+        self._children: dict[tuple[str, ...], Count] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> _Count:
+    def labels(self, *values: str) -> Count:
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"expected labels {self.labelnames}, got {values}")
-            child = self._children[values] = _Count()
+            child = self._children[values] = Count()
         return child
 
     def describe(self) -> Iterator[CounterMetricFamily]:
@@ -112,7 +112,9 @@ class LeanCounter(Collector):
         yield family
 
 
-class _Count:
+class Count:
+    """A counter's value (a LeanCounter's child, or a count kept alone)."""
+
     __slots__ = ("value",)
 
     def __init__(self) -> None:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Literal
+from http.cookies import SimpleCookie
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -147,19 +148,30 @@ def _cookie_attributes(max_age_s: int | None, path: str, samesite: str, secure: 
     return "; ".join(parts)
 
 
-def set_cookie(response: web.StreamResponse, settings: Settings, name: str, value: str, *,
+def set_cookie(response: web.StreamResponse | Any, settings: Settings, name: str, value: str, *,
                max_age_s: int | None = None, path: str = "/",
                samesite: Literal["Strict", "Lax"] = "Strict") -> None:
     """Set a cookie the way every stagedoor cookie is set: HttpOnly, SameSite, Secure per settings.
 
-    Tokens (the usual value) are written as the header directly: aiohttp's cookie jar (SimpleCookie
-    morsels) costs more than the rest of a status poll's response; anything else goes through it."""
+    Tokens (the usual value) are written as the header directly: a SimpleCookie morsel costs more
+    than the rest of a status poll's response; anything else is quoted by a morsel, as aiohttp's
+    ``set_cookie`` does. Only the headers are touched, so a hot route's response
+    (stagedoor/hot_http.py) takes cookies the same way."""
     if _COOKIE_SAFE.match(value) and _COOKIE_SAFE.match(name) and _PATH_SAFE.match(path):
         attributes = _cookie_attributes(max_age_s, path, samesite, settings.cookie_secure)
         response.headers.add("Set-Cookie", f"{name}={value}{attributes}")
         return
-    response.set_cookie(name, value, max_age=max_age_s, path=path, httponly=True,
-                        secure=settings.cookie_secure, samesite=samesite)
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[name] = value
+    morsel = cookie[name]
+    morsel["httponly"] = True
+    if max_age_s is not None:
+        morsel["max-age"] = int(max_age_s)
+    morsel["path"] = path
+    morsel["samesite"] = samesite
+    if settings.cookie_secure:
+        morsel["secure"] = True
+    response.headers.add("Set-Cookie", morsel.OutputString())
 
 
 def validate_settings(settings: Settings) -> None:

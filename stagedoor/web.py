@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 import asyncpg
 import msgspec
 from aiohttp import web
+from multidict import CIMultiDict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from stagedoor import errors
 from stagedoor.connections import HotRedis, make_hot_redis, make_pool, make_redis, postgres_ready, redis_ready
 from stagedoor.edge import add_route, add_routes, install
+from stagedoor.hot_http import HotResponse
 from stagedoor.keys import KeyRing
 from stagedoor.lua import LuaScripts
 from stagedoor.metrics import BaseMetrics
@@ -57,6 +59,14 @@ _JSON_HEADERS = {"Content-Type": "application/json"}
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     all_headers = {**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS
     return web.Response(body=_ENCODER.encode(data), status=status, headers=all_headers)
+
+
+def hot_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HotResponse:
+    """:func:`json_response` for a route on the hot path (stagedoor/hot_http.py)."""
+    all_headers: CIMultiDict[str] = CIMultiDict(_JSON_HEADERS)
+    if headers:
+        all_headers.extend(headers)
+    return HotResponse(_ENCODER.encode(data), status, all_headers)
 
 
 def _validation_errors(exc: msgspec.ValidationError) -> tuple[str, list[dict[str, str]]]:

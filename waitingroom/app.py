@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from stagedoor.edge import EDGE
-from stagedoor.hot_http import HOT_ROUTES, HotRoute, HotRoutes
+from stagedoor.hot_http import add_hot_routes
 from stagedoor.keys import KeyRing
 from stagedoor.settings import TEMPLATES_DIR, Settings, require
 from stagedoor.tasks import stop_task
@@ -22,8 +21,7 @@ from waitingroom.pages import QueuePages
 from waitingroom.queue import WaitingRoom
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import RoomStore
-from waitingroom.routes import HOT_ROUTES as WAITING_ROOM_HOT_ROUTES
-from waitingroom.routes import api
+from waitingroom.routes import HOT_HANDLERS, api
 from waitingroom.sse_pulse import RoomPulses
 
 logger = logging.getLogger(__name__)
@@ -88,8 +86,5 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app[SSE_STOP] = asyncio.Event()
     app.on_shutdown.append(_end_sse_streams)
     add_static(app, "/static", TEMPLATES_DIR / "static")  # queue.js, pow.js for the queue page
-    # status polls and joins, served beside aiohttp by stagedoor/hot_http.py's HotSite, behind the same edge
-    edge = app[EDGE]
-    app[HOT_ROUTES] = HotRoutes([HotRoute(method, path, edge.wrap(handler, path, method))  # type: ignore[arg-type]
-                                 for method, path, handler in WAITING_ROOM_HOT_ROUTES], settings.max_body_bytes)
+    add_hot_routes(app, HOT_HANDLERS, settings.max_body_bytes)  # status and join, also served by HotSite
     return app

@@ -16,12 +16,12 @@ from stagedoor import pow as proof_of_work
 from stagedoor.auth import bearer_token
 from stagedoor.edge import stream_headers
 from stagedoor.errors import StagedoorError, redis_unavailable_reason
-from stagedoor.hot_http import HotRequest, HotResponse, hot_json
+from stagedoor.hot_http import HotRequest, HotResponse
 from stagedoor.openapi import Api
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
 from stagedoor.rate_limit import enforce
 from stagedoor.security import set_cookie
-from stagedoor.web import KEYRING, SETTINGS, decode_body, decode_json, json_response
+from stagedoor.web import KEYRING, SETTINGS, decode_body, decode_json, hot_json, json_response
 from waitingroom.appkeys import PAGES, PULSES, ROOM, SSE_STOP
 from waitingroom.errors import RoomNotFound
 from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
@@ -135,7 +135,7 @@ async def hot_join(request: HotRequest) -> HotResponse:
     return response
 
 
-HOT_ROUTES = (("GET", "/api/rooms/{room}/status", hot_status), ("POST", "/api/rooms/{room}/join", hot_join))
+HOT_HANDLERS = (("GET", "/api/rooms/{room}/status", hot_status), ("POST", "/api/rooms/{room}/join", hot_join))
 
 
 @api.get("/api/rooms/{room}/events", response="text", response_content_type="text/event-stream",

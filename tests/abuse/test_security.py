@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from aiohttp import web
 from stagedoor.cli import COMPONENTS
 from stagedoor.edge import stream_headers
 from stagedoor.errors import NotFound
+from stagedoor.hot_http import HotResponse
 from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api
 from stagedoor.security import set_cookie
@@ -170,3 +172,19 @@ async def test_every_html_page_of_every_service_is_hardened(service: str, servic
     resp = await client.get("/no-such-page", headers={"Accept": "text/html"})
     if resp.content_type == "text/html":
         assert_html_hardened(resp.headers, f"{service} 404 page")
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_a_cookie_value_that_needs_quoting_is_quoted_alike_on_both_kinds_of_response(
+        abuse_settings: Callable[..., Settings], secure: bool) -> None:
+    settings = abuse_settings(cookie_secure=secure)
+    plain, hot = web.Response(), HotResponse(b"")
+    for response in (plain, hot):
+        set_cookie(response, settings, "sd_x", 'a value; with "quotes"', max_age_s=60, samesite="Lax")
+    [header] = hot.headers.getall("Set-Cookie")
+    assert plain.headers.getall("Set-Cookie") == [header]
+    parsed: SimpleCookie = SimpleCookie(header)
+    morsel = parsed["sd_x"]
+    assert morsel.value == 'a value; with "quotes"'
+    assert (morsel["httponly"], morsel["max-age"], morsel["path"], morsel["samesite"]) == (True, "60", "/", "Lax")
+    assert bool(morsel["secure"]) is secure
