@@ -10,12 +10,9 @@ import asyncpg
 import msgspec
 
 from admission.policy import may_manage_event
-from stagedoor.auth import Principal
-from stagedoor.errors import Forbidden
-from stagedoor.policy import Action, is_allowed
-from waitingroom.errors import RoomNotFound, VisitorNotFound
-from waitingroom.queue_store import RATE_TAU_MS, QueueStore
-from waitingroom.rooms import (
+from rooms.errors import RoomNotFound, VisitorNotFound
+from rooms.queue_store import RATE_TAU_MS, QueueStore
+from rooms.store import (
     Mode,
     Room,
     RoomConfig,
@@ -26,6 +23,9 @@ from waitingroom.rooms import (
     rfc3339,
     room_from_config,
 )
+from stagedoor.auth import Principal
+from stagedoor.errors import Forbidden
+from stagedoor.policy import Action, is_allowed
 
 logger = logging.getLogger(__name__)
 

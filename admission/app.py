@@ -12,13 +12,13 @@ from admission.console import routes as console_routes
 from admission.controller import AdmissionController, controller_ctx
 from admission.metrics import AdmissionMetrics
 from admission.routes import api
+from rooms.queue_store import QueueStore
+from rooms.store import RoomStore
 from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
+from stagedoor.pages import STATIC_DIR
 from stagedoor.settings import Settings
 from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
-from ticketing.pages import STATIC_DIR
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import RoomStore
 
 
 async def admission_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -14,8 +14,8 @@ import aiohttp
 from aiohttp import web
 
 from stagedoor import errors
+from stagedoor.pages import render
 from stagedoor.web import SETTINGS
-from ticketing.pages import render
 
 logger = logging.getLogger(__name__)
 

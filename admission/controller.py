@@ -18,10 +18,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from admission.metrics import AdmissionMetrics
+from rooms.queue_store import QueueStore, TickResult
+from rooms.store import RoomStore
 from stagedoor.settings import Settings
 from stagedoor.tasks import stop_task
-from waitingroom.queue_store import QueueStore, TickResult
-from waitingroom.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rooms.store import Room, RoomStore
 from stagedoor.connections import make_redis
 from stagedoor.keys import KeyRing
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
-from waitingroom.rooms import Room, RoomStore
 
 DEMO_ROOM = "demo-arena"
 SALE_DELAY_S = 120

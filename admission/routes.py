@@ -8,10 +8,10 @@ from aiohttp import web
 
 from admission.admin import RoomList, RoomOut
 from admission.appkeys import ADMIN
+from rooms.store import RoomConfig, RoomPatch
 from stagedoor.auth import require_principal
 from stagedoor.openapi import Api
 from stagedoor.web import decode_body, json_response
-from waitingroom.rooms import RoomConfig, RoomPatch
 
 api = Api(tag="admin")
 

@@ -484,7 +484,7 @@ class SaleResult:
 async def _patch_room(ctx: SaleCtx, admission_url: str, admin_headers: dict[str, str], starts_at: float) -> None:
     import aiohttp
 
-    from waitingroom.rooms import rfc3339
+    from rooms.store import rfc3339
 
     async with aiohttp.ClientSession() as session, session.patch(
             f"{admission_url}/admin/rooms/{ctx.room}", json={"starts_at": rfc3339(int(starts_at * 1000))},

@@ -34,8 +34,8 @@ from loadtest.instructions import _wait_ready
 from loadtest.limits import stop_process
 from loadtest.rawhttp import RawClient
 from loadtest.scenarios._waitingroom import bulk_join_at, create_room, lone_waiting_room_env, lone_waiting_room_stores
+from rooms.store import Room
 from stagedoor.embedded import free_port
-from waitingroom.rooms import Room
 
 ROOM = "sse-bench"
 SETTLE_S = 3.0

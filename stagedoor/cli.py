@@ -326,7 +326,7 @@ _EXTENSIONS: list[Callable[[Any], None]] = []
 def _load_extensions() -> None:
     if _EXTENSIONS:
         return  # already loaded (main() may run more than once in one process, e.g. in tests)
-    for module in ("ticketing.cli_commands", "admission.cli_commands"):
+    for module in ("ticketing.accounts.cli", "admission.cli_commands"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

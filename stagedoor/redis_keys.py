@@ -42,7 +42,7 @@ class RedisKeys:
         return self.event(event_id, "room")
 
     def room_config(self, room: str) -> str:
-        """hash: the room's configuration (waitingroom/rooms.py RoomConfig, times in ms)."""
+        """hash: the room's configuration (rooms/store.py RoomConfig, times in ms)."""
         return self.room(room, "cfg")
 
     def room_state(self, room: str) -> str:
@@ -81,8 +81,8 @@ class RedisKeys:
         return f"{self.prefix}:your_turn_lock"
 
     # -- ticketing keys (ticketing issue): add methods here
-    # Holdable inventory of one event (ticketing/hold_store.py). Redis is a cache of what can be
-    # held; PostgreSQL is the truth of what is sold (ticketing/inventory.py rebuilds from it).
+    # Holdable inventory of one event (ticketing/holds/store.py). Redis is a cache of what can be
+    # held; PostgreSQL is the truth of what is sold (ticketing/holds/inventory.py rebuilds from it).
     def inventory_meta(self, event_id: str) -> str:
         """hash: status, currency, max_per_order, hold_ttl_ms, gen (the "loaded" marker: absent
         after Redis data loss, which triggers a rebuild from PostgreSQL)."""
@@ -136,7 +136,7 @@ class RedisKeys:
         """string with PX: one worker replica sweeps expired holds at a time."""
         return f"{self.prefix}:hold_sweeper_lock"
 
-    # Purchases (ticketing/idempotency.py).
+    # Purchases (ticketing/orders/idempotency.py).
     def purchase_idempotency(self, user_id: str, key_digest: str) -> str:
         """string with EX: "p:<fingerprint>:<nonce>" while a purchase with this Idempotency-Key runs,
         then "d:<fingerprint>:<status>:<response>" (PostgreSQL keeps the durable copy)."""

@@ -89,7 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     hold_sweep_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=60)] = 1.0
     # Finished (sold/released/expired) hold records stay readable this long, then are purged.
     hold_record_retention_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86_400)] = 3600
-    # A live seat map is served from memory this long at most (ticketing/seat_map_cache.py); 0 = off.
+    # A live seat map is served from memory this long at most (ticketing/holds/seat_map_cache.py); 0 = off.
     seat_map_cache_ms: Annotated[int, msgspec.Meta(ge=0, le=5000)] = 500
 
     # Waiting room and admission (waitingroom/, admission/).
@@ -98,7 +98,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     admission_burst_s: Annotated[float, msgspec.Meta(ge=0.05, le=10)] = 0.5  # bucket depth, in seconds of rate
     admission_max_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000  # most admitted per room per tick
     waitingroom_sse_max_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 300  # then the client reconnects
-    # Purchases (ticketing/purchase.py, ticketing/payments.py). The mock gateway is the only
+    # Purchases (ticketing/orders/purchase.py, ticketing/payments/charging.py). The mock gateway is the only
     # gateway until a real one is wired; its latency and failure rate are for tests and benchmarks.
     payment_gateway: Literal["mock"] = "mock"
     payment_mock_latency_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0

@@ -7,19 +7,19 @@ from aiohttp import web
 from stagedoor.bus import emitter_ctx
 from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
+from stagedoor.pages import STATIC_DIR
 from stagedoor.settings import Settings
 from stagedoor.web import add_static, base_app, keyring_ctx
-from ticketing.accounts_routes import accounts_ctx
-from ticketing.accounts_routes import api as accounts_api
-from ticketing.inventory import inventory_ctx
+from ticketing.accounts.routes import accounts_ctx
+from ticketing.accounts.routes import api as accounts_api
+from ticketing.catalog.organizer import api as organizer_events_api
+from ticketing.catalog.routes import api as events_api
+from ticketing.holds.inventory import inventory_ctx
+from ticketing.holds.routes import api as holds_api
 from ticketing.metrics import TicketingMetrics
-from ticketing.organizer_events import api as organizer_events_api
-from ticketing.pages import STATIC_DIR
-from ticketing.routes_events import api as events_api
-from ticketing.routes_holds import api as holds_api
-from ticketing.routes_orders import api as orders_api
-from ticketing.routes_orders import purchases_ctx
-from ticketing.routes_pages import routes as pages_routes
+from ticketing.orders.routes import api as orders_api
+from ticketing.orders.routes import purchases_ctx
+from ticketing.shop.routes import routes as pages_routes
 
 
 def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:

@@ -7,15 +7,15 @@
   exactly-once: ``bus_applied`` (group, event id) is inserted in the same transaction.
   "Available" means not sold: holds are short-lived Redis state (HoldPlaced is best-effort), so
   BookingExpired changes nothing here and is not subscribed.
-- group ``admission``: SoldOut stops the event's waiting room (admission.sessions.mark_sold_out,
+- group ``admission``: SoldOut stops the event's waiting room (rooms.sessions.mark_sold_out,
   idempotent; the purchase path already calls it at once, the bus is the durable fallback);
-  ShopperFinished ends the shopper session (admission.sessions.finish_shopper, idempotent; same).
+  ShopperFinished ends the shopper session (rooms.sessions.finish_shopper, idempotent; same).
 - group ``refunds``: EventCancelled refunds every confirmed order of the event
-  (ticketing.payment_refunds.refund_event_orders: each order once; an order the gateway would
+  (ticketing.payments.refunds.refund_event_orders: each order once; an order the gateway would
   not refund makes the delivery fail, so it is retried with backoff and dead-lettered after
   ``bus_max_attempts``).
 - group ``dashboard``: the organizer dashboard's per-event, per-minute/hour/day counters
-  (ticketing/dashboard_counters.py: orders, tickets, revenue, refunds, failed payments, expired
+  (ticketing/sales/counters.py: orders, tickets, revenue, refunds, failed payments, expired
   holds, check-ins; exactly-once through ``bus_applied`` in the same statement). Beside its
   consumer, the worker runs the one-time backfill of the counters from the outbox in the
   background (``dashboard_backfill_ctx``; a no-op once done).
@@ -32,17 +32,17 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 from aiohttp import web
 
-from admission.sessions import finish_shopper, mark_sold_out
+from rooms.sessions import finish_shopper, mark_sold_out
 from stagedoor.bus import consumer_ctx
 from stagedoor.bus_envelope import Envelope, Handler
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_task
 from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS
-from ticketing.dashboard_counters import DashboardCounters, backfill_until_done
-from ticketing.order_store import OrderStore
-from ticketing.payment_refunds import refund_event_orders
-from ticketing.payments import Payments
+from ticketing.orders.store import OrderStore
+from ticketing.payments.charging import Payments
+from ticketing.payments.refunds import refund_event_orders
+from ticketing.sales.counters import DashboardCounters, backfill_until_done
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _admission(app: web.Application) -> Handler:
 
 
 def _refunds(app: web.Application) -> Handler:
-    from ticketing.routes_orders import GATEWAY
+    from ticketing.orders.routes import GATEWAY
 
     payments = Payments.from_settings(app[SETTINGS], app[METRICS], app.get(GATEWAY))  # type: ignore[arg-type]
     return CancellationRefunds(OrderStore(app[DB]), payments)
@@ -168,7 +168,7 @@ CONSUMER_FACTORIES: dict[str, Callable[[web.Application], Handler]] = {
 
 async def dashboard_backfill_ctx(app: web.Application) -> AsyncIterator[None]:
     """Counts what the outbox holds from before the ``dashboard`` group existed, once per database,
-    in a background task (ticketing/dashboard_counters.py explains why it may run before, during
+    in a background task (ticketing/sales/counters.py explains why it may run before, during
     or after the group's consumer without counting anything twice)."""
     task = asyncio.create_task(backfill_until_done(app[DB]), name="dashboard-backfill")
     yield

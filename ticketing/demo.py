@@ -18,9 +18,9 @@ from stagedoor.keys import KeyRing
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
-from ticketing.event_store import EventStore, NewEvent, TierRow
-from ticketing.hold_store import HoldStore
-from ticketing.inventory import Inventory
+from ticketing.catalog.store import EventStore, NewEvent, TierRow
+from ticketing.holds.inventory import Inventory
+from ticketing.holds.store import HoldStore
 
 DEMO_EMAIL = "demo@stagedoor.local"
 DEMO_TITLE = "Stagedoor Arena Night (demo)"
@@ -53,7 +53,7 @@ def _password(settings: Settings) -> str:
 
 
 async def _organizer(settings: Settings, pool: asyncpg.Pool) -> tuple[str, str]:
-    from ticketing.passwords import Passwords
+    from ticketing.accounts.passwords import Passwords
 
     password = _password(settings)
     existing = await pool.fetchval("SELECT id::text FROM users WHERE lower(email) = $1", DEMO_EMAIL)

@@ -29,8 +29,8 @@ from stagedoor.settings import Settings
 from stagedoor.tasks import stop_task
 from stagedoor.web import METRICS, SETTINGS, base_app, keyring_ctx
 from ticketing.bus_consumers import add_consumers
-from ticketing.events import outbox_id
-from ticketing.inventory import INVENTORY, Inventory, clock_of, inventory_ctx
+from ticketing.catalog.events import outbox_id
+from ticketing.holds.inventory import INVENTORY, Inventory, clock_of, inventory_ctx
 from ticketing.metrics import TicketingMetrics
 from ticketing.notifications.context import add_notifications
 

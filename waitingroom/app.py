@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from rooms.queue_store import QueueStore
+from rooms.store import RoomStore
 from stagedoor.hot_http import add_hot_routes
 from stagedoor.keys import KeyRing
 from stagedoor.settings import TEMPLATES_DIR, Settings, require
@@ -19,8 +21,6 @@ from waitingroom.heard_beacon import heard_beacon_ctx
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
 from waitingroom.queue import WaitingRoom
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import RoomStore
 from waitingroom.routes import HOT_HANDLERS, api
 from waitingroom.sse_pulse import RoomPulses
 

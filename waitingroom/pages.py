@@ -7,10 +7,10 @@ from typing import Any
 
 import jinja2
 
+from rooms.store import Room, rfc3339
 from stagedoor.settings import TEMPLATES_DIR
 from stagedoor.static_files import static_files
 from waitingroom.queue import StatusOut
-from waitingroom.rooms import Room, rfc3339
 
 REFRESH_S = 5
 

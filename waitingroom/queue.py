@@ -18,14 +18,14 @@ from typing import Literal
 
 import msgspec
 
+from rooms.errors import RoomClosed, RoomNotFound, RoomNotOpen, RoomSoldOut, VisitorEvicted
+from rooms.queue_store import QueueStatus, QueueStore, join_result, queue_status
+from rooms.store import Room, RoomStore, check_room_id, rfc3339
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.keys import KeyRing
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims, mint_queue_token, verify_queue_token
 from stagedoor.settings import Settings
-from waitingroom.errors import RoomClosed, RoomNotFound, RoomNotOpen, RoomSoldOut, VisitorEvicted
 from waitingroom.metrics import WaitingRoomMetrics
-from waitingroom.queue_store import QueueStatus, QueueStore, join_result, queue_status
-from waitingroom.rooms import Room, RoomStore, check_room_id, rfc3339
 
 State = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out", "closed"]
 ROOM_CACHE_S = 0.5

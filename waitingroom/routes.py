@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 from redis.exceptions import RedisError
 
+from rooms.errors import RoomNotFound
 from stagedoor import pow as proof_of_work
 from stagedoor.auth import bearer_token
 from stagedoor.edge import stream_headers
@@ -23,7 +24,6 @@ from stagedoor.rate_limit import enforce
 from stagedoor.security import set_cookie
 from stagedoor.web import KEYRING, SETTINGS, decode_body, decode_json, hot_json, json_response
 from waitingroom.appkeys import PAGES, PULSES, ROOM, SSE_STOP
-from waitingroom.errors import RoomNotFound
 from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
 from waitingroom.sse_pulse import SSE_PULSE_S, Watch
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import redis.asyncio as redis_asyncio
 
+from rooms.queue_store import BUCKET_MS, QueueStore, new_suffix
+from rooms.store import Room, RoomStore
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.keys import write_new_key
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
-from waitingroom.queue_store import BUCKET_MS, QueueStore, new_suffix
-from waitingroom.rooms import Room, RoomStore
 
 PREFIX = "sd"  # the services' default STAGEDOOR_REDIS_KEY_PREFIX
 

@@ -32,9 +32,9 @@ import asyncpg
 from loadtest.driver import Histogram, RunResult, WorkerResult, merge_results
 from loadtest.flashsale import STEPS, SaleCtx, SalePlan, SaleResult, admitted_rate, out_of_order, run_sale
 from loadtest.scenario import BenchEnv, Figure, LoadConfig, ServerSpec, Target
+from rooms.store import rfc3339
 from stagedoor.auth import mint_access_token
 from stagedoor.keys import KeyRing
-from waitingroom.rooms import rfc3339
 
 READY = True
 SERVICE_PROCESSES = 2

@@ -25,7 +25,7 @@ from stagedoor.keys import KeyRing
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import load_settings
 from stagedoor.web import KEYRING, KEYS, REDIS, SETTINGS
-from ticketing.passwords import Passwords
+from ticketing.accounts.passwords import Passwords
 
 
 async def main() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from rooms.queue_store import QueueStore
 from stagedoor.settings import Settings
-from waitingroom.queue_store import QueueStore
 
 PROBLEM = "application/problem+json"
 

@@ -18,12 +18,12 @@ import redis.asyncio as redis_asyncio
 
 from admission.controller import AdmissionController
 from admission.metrics import AdmissionMetrics
+from rooms.queue_store import QueueStore
+from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
 from stagedoor.tasks import stop_tasks
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import Room, RoomStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -89,7 +89,7 @@ async def test_admitted_count_over_10_s_is_within_5_percent_of_the_rate(n_replic
 
 
 def _unpause() -> Any:
-    from waitingroom.rooms import RoomPatch
+    from rooms.store import RoomPatch
 
     return RoomPatch(paused=False)
 

@@ -20,6 +20,8 @@ import asyncpg
 import msgspec
 import redis.asyncio as redis_asyncio
 
+from rooms.queue_store import QueueStore
+from rooms.store import RoomConfig, RoomStore, room_from_config
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.bus import EMITTER, OutboxRelay, StreamConsumer
 from stagedoor.bus_envelope import Envelope
@@ -30,10 +32,8 @@ from tests.bus.conftest import Recorder
 from tests.bus.test_emission import wait_outbox
 from tests.ticketing.conftest import buy, hold_seats, seat_map
 from ticketing.bus_consumers import CONSUMER_FACTORIES, AdmissionSignals, CancellationRefunds
-from ticketing.gateway import Charge, MockGateway
-from ticketing.routes_orders import PURCHASES
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import RoomConfig, RoomStore, room_from_config
+from ticketing.orders.routes import PURCHASES
+from ticketing.payments.gateway import Charge, MockGateway
 
 
 async def stream_envelopes(redis: Any, keys: RedisKeys) -> list[tuple[bytes, Envelope]]:

@@ -1,4 +1,4 @@
-"""The organizer dashboard counters (ticketing/dashboard_counters.py, bus group ``dashboard``):
+"""The organizer dashboard counters (ticketing/sales/counters.py, bus group ``dashboard``):
 exact after purchases, a failed payment, an expired hold, a check-in and refunds once the relay
 and the consumer ran; redeliveries and republished rows counted once; the one-time backfill
 right whatever was relayed or consumed before it; the sales endpoint answering from the
@@ -20,7 +20,8 @@ from stagedoor.web import KEYS, REDIS
 from tests.bus.test_consumers import drain, stream_envelopes
 from tests.ticketing.conftest import buy, count_sales, hold_seats
 from ticketing.bus_consumers import CONSUMER_FACTORIES
-from ticketing.dashboard_counters import (
+from ticketing.holds.inventory import CLOCK, INVENTORY
+from ticketing.sales.counters import (
     COUNTED_TYPES,
     GROUP,
     SERIES,
@@ -29,7 +30,6 @@ from ticketing.dashboard_counters import (
     SalesCounterStore,
     backfill_counters,
 )
-from ticketing.inventory import CLOCK, INVENTORY
 from ticketing.worker import create_worker_app, sweep_event
 
 # What the sales endpoint computed before the counters: a scan of the event's orders and tickets.

@@ -15,7 +15,7 @@ from stagedoor.bus_events import decode_payload
 from stagedoor.redis_keys import RedisKeys
 from tests.ticketing.conftest import buy, hold_seats, seat_map
 from ticketing.bus_consumers import ReadModel
-from ticketing.inventory import INVENTORY
+from ticketing.holds.inventory import INVENTORY
 from ticketing.worker import sweep_event
 
 

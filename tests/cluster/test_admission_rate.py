@@ -11,12 +11,12 @@ import pytest
 
 from admission.controller import AdmissionController
 from admission.metrics import AdmissionMetrics
+from rooms.queue_store import QueueStore
+from rooms.store import Room, RoomPatch, RoomStore
 from stagedoor.connections import make_redis
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_tasks
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import Room, RoomPatch, RoomStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 RATE = 60.0

@@ -12,7 +12,7 @@ from stagedoor.connections import make_redis
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
-from ticketing.hold_store import HoldStore
+from ticketing.holds.store import HoldStore
 
 
 async def test_updating_the_meta_of_an_event_not_loaded_writes_nothing_on_a_cluster(

@@ -9,12 +9,12 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
+from rooms.queue_store import BUCKET_MS, QueueStore
 from stagedoor.connections import make_redis, redis_run_id
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.script_batcher import ScriptBatcher
 from stagedoor.settings import Settings
-from waitingroom.queue_store import BUCKET_MS, QueueStore
 
 ROOMS = [f"room-{i}" for i in range(24)]
 

@@ -8,10 +8,10 @@ from collections import Counter
 
 from redis.asyncio.cluster import RedisCluster
 
+from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
-from waitingroom.rooms import Room, RoomStore
 
 ROOMS = [f"concert-{i}" for i in range(30)]
 EVENTS = [str(i) for i in range(1, 31)]

@@ -20,7 +20,7 @@ from stagedoor.settings import Settings
 from ticketing.notifications.dev_mail import MailSink, sink_port, start_sink
 from ticketing.notifications.metrics import NotificationMetrics
 from ticketing.notifications.service import Notifications
-from ticketing.ticket_codes import sign_ticket_code
+from ticketing.tickets.codes import sign_ticket_code
 
 
 class FlakySink(MailSink):

@@ -9,12 +9,12 @@ from typing import Any
 
 from admission.controller import AdmissionController
 from admission.metrics import AdmissionMetrics
+from rooms.queue_store import QueueStore
+from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from tests.notifications.conftest import metric
 from ticketing.notifications.your_turn import YourTurnDrain
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import Room, RoomStore
 
 
 async def _room(redis_client: Any, prefix: str) -> tuple[RoomStore, QueueStore, RedisKeys, int]:

@@ -23,8 +23,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
-from ticketing import errors
-from ticketing.hold_store import HoldStore, InventoryMeta, StagedTier
+from ticketing.holds import errors
+from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
 
 EVENT = "7"
 TTL_MS = 1_000

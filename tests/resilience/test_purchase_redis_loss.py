@@ -20,8 +20,8 @@ from stagedoor.auth import mint_access_token
 from stagedoor.embedded import EmbeddedRedis, free_port
 from stagedoor.web import DB
 from tests.ticketing.conftest import make_event, manual_clock, shop  # noqa: F401 - fixtures
-from ticketing.hold_store import HOLDS
-from ticketing.inventory import INVENTORY
+from ticketing.holds.inventory import INVENTORY
+from ticketing.holds.store import HOLDS
 
 SEATS = 200
 WORKERS = 16

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from stagedoor.bus import OutboxRelay, StreamConsumer
+from stagedoor.clock import ManualClock
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
 from stagedoor.web import DB, KEYS, REDIS
 from ticketing.app import create_app
-from ticketing.dashboard_counters import GROUP, DashboardCounters, backfill_counters
-from ticketing.holds import ManualClock
-from ticketing.inventory import CLOCK
+from ticketing.holds.inventory import CLOCK
+from ticketing.sales.counters import GROUP, DashboardCounters, backfill_counters
 
 
 def seat_map(sections: int = 1, rows: int = 10, per_row: int = 10, tiers: tuple[str, ...] = ("A",)) -> dict[str, Any]:
@@ -82,8 +82,8 @@ def shop(aiohttp_client: Any, make_settings: Callable[..., Settings], keyring: K
          manual_clock: ManualClock) -> Callable[..., Any]:
     """``await shop(gateway=None, **settings)`` -> ticketing TestClient on ``manual_clock`` with a
     MockGateway tests can inspect (``client.gateway``); rate limits off unless asked for."""
-    from ticketing.gateway import MockGateway
-    from ticketing.routes_orders import GATEWAY
+    from ticketing.orders.routes import GATEWAY
+    from ticketing.payments.gateway import MockGateway
 
     async def start(gateway: Any = None, **overrides: Any) -> Any:
         overrides.setdefault("rate_limits_enabled", False)

@@ -9,7 +9,7 @@ import uuid
 import jwt
 
 from tests.ticketing.conftest import buy, hold_seats
-from ticketing.ticket_codes import TICKET_AUDIENCE, sign_ticket_code, verify_ticket_code
+from ticketing.tickets.codes import TICKET_AUDIENCE, sign_ticket_code, verify_ticket_code
 
 
 async def _bought(client, make_event, create_user, seats=("s1", "s2")):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from stagedoor.clock import ManualClock
 from stagedoor.web import DB
 from tests.ticketing.conftest import buy, hold_seats
-from ticketing.holds import ManualClock
 
 
 async def _discount(client, event, **body):

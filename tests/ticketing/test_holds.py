@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from stagedoor.admission_tokens import mint_admission_token
+from stagedoor.clock import ManualClock
 from stagedoor.web import KEYS
-from ticketing.errors import HoldExpired, HoldSeatLost
-from ticketing.hold_store import HOLDS
-from ticketing.holds import ManualClock
-from ticketing.inventory import INVENTORY, clock_of
+from ticketing.holds.errors import HoldExpired, HoldSeatLost
+from ticketing.holds.inventory import INVENTORY, clock_of
+from ticketing.holds.store import HOLDS
 
 PROBLEM = "application/problem+json"
 

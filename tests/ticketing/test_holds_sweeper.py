@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from stagedoor.clock import ManualClock
 from stagedoor.web import METRICS
-from ticketing.holds import ManualClock
-from ticketing.inventory import CLOCK
+from ticketing.holds.inventory import CLOCK
 from ticketing.worker import create_worker_app
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import redis.asyncio as redis_asyncio
 
+from stagedoor.clock import ManualClock
 from stagedoor.embedded import EmbeddedRedis
-from ticketing.hold_store import HOLDS
-from ticketing.holds import ManualClock
-from ticketing.inventory import INVENTORY, rebuild_event_inventory
+from ticketing.holds.inventory import INVENTORY, rebuild_event_inventory
+from ticketing.holds.store import HOLDS
 from ticketing.worker import HoldSweeper
 
 

@@ -13,8 +13,8 @@ from stagedoor.embedded import EmbeddedRedis
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.script_batcher import ScriptBatcher
-from ticketing.errors import SeatUnavailable
-from ticketing.hold_store import HoldStore, InventoryMeta, StagedTier
+from ticketing.holds.errors import SeatUnavailable
+from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
 
 
 async def test_concurrent_holds_batch_and_survive_a_script_flush(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ import asyncio
 import time
 from typing import Any
 
+from stagedoor.clock import ManualClock
 from stagedoor.web import DB
 from tests.ticketing.conftest import buy, hold_seats
-from ticketing.gateway import Charge, MockGateway
-from ticketing.holds import ManualClock
+from ticketing.payments.gateway import Charge, MockGateway
 
 
 async def test_the_same_key_again_replays_the_same_response_and_charges_once(shop, make_event,

@@ -1,13 +1,13 @@
-"""Cancelling an event refunds its orders once (ticketing/payment_refunds.py), even when run twice
+"""Cancelling an event refunds its orders once (ticketing/payments/refunds.py), even when run twice
 or when the gateway fails for some of them (those are retried by the next run)."""
 
 from __future__ import annotations
 
 from stagedoor.web import DB
 from tests.ticketing.conftest import buy, hold_seats
-from ticketing.gateway import Charge, GatewayFailure, MockGateway
-from ticketing.payment_refunds import refund_event_orders
-from ticketing.routes_orders import ORDERS, PURCHASES
+from ticketing.orders.routes import ORDERS, PURCHASES
+from ticketing.payments.gateway import Charge, GatewayFailure, MockGateway
+from ticketing.payments.refunds import refund_event_orders
 
 
 class RefundOutage(MockGateway):

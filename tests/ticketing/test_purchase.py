@@ -10,11 +10,11 @@ import asyncio
 from typing import Any
 
 from stagedoor.admission_tokens import mint_admission_token
+from stagedoor.clock import ManualClock
 from stagedoor.web import DB, KEYS, REDIS
 from tests.ticketing.conftest import buy, hold_seats
-from ticketing.gateway import Charge, MockGateway
-from ticketing.holds import ManualClock
-from ticketing.inventory import clock_of
+from ticketing.holds.inventory import clock_of
+from ticketing.payments.gateway import Charge, MockGateway
 
 PROBLEM = "application/problem+json"
 

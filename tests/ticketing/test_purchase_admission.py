@@ -1,16 +1,16 @@
-"""Purchase and the waiting room (admission.sessions): a purchase through the queue ends the
+"""Purchase and the waiting room (rooms.sessions): a purchase through the queue ends the
 shopper's session at once, and selling the last seat marks the room sold out."""
 
 from __future__ import annotations
 
 import asyncio
 
+from rooms.queue_store import QueueStore
+from rooms.store import RoomConfig, RoomStore, room_from_config
 from stagedoor.admission_tokens import mint_admission_token
+from stagedoor.clock import ManualClock
 from stagedoor.web import KEYS, REDIS, SCRIPTS
 from tests.ticketing.conftest import buy, seat_map
-from ticketing.holds import ManualClock
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import RoomConfig, RoomStore, room_from_config
 
 
 async def _admitted_visitor(client, event_id: str, now_ms: int) -> str:

@@ -1,7 +1,7 @@
 """The event search's indexes, proven by EXPLAIN on 100,000 events (issue 8).
 
 The catalog is generated in one INSERT ... SELECT generate_series (loadtest/scenarios/_search_data.py)
-and ANALYZEd; every case EXPLAINs the SQL the code builds (ticketing.event_store.search_sql) for
+and ANALYZEd; every case EXPLAINs the SQL the code builds (ticketing.catalog.store.search_sql) for
 the second page (with the keyset cursor of the first, as a client following next_cursor sends it)
 and asserts that events is read through an index (index or bitmap scan), never by a sequential
 scan. No timing is asserted (performance is the bench's: loadtest/scenarios/search.py).
@@ -18,8 +18,8 @@ import msgspec
 import pytest
 
 from loadtest.scenarios._search_data import populate
-from ticketing.catalog import EventSearch
-from ticketing.event_store import encode_cursor, search_sql
+from ticketing.catalog.store import encode_cursor, search_sql
+from ticketing.catalog.types import EventSearch
 
 EVENTS = 100_000
 

@@ -1,4 +1,4 @@
-"""The live seat map is served from memory for a moment (ticketing/seat_map_cache.py): never past
+"""The live seat map is served from memory for a moment (ticketing/holds/seat_map_cache.py): never past
 this process's own writes, never past a shown hold's expiry, and other processes' writes show
 within STAGEDOOR_SEAT_MAP_CACHE_MS."""
 
@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from stagedoor.clock import ManualClock
 from stagedoor.web import KEYS, REDIS, SCRIPTS
-from ticketing.hold_store import HoldStore
-from ticketing.holds import ManualClock
-from ticketing.seat_map_cache import SeatMapCache
+from ticketing.holds.seat_map_cache import SeatMapCache
+from ticketing.holds.store import HoldStore
 
 
 async def _states(client: Any, event_id: str) -> dict[str, str]:

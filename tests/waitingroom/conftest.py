@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import redis.asyncio as redis_asyncio
 
+from rooms.queue_store import QueueStore
+from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import Room, RoomStore
 
 T0 = 1_800_000_000_000  # a fixed "now" in ms; tests move time explicitly
 BURST_S = 0.5

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule, run_state_machine_as_test
 
+from rooms.queue_store import QueueStore
+from rooms.store import RoomStore
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from tests.waitingroom.conftest import T0, room_config
-from waitingroom.queue_store import QueueStore
-from waitingroom.rooms import RoomStore
 
 MAX_ACTIVE = 3
 TTL_MS = 10_000
@@ -148,7 +148,7 @@ def test_queue_scripts_behave_like_the_model(redis_url: str) -> None:
 # ---------------------------------------------------------------- abandonment and outages
 
 ABANDON_S = 15
-BUCKET_MS = 5_000  # waitingroom.queue_store.BUCKET_MS (checked below)
+BUCKET_MS = 5_000  # rooms.queue_store.BUCKET_MS (checked below)
 WINDOW = -(-ABANDON_S * 1000 // BUCKET_MS) + 1  # heartbeat buckets a tick looks at, newest first
 
 
@@ -256,7 +256,7 @@ class AbandonMachine(QueueMachine):
 
 
 def test_abandonment_is_judged_like_the_model_through_outages(redis_url: str) -> None:
-    from waitingroom import queue_store
+    from rooms import queue_store
     assert queue_store.BUCKET_MS == BUCKET_MS
     REDIS_URL["url"] = redis_url
     run_state_machine_as_test(AbandonMachine, settings=settings(

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis.asyncio as redis_asyncio
 
+from rooms.queue_store import QueueStore
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from tests.waitingroom.conftest import T0, Stores, room_config
-from waitingroom.queue_store import QueueStore
 
 
 async def _dump(stores: Stores, room: str) -> dict[bytes, Any]:
@@ -297,7 +297,7 @@ async def test_paused_room_admits_nobody_and_keeps_the_order(stores: Stores, mak
 
 
 async def test_sold_out_reaches_every_waiting_visitor_and_stops_admission(stores: Stores, make_room: Any) -> None:
-    from admission.sessions import mark_sold_out
+    from rooms.sessions import mark_sold_out
 
     await make_room(rate_per_s=1)
     ids = [(await stores.join("r1", T0)).visitor_id for i in range(50)]
@@ -381,8 +381,8 @@ async def test_batched_calls_each_get_their_own_reply_and_survive_a_script_flush
 
 
 def test_eta_uses_the_measured_rate_once_there_is_one() -> None:
+    from rooms.queue_store import QueueStatus
     from waitingroom.queue import eta_s
-    from waitingroom.queue_store import QueueStatus
 
     def status(observed: float, paused: bool = False, starts_at_ms: int = 0) -> QueueStatus:
         return QueueStatus("waiting", 100, 500, 0, observed, 10.0, starts_at_ms, paused)
@@ -397,7 +397,7 @@ def test_scores_and_suffixes_come_from_the_buffered_csprng_without_repeats(monke
     """random_score and new_suffix slice a 4 KiB os.urandom buffer: across several refills every
     score is in (0, 1) on the 2**-53 grid and no byte is handed out twice; a forked worker
     (another pid) draws its own buffer instead of reusing its parent's."""
-    from waitingroom import queue_store
+    from rooms import queue_store
 
     drawn: list[bytes] = []
     real_urandom = queue_store.os.urandom

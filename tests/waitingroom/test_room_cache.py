@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from rooms.errors import RoomNotFound
+from rooms.store import RoomPatch
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
 from tests.waitingroom.conftest import T0, Stores
-from waitingroom.errors import RoomNotFound
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.queue import ROOM_CACHE_S, WaitingRoom
-from waitingroom.rooms import RoomPatch
 
 
 class CountingReads:

@@ -1,4 +1,4 @@
-"""Joins and status polls batched per room and loop turn (waitingroom/turn_batches.py) into
+"""Joins and status polls batched per room and loop turn (stagedoor/turn_batches.py) into
 lua/join_many.lua and lua/status_many.lua.
 
 - Hypothesis: a join_many call of N new visitors leaves Redis exactly as N join_queue calls one
@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from redis import exceptions as rx
 
+from rooms.queue_store import BUCKET_MS, RATE_TAU_MS, QueueStore, join_result, queue_status
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.redis_pipeline import PipelinedRedis
+from stagedoor.turn_batches import MAX_BATCH, TurnBatches
 from tests.waitingroom.conftest import T0, Stores, room_config
-from waitingroom.queue_store import BUCKET_MS, RATE_TAU_MS, QueueStore, join_result, queue_status
-from waitingroom.turn_batches import MAX_BATCH, TurnBatches
 
 BURST_S = 0.5
 REFERENCE_STATUS = Path(__file__).with_name("get_queue_status_reference.lua")

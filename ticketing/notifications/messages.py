@@ -26,7 +26,7 @@ import segno
 from stagedoor.settings import TEMPLATES_DIR, Settings
 from ticketing.notifications.calendar import event_ics
 from ticketing.notifications.recipients import EventInfo, OrderInfo, TicketInfo
-from ticketing.tickets import QR_BORDER
+from ticketing.tickets.qr import QR_BORDER
 
 MESSAGE_NAMESPACE = uuid.UUID("5d0c3f4e-2f0b-4d0e-9a56-7a1c0f6b7e10")
 QR_PNG_SCALE = 5  # ~300 px for a 250-character code (version 10-11); scanners read it off a phone

@@ -1,0 +1,286 @@
+"""Room configuration: the wire types of the admin API, validation, and the Redis store.
+
+A room's configuration lives in one hash (``RedisKeys.room_config``) that every Lua script
+of the room reads on each call, so an admin change is effective at the next admission tick
+(``admission_tick_ms``, 100 ms by default): well within the 1 s the contract promises.
+Times are stored as epoch milliseconds, rates as decimal strings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Literal
+
+import msgspec
+from redis.asyncio import Redis
+
+from rooms.errors import EventAlreadyGated, RoomNotFound
+from stagedoor.errors import InvalidInput
+from stagedoor.lua import LuaScripts
+from stagedoor.redis_keys import RedisKeys
+
+Mode = Literal["fifo", "lottery", "passthrough", "closed"]
+ROOM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_ABANDON_AFTER_S = 600
+
+Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+EventId = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,19}$")]
+Rate = Annotated[float, msgspec.Meta(gt=0, le=100_000)]
+MaxActive = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+SessionTtl = Annotated[int, msgspec.Meta(ge=10, le=7200)]
+AbandonAfter = Annotated[int, msgspec.Meta(ge=0, le=MAX_ABANDON_AFTER_S)]
+PowDifficulty = Annotated[int, msgspec.Meta(ge=0, le=32)]
+ShopUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s]+|/[^\s]*)$")]
+# What the queue page names the sale by (e.g. the event's title); shown as text, never as HTML.
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """PUT /admin/rooms/{room} body. Omitted times default to "now" (open and selling)."""
+
+    event_id: EventId | None = None
+    mode: Mode = "fifo"
+    opens_at: Aware | None = None
+    starts_at: Aware | None = None
+    closes_at: Aware | None = None
+    rate_per_s: Rate = 10.0
+    max_active: MaxActive = 1000
+    session_ttl_s: SessionTtl = 600
+    abandon_after_s: AbandonAfter = 60
+    pow_difficulty: PowDifficulty = 0
+    shop_url: ShopUrl | None = None
+    paused: bool = False
+    title: Title | None = None
+
+
+class RoomPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """PATCH /admin/rooms/{room} body: any subset of the config fields (null clears an
+    optional one), plus ``sold_out`` (the admin form of ticketing's sold-out signal)."""
+
+    event_id: EventId | msgspec.UnsetType | None = msgspec.UNSET
+    mode: Mode | msgspec.UnsetType = msgspec.UNSET
+    opens_at: Aware | msgspec.UnsetType = msgspec.UNSET
+    starts_at: Aware | msgspec.UnsetType = msgspec.UNSET
+    closes_at: Aware | msgspec.UnsetType | None = msgspec.UNSET
+    rate_per_s: Rate | msgspec.UnsetType = msgspec.UNSET
+    max_active: MaxActive | msgspec.UnsetType = msgspec.UNSET
+    session_ttl_s: SessionTtl | msgspec.UnsetType = msgspec.UNSET
+    abandon_after_s: AbandonAfter | msgspec.UnsetType = msgspec.UNSET
+    pow_difficulty: PowDifficulty | msgspec.UnsetType = msgspec.UNSET
+    shop_url: ShopUrl | msgspec.UnsetType | None = msgspec.UNSET
+    paused: bool | msgspec.UnsetType = msgspec.UNSET
+    title: Title | msgspec.UnsetType | None = msgspec.UNSET
+    sold_out: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Room(msgspec.Struct, kw_only=True):
+    """A stored room: every time resolved to epoch ms."""
+
+    room: str
+    event_id: str | None
+    mode: Mode
+    opens_at_ms: int
+    starts_at_ms: int
+    closes_at_ms: int  # 0 = never
+    rate_per_s: float
+    max_active: int
+    session_ttl_s: int
+    abandon_after_s: int
+    pow_difficulty: int
+    shop_url: str | None
+    paused: bool
+    title: str | None = None
+
+
+class RoomStats(msgspec.Struct, kw_only=True):
+    waiting: int
+    active: int
+    admitted_total: int
+    abandoned_total: int
+    finished_total: int
+    admit_rate_observed: float
+    sold_out: bool
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+@lru_cache(maxsize=4096)  # a room's starts_at and a session's expiry repeat on every poll
+def rfc3339(ms: int | None) -> str | None:
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=4096)  # every poll checks its room's id again
+def _is_room_id(room: str) -> bool:
+    return ROOM_ID_RE.match(room) is not None
+
+
+def check_room_id(room: str) -> str:
+    if not _is_room_id(room):
+        raise RoomNotFound(f"no room {room[:80]!r}")  # an id we could never have created
+    return room
+
+
+def validate(room: Room) -> Room:
+    """Cross-field rules; InvalidInput (422) naming the field."""
+    errs = []
+    if room.starts_at_ms < room.opens_at_ms:
+        errs.append({"field": "$.starts_at", "message": "starts_at must not be before opens_at"})
+    if room.closes_at_ms and room.closes_at_ms <= room.starts_at_ms:
+        errs.append({"field": "$.closes_at", "message": "closes_at must be after starts_at"})
+    if errs:
+        raise InvalidInput(errs[0]["message"], errors=errs)
+    return room
+
+
+def room_from_config(room_id: str, body: RoomConfig, now_ms: int) -> Room:
+    opens = _ms(body.opens_at) if body.opens_at else now_ms
+    starts = _ms(body.starts_at) if body.starts_at else opens
+    return validate(Room(
+        room=room_id, event_id=body.event_id, mode=body.mode, opens_at_ms=opens, starts_at_ms=starts,
+        closes_at_ms=_ms(body.closes_at) if body.closes_at else 0, rate_per_s=body.rate_per_s,
+        max_active=body.max_active, session_ttl_s=body.session_ttl_s, abandon_after_s=body.abandon_after_s,
+        pow_difficulty=body.pow_difficulty, shop_url=body.shop_url, paused=body.paused, title=body.title))
+
+
+def apply_patch(room: Room, patch: RoomPatch) -> Room:
+    changes = {}
+    for field in RoomPatch.__struct_fields__:
+        value = getattr(patch, field)
+        if value is msgspec.UNSET or field == "sold_out":
+            continue
+        if field in ("opens_at", "starts_at", "closes_at"):
+            changes[f"{field}_ms"] = _ms(value) if value is not None else 0
+        else:
+            changes[field] = value
+    return validate(msgspec.structs.replace(room, **changes))
+
+
+def _to_hash(room: Room) -> dict[str, str]:
+    return {
+        "mode": room.mode, "opens_at": str(room.opens_at_ms), "starts_at": str(room.starts_at_ms),
+        "closes_at": str(room.closes_at_ms), "rate": repr(float(room.rate_per_s)),
+        "max_active": str(room.max_active), "ttl_ms": str(room.session_ttl_s * 1000),
+        "abandon_ms": str(room.abandon_after_s * 1000), "pow": str(room.pow_difficulty),
+        "event_id": room.event_id or "", "shop_url": room.shop_url or "", "paused": "1" if room.paused else "0",
+        "title": room.title or "",
+    }
+
+
+def _from_hash(room_id: str, raw: dict[bytes, bytes]) -> Room:
+    h = {k.decode(): v.decode() for k, v in raw.items()}
+    return Room(
+        room=room_id, event_id=h.get("event_id") or None, mode=h["mode"],  # type: ignore[arg-type]
+        opens_at_ms=int(h["opens_at"]), starts_at_ms=int(h["starts_at"]), closes_at_ms=int(h["closes_at"]),
+        rate_per_s=float(h["rate"]), max_active=int(h["max_active"]), session_ttl_s=int(h["ttl_ms"]) // 1000,
+        abandon_after_s=int(h["abandon_ms"]) // 1000, pow_difficulty=int(h["pow"]),
+        shop_url=h.get("shop_url") or None, paused=h.get("paused") == "1", title=h.get("title") or None)
+
+
+class RoomStore:
+    """Room configs, their event links (``event_room``) and live stats."""
+
+    def __init__(self, redis: Redis, scripts: LuaScripts, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._scripts = scripts
+        self._keys = keys
+
+    async def get(self, room_id: str) -> Room | None:
+        raw = await self._redis.hgetall(self._keys.room_config(room_id))
+        return _from_hash(room_id, raw) if raw else None
+
+    async def require(self, room_id: str) -> Room:
+        room = await self.get(check_room_id(room_id))
+        if room is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        return room
+
+    async def _check_event_free(self, room: Room) -> None:
+        if not room.event_id:
+            return
+        other = await self._redis.get(self._keys.event_room(room.event_id))
+        if other and other.decode() != room.room and await self._redis.exists(self._keys.room_config(other.decode())):
+            raise EventAlreadyGated(f"event {room.event_id} is already gated by room {other.decode()!r}",
+                                    room=other.decode())
+
+    async def _relink(self, room: Room, old_event_id: str | None) -> None:
+        """Point event_room at this room; drop the old event's link when it was ours."""
+        if old_event_id and old_event_id != room.event_id:
+            key = self._keys.event_room(old_event_id)
+            if (await self._redis.get(key) or b"").decode() == room.room:
+                await self._redis.delete(key)
+        if room.event_id:
+            await self._redis.set(self._keys.event_room(room.event_id), room.room)
+
+    async def put(self, room: Room, now_ms: int) -> bool:
+        """Create or replace; True when created. The queue and its state are kept on replace."""
+        old = await self.get(room.room)
+        await self._check_event_free(room)
+        args: list[str | int] = ["put", now_ms]
+        for field, value in _to_hash(room).items():
+            args += [field, value]
+        keys = [self._keys.room_config(room.room), self._keys.room_state(room.room)]
+        outcome = (await self._scripts.call("put_room_config", keys, args))[0].decode()
+        await self._redis.sadd(self._keys.rooms_index(), room.room)
+        await self._relink(room, old.event_id if old else None)
+        return outcome == "created"
+
+    async def patch(self, room_id: str, patch: RoomPatch, now_ms: int) -> Room:
+        old = await self.require(room_id)
+        room = apply_patch(old, patch)
+        await self._check_event_free(room)
+        changed = {k: v for k, v in _to_hash(room).items() if v != _to_hash(old).get(k)}
+        if changed:
+            args: list[str | int] = ["patch", now_ms]
+            for field, value in changed.items():
+                args += [field, value]
+            keys = [self._keys.room_config(room_id), self._keys.room_state(room_id)]
+            outcome = (await self._scripts.call("put_room_config", keys, args))[0].decode()
+            if outcome == "no_room":
+                raise RoomNotFound(f"no room {room_id!r}")
+            await self._relink(room, old.event_id)
+        if patch.sold_out is not msgspec.UNSET:
+            await self.set_sold_out(room_id, bool(patch.sold_out), now_ms)
+        return room
+
+    async def set_sold_out(self, room_id: str, sold_out: bool, now_ms: int) -> None:
+        keys = [self._keys.room_config(room_id), self._keys.room_state(room_id)]
+        reply = await self._scripts.call("mark_sold_out", keys, ["1" if sold_out else "0", now_ms])
+        if reply[0] == b"no_room":
+            raise RoomNotFound(f"no room {room_id!r}")
+
+    async def delete(self, room_id: str) -> bool:
+        room = await self.get(check_room_id(room_id))
+        if room is None:
+            return False
+        k = self._keys
+        await self._redis.unlink(k.room_config(room_id), k.room_state(room_id), k.room_waiting(room_id),
+                                 k.room_active(room_id), k.room_evicted(room_id))
+        await self._redis.srem(k.rooms_index(), room_id)
+        await self._relink(msgspec.structs.replace(room, event_id=None), room.event_id)
+        return True
+
+    async def room_ids(self) -> list[str]:
+        return sorted(m.decode() for m in await self._redis.smembers(self._keys.rooms_index()))
+
+    async def stats(self, room_id: str, now_ms: int, tau_ms: int) -> RoomStats:
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(k.room_waiting(room_id))
+            pipe.zcount(k.room_active(room_id), f"({now_ms}", "+inf")
+            pipe.hmget(k.room_state(room_id), "admitted_total", "abandoned_total", "finished_total",
+                       "rate_ewma", "rate_ts_ms", "sold_out")
+            waiting, active, st = await pipe.execute()
+        admitted, abandoned, finished, ewma, ewma_ts, sold_out = st
+        rate = float(ewma or 0)
+        if ewma_ts and now_ms > int(ewma_ts):
+            rate *= math.exp(-(now_ms - int(ewma_ts)) / tau_ms)
+        return RoomStats(waiting=int(waiting), active=int(active), admitted_total=int(admitted or 0),
+                         abandoned_total=int(abandoned or 0), finished_total=int(finished or 0),
+                         admit_rate_observed=round(rate, 3), sold_out=sold_out == b"1")

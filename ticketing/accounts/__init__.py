@@ -1,0 +1,1 @@
+"""Accounts: users, passwords, OAuth2 tokens and API clients, booking history."""

@@ -1,0 +1,102 @@
+"""Seat holds: the domain types and operations (handler -> here -> HoldStore -> Redis).
+
+A hold reserves seats (or N general-admission tickets of one tier) for one user for a
+short time. All or nothing; at most one live hold per user per event; an expired hold
+counts as free without any cron (the Lua scripts compare expiry with ``now_ms``), and
+the sweeper later reclaims it and announces BookingExpired.
+
+The invariant "a seat is never in two live holds" is enforced by the ``hold_seats``
+script, which checks every seat before its first write, inside one Redis EVAL.
+"""
+
+from __future__ import annotations
+
+import re
+
+from stagedoor.admission_tokens import AdmissionRequired
+from ticketing.holds.errors import (
+    AdmissionNeeded,
+    InvalidHoldRequest,
+    InventoryNotLoaded,
+    NotHoldOwner,
+    OverOrderLimit,
+)
+from ticketing.holds.inventory import Inventory
+from ticketing.holds.store import HoldStore
+from ticketing.holds.types import Hold, new_hold_id
+
+# Limits on what a request may name (the per-event max_tickets_per_order is checked too).
+MAX_SEATS_PER_REQUEST = 50
+SEAT_ID_RE = re.compile(r"^s[1-9][0-9]{0,6}$")
+TIER_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def validate_seat_request(seat_ids: list[str]) -> list[str]:
+    """Shape checks before touching Redis: ids well formed, no duplicates, bounded."""
+    if not seat_ids:
+        raise InvalidHoldRequest("name at least one seat", errors=[{"field": "$.seats", "message": "empty"}])
+    if len(seat_ids) > MAX_SEATS_PER_REQUEST:
+        raise OverOrderLimit(len(seat_ids), MAX_SEATS_PER_REQUEST)
+    bad = [s for s in seat_ids if not SEAT_ID_RE.match(s)]
+    if bad:
+        raise InvalidHoldRequest(f"malformed seat id(s): {', '.join(repr(b[:40]) for b in bad[:10])}",
+                                 errors=[{"field": "$.seats", "message": "malformed seat id"}])
+    seen: set[str] = set()
+    dups = [s for s in seat_ids if s in seen or seen.add(s)]  # type: ignore[func-returns-value]
+    if dups:
+        raise InvalidHoldRequest(f"seat(s) listed twice: {', '.join(dups[:10])}",
+                                 errors=[{"field": "$.seats", "message": "duplicate seat id"}])
+    return seat_ids
+
+
+async def hold_seats(store: HoldStore, event_id: str, user_id: str, seat_ids: list[str], now_ms: int,
+                     admitted: bool) -> Hold:
+    validate_seat_request(seat_ids)
+    return await store.hold_seats(event_id, new_hold_id(event_id), user_id, seat_ids, now_ms, admitted)
+
+
+async def hold_general_admission(store: HoldStore, event_id: str, user_id: str, tier: str, quantity: int,
+                                 now_ms: int, admitted: bool) -> Hold:
+    if not TIER_CODE_RE.match(tier):
+        raise InvalidHoldRequest("malformed tier code", errors=[{"field": "$.tier", "message": "malformed"}])
+    if quantity < 1:
+        raise InvalidHoldRequest("quantity must be at least 1", errors=[{"field": "$.quantity", "message": "< 1"}])
+    if quantity > MAX_SEATS_PER_REQUEST:
+        raise OverOrderLimit(quantity, MAX_SEATS_PER_REQUEST)
+    return await store.hold_general_admission(event_id, new_hold_id(event_id), user_id, tier, quantity, now_ms,
+                                              admitted)
+
+
+async def place_hold(inventory: Inventory, event_id: str, user_id: str, *, seat_ids: list[str] | None,
+                     tier: str | None, quantity: int | None, now_ms: int, admitted: bool) -> Hold:
+    """Hold seats or general-admission tickets. If Redis lost the event's inventory, rebuild it
+    from PostgreSQL (one process does, the others wait) and try once more."""
+    if (seat_ids is None) == (tier is None) or (tier is None) != (quantity is None):
+        raise InvalidHoldRequest('send either {"seats": [...]} or {"tier": code, "quantity": n}',
+                                 errors=[{"field": "$", "message": "seats xor tier+quantity"}])
+    for attempt in (1, 2):
+        try:
+            if seat_ids is not None:
+                return await hold_seats(inventory.holds, event_id, user_id, seat_ids, now_ms, admitted)
+            assert tier is not None and quantity is not None
+            return await hold_general_admission(inventory.holds, event_id, user_id, tier, quantity, now_ms,
+                                                admitted)
+        except InventoryNotLoaded:
+            if attempt == 2:
+                raise
+            await inventory.ensure_loaded(event_id)
+        except AdmissionNeeded:
+            raise AdmissionRequired("this event is gated by a waiting room: send X-Admission-Token") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def get_own_hold(store: HoldStore, hold_id: str, user_id: str, is_admin: bool) -> Hold:
+    hold = await store.get_hold(hold_id)
+    if hold.user_id != user_id and not is_admin:
+        raise NotHoldOwner("this hold belongs to another user")
+    return hold
+
+
+async def release_own_hold(store: HoldStore, hold_id: str, user_id: str, is_admin: bool, now_ms: int) -> None:
+    hold = await get_own_hold(store, hold_id, user_id, is_admin)
+    await store.release(hold, now_ms)

@@ -1,0 +1,128 @@
+"""HTTP handlers of seat holds: POST /api/events/{id}/holds, GET and DELETE /api/holds/{id}."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+
+from stagedoor import rate_limit
+from stagedoor.admission_tokens import AdmissionRequired, verify_admission_token
+from stagedoor.auth import Principal, require_principal, require_user
+from stagedoor.bus import EMITTER
+from stagedoor.errors import StagedoorError
+from stagedoor.openapi import Api
+from stagedoor.web import KEYRING, KEYS, METRICS, REDIS, SETTINGS, decode_body, json_response
+from ticketing.catalog.events import parse_event_id
+from ticketing.holds import holds, shopper_session
+from ticketing.holds.holds import MAX_SEATS_PER_REQUEST
+from ticketing.holds.inventory import INVENTORY, clock_of
+from ticketing.holds.store import HOLDS
+from ticketing.holds.types import Hold
+
+api = Api(tag="holds")
+
+
+class HoldRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    seats: Annotated[list[Annotated[str, msgspec.Meta(max_length=40)]],
+                     msgspec.Meta(min_length=1, max_length=MAX_SEATS_PER_REQUEST)] | None = None
+    tier: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEATS_PER_REQUEST)] | None = None
+
+
+class HoldItemOut(msgspec.Struct, kw_only=True):
+    seat: str | None
+    tier: str
+    price: int
+
+
+class HoldOut(msgspec.Struct, kw_only=True):
+    hold_id: str
+    event_id: str
+    state: str
+    seats: list[str]
+    tier: str | None
+    quantity: int
+    items: list[HoldItemOut]
+    expires_at: datetime
+    total: int
+    currency: str
+
+
+def hold_out(hold: Hold, now_ms: int) -> HoldOut:
+    return HoldOut(
+        hold_id=hold.id, event_id=hold.event_id, state=hold.effective_state(now_ms), seats=hold.seats,
+        tier=hold.tier, quantity=hold.quantity,
+        items=[HoldItemOut(seat=i.seat, tier=i.tier, price=i.price) for i in hold.items],
+        expires_at=datetime.fromtimestamp(hold.expires_ms / 1000, tz=UTC), total=hold.total,
+        currency=hold.currency,
+    )
+
+
+@api.post("/api/events/{event_id}/holds", body=HoldRequest, response=HoldOut, status=201,
+          errors=(401, 403, 404, 409, 503), auth="bearer",
+          extra_responses={403: shopper_session.OPENAPI_403},
+          summary="Hold seats or general-admission tickets, all or nothing (409 with conflicts)")
+async def create_hold(request: web.Request) -> web.Response:
+    app = request.app
+    metrics = app[METRICS]
+    try:
+        principal = await require_user(request)
+        await rate_limit.enforce(request, "hold", principal.id)
+        event_id = str(parse_event_id(request.match_info["event_id"]))
+        body = await decode_body(request, HoldRequest)
+        token = request.headers.get("X-Admission-Token")
+        claims = verify_admission_token(app[KEYRING], token, event_id) if token else None
+        now_ms = clock_of(app).now_ms()
+        # A valid token counts only while its shopper session lasts (evicted/finished -> not admitted).
+        admitted = claims is not None and await shopper_session.is_active(app[REDIS], app[KEYS], claims, now_ms,
+                                                                          batcher=app[HOLDS].batcher)
+        try:
+            hold = await holds.place_hold(app[INVENTORY], event_id, principal.id, seat_ids=body.seats,
+                                          tier=body.tier, quantity=body.quantity, now_ms=now_ms, admitted=admitted)
+        except AdmissionRequired:
+            if claims is not None:  # gated, and the session behind the token is over
+                raise shopper_session.session_ended(claims) from None
+            raise
+    except StagedoorError as exc:
+        metrics.holds_total.labels(exc.code).inc()  # type: ignore[attr-defined]
+        raise
+    metrics.holds_total.labels("held").inc()  # type: ignore[attr-defined]
+    if EMITTER in app and app[SETTINGS].bus_emit_hold_placed:  # best-effort, buffered: no extra round trip
+        app[EMITTER].emit("HoldPlaced", hold.id, {"hold_id": hold.id, "event_id": event_id, "user_id": principal.id,
+                                                  "quantity": len(hold.items), "expires_ms": hold.expires_ms})
+    return json_response(hold_out(hold, now_ms), status=201, headers={"Location": f"/api/holds/{hold.id}"})
+
+
+@api.get("/api/holds/{hold_id}", response=HoldOut, errors=(401, 404, 409), auth="bearer",
+         summary="Inspect one of your holds")
+async def get_hold(request: web.Request) -> web.Response:
+    principal = await _holder(request)
+    hold = await holds.get_own_hold(request.app[HOLDS], request.match_info["hold_id"], principal.id,
+                                    principal.is_admin)
+    return json_response(hold_out(hold, clock_of(request.app).now_ms()))
+
+
+@api.delete("/api/holds/{hold_id}", errors=(401, 404, 409), status=204, auth="bearer",
+            summary="Release one of your holds")
+async def release_hold(request: web.Request) -> web.Response:
+    principal = await _holder(request)
+    app = request.app
+    now_ms = clock_of(app).now_ms()
+    hold = await holds.get_own_hold(app[HOLDS], request.match_info["hold_id"], principal.id, principal.is_admin)
+    await app[HOLDS].release(hold, now_ms)
+    if hold.is_live(now_ms):
+        app[METRICS].holds_total.labels("released").inc()  # type: ignore[attr-defined]
+        app[METRICS].hold_duration_seconds.labels("released").observe(  # type: ignore[attr-defined]
+            max(0, now_ms - hold.created_ms) / 1000)
+    return web.Response(status=204)
+
+
+async def _holder(request: web.Request) -> Principal:
+    """The hold's owner (a user) or an admin (admin key or admin user) may inspect/release it."""
+    principal = await require_principal(request)
+    if principal.kind != "user" and not principal.is_admin:
+        return await require_user(request)
+    return principal

@@ -1,0 +1,65 @@
+"""Is the admitted visitor still a shopper? Ticketing's check against the waiting room.
+
+An admission token is a signed JWT that stays valid until its ``exp``; the waiting room can
+end the shopper session earlier (an SRE evicts the visitor, the visitor bought and finished,
+the session TTL ran out). Holds and purchases on a gated event therefore also ask the room's
+``active`` sorted set (``rooms.sessions.is_shopper_active``: one ZSCORE) and refuse with
+``403 /problems/shopper-session-ended`` once the session is over, so an eviction takes effect
+at the visitor's next request (no cache: the answer is at most one Redis round trip old).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rooms import sessions
+from stagedoor.admission_tokens import AdmissionClaims
+from stagedoor.errors import Forbidden
+
+
+class ShopperSessionEnded(Forbidden):
+    code = "shopper-session-ended"
+    title = "Your shopping session has ended"
+
+
+OPENAPI_403 = ("Forbidden: no valid X-Admission-Token for this gated event (/problems/admission-required), "
+               "the shopper session behind it ended: evicted, finished or expired "
+               "(/problems/shopper-session-ended), or not allowed")
+
+
+def session_ended(claims: AdmissionClaims) -> ShopperSessionEnded:
+    return ShopperSessionEnded(
+        f"your shopping session in waiting room {claims.room[:64]!r} has ended (evicted, finished or expired); "
+        "join the queue again")
+
+
+async def is_active(redis: Any, keys: Any, claims: AdmissionClaims, now_ms: int, batcher: Any = None) -> bool:
+    """True while the token's visitor holds a live shopper session in the token's room. With
+    ``batcher`` (the app's hot-path Redis client) the ZSCORE shares the process's pipelines."""
+    command = sessions.active_session_command(keys, claims.room, claims.visitor_id)
+    reply = await (batcher.command(*command) if batcher is not None else redis.execute_command(*command))
+    return sessions.session_is_live(reply, now_ms)
+
+
+class AdmissionHooks:
+    """Tells the waiting room about purchases (rooms.sessions): a shopper finished, the event
+    sold out; and checks that an admission token's shopper session is still live."""
+
+    def __init__(self, redis: Any, scripts: Any, keys: Any) -> None:
+        self._args = (redis, scripts, keys)
+
+    async def finish_shopper(self, room: str, visitor_id: str, now_ms: int) -> None:
+        await sessions.finish_shopper(*self._args, room, visitor_id, now_ms)
+
+    async def mark_sold_out(self, room: str, now_ms: int) -> None:
+        await sessions.mark_sold_out(*self._args, room, now_ms)
+
+    def session_command(self, admission: AdmissionClaims) -> tuple[str, str, str]:
+        """The shopper-session check as one command for the Idempotency-Key claim's round trip."""
+        return sessions.active_session_command(self._args[2], admission.room, admission.visitor_id)
+
+    def require_active(self, admission: AdmissionClaims, reply: object, now_ms: int) -> None:
+        """403 shopper-session-ended once the token's session is over (evicted, finished, expired);
+        ``reply`` is what :meth:`session_command` answered."""
+        if not sessions.session_is_live(reply, now_ms):
+            raise session_ended(admission)

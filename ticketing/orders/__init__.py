@@ -1,0 +1,1 @@
+"""Orders: the purchase, idempotency keys, discount codes, order reads and sell-out detection."""

@@ -1,0 +1,1 @@
+"""Payments: the gateway interface, charging with retries and a circuit breaker, refunds."""

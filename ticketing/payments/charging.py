@@ -1,0 +1,160 @@
+"""Charging through the gateway with retries (tenacity) inside a circuit breaker (purgatory).
+
+Why purgatory: it is asyncio-native (``async with breaker``); pybreaker's async path needs
+Tornado and aiobreaker has not been released since 2021.
+
+- Each attempt has a timeout (``payment_attempt_timeout_s``).
+- ``GatewayFailure`` / timeout: retried ``payment_retry_attempts`` times in all, with
+  exponential backoff plus jitter (``payment_retry_base_ms`` doubling, capped at
+  ``payment_retry_max_ms``); then ``PaymentGatewayError`` (502).
+- Every failed attempt counts towards the breaker; after ``payment_breaker_failures`` in a
+  row it opens for ``payment_breaker_reset_s``: calls fail at once with
+  ``PaymentGatewayUnavailable`` (503 + Retry-After) instead of waiting on a sick gateway.
+- A decline is an answer, not a failure: never retried, never counted (402).
+The gateway is idempotent per key, so a retry after a lost answer cannot charge twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from stagedoor.settings import Settings
+from ticketing.metrics import BREAKER_STATES, TicketingMetrics
+from ticketing.payments.errors import PaymentDeclined, PaymentGatewayError, PaymentGatewayUnavailable
+from ticketing.payments.gateway import Charge, ChargeDeclined, GatewayFailure, MockGateway, PaymentGateway
+
+logger = logging.getLogger(__name__)
+
+CIRCUIT = "payment-gateway"
+
+
+class _AttemptFailed(Exception):
+    """One failed attempt (gateway error or timeout), as seen by the retry loop."""
+
+
+class Payments:
+    def __init__(self, gateway: PaymentGateway, metrics: TicketingMetrics, *, attempts: int = 3,
+                 retry_base_ms: int = 50, retry_max_ms: int = 1_000, attempt_timeout_s: float = 10.0,
+                 breaker_failures: int = 5, breaker_reset_s: float = 30.0) -> None:
+        self.gateway = gateway
+        self.metrics = metrics
+        self.attempts = attempts
+        self.retry_base_s = retry_base_ms / 1000
+        self.retry_max_s = retry_max_ms / 1000
+        self.attempt_timeout_s = attempt_timeout_s
+        self.breaker_reset_s = breaker_reset_s
+        # A decline is the gateway answering, not failing: it must not count toward opening the
+        # breaker (five declined cards in a row would otherwise stop everyone's payments).
+        self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_failures, default_ttl=breaker_reset_s,
+                                                    exclude=[ChargeDeclined])
+        self._breakers.add_listener(self._on_breaker_event)
+        metrics.payment_breaker_state.set(0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: TicketingMetrics,
+                      gateway: PaymentGateway | None = None) -> Payments:
+        gateway = gateway or MockGateway(latency_ms=settings.payment_mock_latency_ms,
+                                         slow_ms=settings.payment_mock_slow_ms,
+                                         failure_rate=settings.payment_mock_failure_rate)
+        return cls(gateway, metrics, attempts=settings.payment_retry_attempts,
+                   retry_base_ms=settings.payment_retry_base_ms, retry_max_ms=settings.payment_retry_max_ms,
+                   attempt_timeout_s=settings.payment_attempt_timeout_s,
+                   breaker_failures=settings.payment_breaker_failures,
+                   breaker_reset_s=settings.payment_breaker_reset_s)
+
+    def _on_breaker_event(self, name: str, event_name: str, event: object) -> None:
+        if event_name == "state_changed":
+            state = str(getattr(event, "state", "closed"))
+            self.metrics.payment_breaker_state.set(BREAKER_STATES.get(state, 0))
+            logger.warning("payment_breaker_state", extra={"state": state})
+
+    async def breaker_state(self) -> str:
+        breaker = await self._breakers.get_breaker(CIRCUIT)
+        return breaker.context.state
+
+    async def _attempt(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+        breaker = await self._breakers.get_breaker(CIRCUIT)
+        try:
+            async with breaker:
+                try:
+                    async with asyncio.timeout(self.attempt_timeout_s):
+                        charge = await self.gateway.charge(amount=amount, currency=currency, token=token,
+                                                           idempotency_key=idempotency_key)
+                except ChargeDeclined:
+                    # An answer, not a failure: leave the breaker's count alone.
+                    self.metrics.payment_attempts_total.labels("declined").inc()
+                    raise
+                except (GatewayFailure, TimeoutError) as exc:
+                    self.metrics.payment_attempts_total.labels("error").inc()
+                    logger.warning("payment_attempt_failed", extra={"error": type(exc).__name__})
+                    raise _AttemptFailed(str(exc) or type(exc).__name__) from exc
+        except ChargeDeclined:
+            raise
+        except OpenedState as exc:
+            self.metrics.payment_attempts_total.labels("breaker_open").inc()
+            retry_after = max(1, math.ceil(exc.opened_at + self.breaker_reset_s - time.time()))
+            raise PaymentGatewayUnavailable("the payment gateway is failing; retry later",
+                                            retry_after_s=retry_after) from None
+        self.metrics.payment_attempts_total.labels("ok").inc()
+        return charge
+
+    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+        """Charge once (per key); raises PaymentDeclined, PaymentGatewayError, PaymentGatewayUnavailable."""
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            try:  # the first attempt alone: the usual purchase pays for no retry machinery
+                charge = await self._attempt(amount=amount, currency=currency, token=token,
+                                             idempotency_key=idempotency_key)
+            except _AttemptFailed:
+                if self.attempts <= 1:
+                    raise
+                charge = await self._retry(amount=amount, currency=currency, token=token,
+                                           idempotency_key=idempotency_key)
+            outcome = "ok"
+            return charge
+        except ChargeDeclined as exc:
+            outcome = "declined"
+            raise PaymentDeclined(f"payment declined: {exc.reason}") from None
+        except PaymentGatewayUnavailable:
+            outcome = "breaker_open"
+            raise
+        except _AttemptFailed as exc:
+            raise PaymentGatewayError(f"payment gateway failed after {self.attempts} attempt(s)") from exc
+        finally:
+            self.metrics.payment_latency_seconds.labels(outcome).observe(time.perf_counter() - start)
+
+    async def _retry(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+        """Attempts 2..N after a failed first one, by tenacity: backoff base, 2 base, 4 base...
+        (capped) plus up to base of jitter, the same curve as one loop over every attempt."""
+        await asyncio.sleep(min(self.retry_max_s, self.retry_base_s + random.uniform(0, self.retry_base_s)))
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.attempts - 1),
+            wait=wait_exponential_jitter(multiplier=2 * self.retry_base_s, max=self.retry_max_s,
+                                         jitter=self.retry_base_s),
+            retry=retry_if_exception_type(_AttemptFailed),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._attempt(amount=amount, currency=currency, token=token,
+                                           idempotency_key=idempotency_key)
+        raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
+
+    async def refund(self, charge: Charge, *, idempotency_key: str) -> str | None:
+        """Best effort with retries; None (logged) when the gateway will not answer. Never raises."""
+        for attempt in range(self.attempts):
+            try:
+                async with asyncio.timeout(self.attempt_timeout_s):
+                    return await self.gateway.refund(charge, idempotency_key=idempotency_key)
+            except (GatewayFailure, TimeoutError):
+                await asyncio.sleep(min(self.retry_max_s, self.retry_base_s * 2 ** attempt))
+        logger.error("refund_failed", extra={"charge_id": charge.id})
+        return None

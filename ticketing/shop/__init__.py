@@ -1,0 +1,1 @@
+"""The shop's and the organizer dashboard's server-rendered pages."""

@@ -1,0 +1,1 @@
+"""Tickets: signed ticket codes, QR codes and check-in at the door."""

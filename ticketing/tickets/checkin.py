@@ -1,0 +1,97 @@
+"""Check-in at the door: a ticket code is accepted once.
+
+The code's signature is checked first (offline-verifiable, ticketing/tickets/codes.py): a
+forged or unknown code is 404 before any query. Then one statement marks the ticket
+checked in only if it was not, so of two scanners racing on one ticket exactly one gets
+200 and the other 409. The same statement writes the ``TicketCheckedIn`` outbox row (only for
+the scan that checked the ticket in; the ticket id is the deterministic outbox id's key).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+
+from stagedoor.auth import Principal
+from stagedoor.errors import Forbidden
+from stagedoor.keys import KeyRing
+from stagedoor.policy import Action, Resource, authorize
+from ticketing.metrics import TicketingMetrics
+from ticketing.orders.orders import rfc3339
+from ticketing.orders.store import OrderStore
+from ticketing.tickets.codes import MAX_CODE_LENGTH, verify_ticket_code
+from ticketing.tickets.errors import AlreadyCheckedIn, TicketNotFound
+
+CHECKIN_NAMESPACE = uuid.UUID("3b0f4a55-1f0e-4a6b-9f61-2c4a7f3e0d18")
+# Atomic check-in (after authorization), with the TicketCheckedIn outbox row of a successful
+# scan in the same statement: the UPDATE's "checked_in_at IS NULL" decides the one
+# winner among concurrent scans (the losers re-check the row after the winner commits and match
+# nothing); "before" tells a second scan when the first one happened.
+CHECK_IN_ANNOUNCED = """
+WITH ticket AS (
+    SELECT t.id, t.checked_in_at, t.seat_id, t.tier, o.status
+    FROM tickets t JOIN orders o ON o.id = t.order_id
+    WHERE t.id = $1 AND t.event_id = $2
+), scanned AS (
+    UPDATE tickets SET checked_in_at = now()
+    WHERE id = $1 AND checked_in_at IS NULL AND EXISTS (SELECT 1 FROM ticket WHERE status = 'confirmed')
+    RETURNING id, event_id, checked_in_at
+), announced AS (
+    INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
+    SELECT $3, 'TicketCheckedIn', s.id::text,
+           jsonb_build_object('ticket_id', s.id::text, 'event_id', s.event_id::text,
+                              'checked_in_at', to_char(s.checked_in_at AT TIME ZONE 'UTC',
+                                                       'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+    FROM scanned s
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT ticket.checked_in_at AS before, ticket.status, ticket.seat_id, ticket.tier,
+       (SELECT checked_in_at FROM scanned) AS now, (SELECT count(*) FROM announced) AS announced
+FROM ticket
+"""
+
+
+class CheckInRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CODE_LENGTH)]
+
+
+class CheckInResult(msgspec.Struct, frozen=True, kw_only=True):
+    ticket_id: str
+    event_id: str
+    seat: str | None
+    tier: str
+    checked_in_at: str
+
+
+async def check_in(store: OrderStore, keyring: KeyRing, metrics: TicketingMetrics, principal: Principal,
+                   code: str) -> CheckInResult:
+    claims = verify_ticket_code(keyring, code)
+    if claims is None:
+        metrics.checkins_total.labels("forged").inc()
+        raise TicketNotFound("unknown or forged ticket code")
+    ticket = await store.get_ticket(claims.ticket_id)
+    if ticket is None or str(ticket["event_id"]) != claims.event_id:
+        metrics.checkins_total.labels("unknown").inc()
+        raise TicketNotFound("unknown ticket")
+    try:
+        authorize(principal, Action.CHECKIN, Resource(organizer_id=ticket["organizer_id"]))
+    except Forbidden:
+        metrics.checkins_total.labels("forbidden").inc()
+        raise
+    row = await store.pool.fetchrow(CHECK_IN_ANNOUNCED, claims.ticket_id, int(claims.event_id),
+                                    uuid.uuid5(CHECKIN_NAMESPACE, claims.ticket_id))
+    if row is None:  # pragma: no cover - the ticket existed a moment ago; tickets are never deleted
+        raise TicketNotFound("unknown ticket")
+    if row["now"] is None:
+        metrics.checkins_total.labels("already").inc()
+        if row["status"] != "confirmed":
+            raise AlreadyCheckedIn(f"the ticket's order is {row['status']}", ticket_id=claims.ticket_id)
+        first = row["before"]
+        raise AlreadyCheckedIn("ticket already checked in", ticket_id=claims.ticket_id,
+                               checked_in_at=rfc3339(first) if first else None)
+    metrics.checkins_total.labels("ok").inc()
+    return CheckInResult(ticket_id=claims.ticket_id, event_id=claims.event_id, seat=row["seat_id"], tier=row["tier"],
+                         checked_in_at=rfc3339(row["now"]))
