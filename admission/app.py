@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from admission.admin import Admin
-from admission.appkeys import ADMIN, CONTROLLER
+from admission.appkeys import ADMIN, CONTROLLER, METRICS
 from admission.console import routes as console_routes
 from admission.controller import AdmissionController, controller_ctx
 from admission.metrics import AdmissionMetrics
@@ -18,24 +18,26 @@ from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
 from stagedoor.pages import STATIC_DIR
 from stagedoor.settings import Settings
-from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
+from stagedoor.web import DB, KEYS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
 
 
 async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
     rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
     queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS])
     app[ADMIN] = Admin(rooms, queue, app.get(DB))
-    app[CONTROLLER] = AdmissionController(app[SETTINGS], rooms, queue, app[METRICS])  # type: ignore[arg-type]
+    app[CONTROLLER] = AdmissionController(app[SETTINGS], rooms, queue, app[METRICS])
     yield
 
 
 def create_app(settings: Settings, keyring: KeyRing | None = None, *, run_controller: bool = True) -> web.Application:
+    metrics = AdmissionMetrics()
     app = base_app(
-        settings, AdmissionMetrics(), [api],
+        settings, metrics, [api],
         title="stagedoor admission",
         description="Admission controller and the SRE admin API for waiting rooms.",
         keyring=keyring,
     )
+    app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(admission_ctx)
     if run_controller:

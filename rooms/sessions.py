@@ -44,3 +44,29 @@ async def is_shopper_active(redis: Redis, scripts: LuaScripts, keys: RedisKeys, 
                             now_ms: int) -> bool:
     """True while the visitor holds a live shopper session in ``room``."""
     return await QueueStore(redis, scripts, keys).is_active(room, visitor_id, now_ms)
+
+
+def event_room_command(keys: RedisKeys, event_id: str) -> tuple[str, str]:
+    """The read of the waiting room gating an event as one command, for a caller's own round trip;
+    decode the reply with :func:`room_from_reply` (None: the event is not gated)."""
+    return ("GET", keys.event_room(event_id))
+
+
+def room_from_reply(reply: object) -> str | None:
+    return reply.decode() if isinstance(reply, bytes) else (str(reply) if reply is not None else None)
+
+
+async def room_of_event(redis: Redis, keys: RedisKeys, event_id: str) -> str | None:
+    """The waiting room gating the event, None when it is not gated."""
+    return room_from_reply(await redis.execute_command(*event_room_command(keys, event_id)))
+
+
+async def rooms_of_events(redis: Redis, keys: RedisKeys, event_ids: list[str]) -> list[str | None]:
+    """The rooms gating these events, in order (one key per event slot: a pipeline, not MGET, so it
+    works on a Cluster)."""
+    if not event_ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for event_id in event_ids:
+            pipe.execute_command(*event_room_command(keys, event_id))
+        return [room_from_reply(r) for r in await pipe.execute()]

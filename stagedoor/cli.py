@@ -238,7 +238,7 @@ async def _up(settings: Settings, keyring: KeyRing, seed: bool, mail_dir: Path |
     demo_lines = await seed_demo(settings, keyring) if seed else []
     sink = None
     if mail_dir is not None:
-        from ticketing.notifications.dev_mail import MailSink, add_dev_mail, sink_port, start_sink
+        from stagedoor.dev_mail import MailSink, add_dev_mail, sink_port, start_sink
 
         try:
             sink = await start_sink(MailSink(mail_dir), "127.0.0.1", settings.smtp_port)

@@ -12,28 +12,36 @@ from stagedoor.settings import Settings
 from stagedoor.web import add_static, base_app, keyring_ctx
 from ticketing.accounts.routes import accounts_ctx
 from ticketing.accounts.routes import api as accounts_api
+from ticketing.appkeys import METRICS
 from ticketing.catalog.organizer import api as organizer_events_api
 from ticketing.catalog.routes import api as events_api
-from ticketing.holds.inventory import inventory_ctx
 from ticketing.holds.routes import api as holds_api
+from ticketing.holds.routes import inventory_ctx
 from ticketing.metrics import TicketingMetrics
 from ticketing.orders.routes import api as orders_api
 from ticketing.orders.routes import purchases_ctx
+from ticketing.sales.routes import api as sales_api
+from ticketing.sales.routes import sales_ctx
 from ticketing.shop.routes import routes as pages_routes
+from ticketing.tickets.routes import api as tickets_api
 
 
 def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
+    metrics = TicketingMetrics()
     app = base_app(
-        settings, TicketingMetrics(), [accounts_api, events_api, holds_api, orders_api, organizer_events_api],
+        settings, metrics, [accounts_api, events_api, holds_api, orders_api, tickets_api, sales_api,
+                           organizer_events_api],
         title="stagedoor ticketing",
         description="Accounts, events, seat holds, purchases, tickets and check-in.",
         keyring=keyring,
     )
+    app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(accounts_ctx)
     app.cleanup_ctx.append(inventory_ctx)
     app.cleanup_ctx.append(emitter_ctx)  # best-effort bus events: HoldPlaced, ShopperFinished
     app.cleanup_ctx.append(purchases_ctx)
+    app.cleanup_ctx.append(sales_ctx)
     add_routes(app, pages_routes)  # HTML shop + organizer pages
     add_static(app, "/static", STATIC_DIR)
     return app

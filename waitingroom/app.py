@@ -15,8 +15,8 @@ from stagedoor.hot_http import add_hot_routes
 from stagedoor.keys import KeyRing
 from stagedoor.settings import TEMPLATES_DIR, Settings, require
 from stagedoor.tasks import stop_task
-from stagedoor.web import HOT_REDIS, KEYRING, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
-from waitingroom.appkeys import PAGES, PULSES, ROOM, SSE_STOP
+from stagedoor.web import HOT_REDIS, KEYRING, KEYS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
+from waitingroom.appkeys import METRICS, PAGES, PULSES, ROOM, SSE_STOP
 from waitingroom.heard_beacon import heard_beacon_ctx
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
@@ -34,16 +34,16 @@ async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
     require(settings, "queue_token_secret")
     rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
     queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
-    app[ROOM] = wr = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])  # type: ignore[arg-type]
+    app[ROOM] = wr = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])
     app[PAGES] = QueuePages(auto_reload=settings.environment == "development")
     app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS], clock_ms=lambda: int(wr.clock() * 1000),
-                                      metrics=app[METRICS])  # type: ignore[arg-type]
+                                      metrics=app[METRICS])
     yield
     await pulses.stop()
 
 
 async def _refresh_queue_gauge(app: web.Application) -> None:
-    metrics: WaitingRoomMetrics = app[METRICS]  # type: ignore[assignment]
+    metrics = app[METRICS]
     redis, keys = app[REDIS], app[KEYS]
     while True:
         try:
@@ -73,12 +73,14 @@ async def _end_sse_streams(app: web.Application) -> None:
 
 
 def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
+    metrics = WaitingRoomMetrics()
     app = base_app(
-        settings, WaitingRoomMetrics(), [api],
+        settings, metrics, [api],
         title="stagedoor waiting room",
         description="Fans join a fair queue and are admitted to the shop at a controlled rate.",
         uses_db=False, keyring=keyring,
     )
+    app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(waiting_room_ctx)
     app.cleanup_ctx.append(queue_gauge_ctx)

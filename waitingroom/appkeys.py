@@ -6,10 +6,12 @@ import asyncio
 
 from aiohttp import web
 
+from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
 from waitingroom.queue import WaitingRoom
 from waitingroom.sse_pulse import RoomPulses
 
+METRICS = web.AppKey("waitingroom_metrics", WaitingRoomMetrics)  # the same object as stagedoor.web.METRICS
 ROOM = web.AppKey("waiting_room", WaitingRoom)
 PAGES = web.AppKey("queue_pages", QueuePages)
 # Set when the service shuts down: open SSE streams end at once (EventSource reconnects, to

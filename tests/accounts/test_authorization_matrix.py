@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from ticketing.accounts.routes import TOKENS
+from ticketing.appkeys import TOKENS
 
 PRINCIPALS = ("anonymous", "customer", "other_customer", "other_organizer", "owner_org", "admin", "api_client")
 DENY = frozenset({403, 404})

@@ -11,7 +11,7 @@ import jwt
 
 from stagedoor.keys import KeyRing
 from tests.accounts.conftest import GOOD_PASSWORD, login, new_email, register, token_request
-from ticketing.accounts.routes import TOKENS
+from ticketing.appkeys import TOKENS
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -1,10 +1,10 @@
-"""The worker's bus consumers end to end (ticketing/bus_consumers.py): the admission group's
+"""The worker's bus consumers end to end (ticketing/consumers.py): the admission group's
 ShopperFinished and SoldOut, and the refunds group's EventCancelled.
 
 Each test drives the ticketing app for real, takes out the purchase path's direct call where
 there is one (so only the bus can have done the work), moves the events through the outbox relay
 or the best-effort emitter onto the stream, and runs the group's consumer with the handler the
-worker builds (the ``CONSUMER_FACTORIES`` of ticketing/bus_consumers.py).
+worker builds (the ``CONSUMER_FACTORIES`` of ticketing/consumers.py).
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from stagedoor.web import KEYS, REDIS, SCRIPTS
 from tests.bus.conftest import Recorder
 from tests.bus.test_emission import wait_outbox
 from tests.ticketing.conftest import buy, hold_seats, seat_map
-from ticketing.bus_consumers import CONSUMER_FACTORIES, AdmissionSignals, CancellationRefunds
-from ticketing.orders.routes import PURCHASES
+from ticketing.appkeys import PURCHASES
+from ticketing.consumers import CONSUMER_FACTORIES
+from ticketing.holds.shopper_session import AdmissionSignals
 from ticketing.payments.gateway import Charge, MockGateway
+from ticketing.payments.refunds import CancellationRefunds
 
 
 async def stream_envelopes(redis: Any, keys: RedisKeys) -> list[tuple[bytes, Envelope]]:

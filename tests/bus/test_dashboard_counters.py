@@ -19,8 +19,9 @@ from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import KEYS, REDIS
 from tests.bus.test_consumers import drain, stream_envelopes
 from tests.ticketing.conftest import buy, count_sales, hold_seats
-from ticketing.bus_consumers import CONSUMER_FACTORIES
-from ticketing.holds.inventory import CLOCK, INVENTORY
+from ticketing.appkeys import CLOCK, INVENTORY
+from ticketing.consumers import CONSUMER_FACTORIES
+from ticketing.holds.sweeper import sweep_event
 from ticketing.sales.counters import (
     COUNTED_TYPES,
     GROUP,
@@ -30,7 +31,7 @@ from ticketing.sales.counters import (
     SalesCounterStore,
     backfill_counters,
 )
-from ticketing.worker import create_worker_app, sweep_event
+from ticketing.worker import create_worker_app
 
 # What the sales endpoint computed before the counters: a scan of the event's orders and tickets.
 # The tests hold the counters to it.

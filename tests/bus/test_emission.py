@@ -14,9 +14,9 @@ from stagedoor.bus_envelope import Envelope
 from stagedoor.bus_events import decode_payload
 from stagedoor.redis_keys import RedisKeys
 from tests.ticketing.conftest import buy, hold_seats, seat_map
-from ticketing.bus_consumers import ReadModel
-from ticketing.holds.inventory import INVENTORY
-from ticketing.worker import sweep_event
+from ticketing.appkeys import INVENTORY
+from ticketing.catalog.read_model import ReadModel
+from ticketing.holds.sweeper import sweep_event
 
 
 async def relay_all(relay: OutboxRelay) -> None:

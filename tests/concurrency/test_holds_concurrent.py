@@ -11,7 +11,7 @@ from typing import Any
 
 from stagedoor.auth import mint_access_token
 from tests.ticketing.conftest import clocked_client, make_event, manual_clock  # noqa: F401 - fixtures
-from ticketing.holds.store import HOLDS
+from ticketing.appkeys import HOLDS
 
 REQUESTS = 1_000
 

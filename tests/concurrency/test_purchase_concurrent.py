@@ -19,7 +19,7 @@ import asyncpg
 from stagedoor.auth import mint_access_token
 from stagedoor.web import DB
 from tests.ticketing.conftest import make_event, manual_clock, shop  # noqa: F401 - fixtures
-from ticketing.holds.store import HOLDS
+from ticketing.appkeys import HOLDS
 from ticketing.orders.store import CommitRefused, NewOrder, NewTicket, OrderStore
 
 REQUESTS = 1_000

@@ -15,9 +15,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import CollectorRegistry
 
 from stagedoor.bus_envelope import Envelope as BusEnvelope
+from stagedoor.dev_mail import MailSink, sink_port, start_sink
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
-from ticketing.notifications.dev_mail import MailSink, sink_port, start_sink
 from ticketing.notifications.metrics import NotificationMetrics
 from ticketing.notifications.service import Notifications
 from ticketing.tickets.codes import sign_ticket_code

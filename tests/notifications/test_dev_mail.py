@@ -8,8 +8,8 @@ import re
 from typing import Any
 
 from stagedoor.cli import COMPONENTS
+from stagedoor.dev_mail import MailSink, add_dev_mail
 from tests.notifications.conftest import envelope
-from ticketing.notifications.dev_mail import MailSink, add_dev_mail
 from ticketing.notifications.handlers import on_order_confirmed
 
 

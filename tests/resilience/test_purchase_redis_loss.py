@@ -20,8 +20,7 @@ from stagedoor.auth import mint_access_token
 from stagedoor.embedded import EmbeddedRedis, free_port
 from stagedoor.web import DB
 from tests.ticketing.conftest import make_event, manual_clock, shop  # noqa: F401 - fixtures
-from ticketing.holds.inventory import INVENTORY
-from ticketing.holds.store import HOLDS
+from ticketing.appkeys import HOLDS, INVENTORY
 
 SEATS = 200
 WORKERS = 16

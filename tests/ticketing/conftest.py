@@ -17,7 +17,7 @@ from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
 from stagedoor.web import DB, KEYS, REDIS
 from ticketing.app import create_app
-from ticketing.holds.inventory import CLOCK
+from ticketing.appkeys import CLOCK
 from ticketing.sales.counters import GROUP, DashboardCounters, backfill_counters
 
 
@@ -82,7 +82,7 @@ def shop(aiohttp_client: Any, make_settings: Callable[..., Settings], keyring: K
          manual_clock: ManualClock) -> Callable[..., Any]:
     """``await shop(gateway=None, **settings)`` -> ticketing TestClient on ``manual_clock`` with a
     MockGateway tests can inspect (``client.gateway``); rate limits off unless asked for."""
-    from ticketing.orders.routes import GATEWAY
+    from ticketing.appkeys import GATEWAY
     from ticketing.payments.gateway import MockGateway
 
     async def start(gateway: Any = None, **overrides: Any) -> Any:

@@ -10,9 +10,8 @@ import pytest
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.clock import ManualClock
 from stagedoor.web import KEYS
+from ticketing.appkeys import CLOCK, HOLDS, INVENTORY
 from ticketing.holds.errors import HoldExpired, HoldSeatLost
-from ticketing.holds.inventory import INVENTORY, clock_of
-from ticketing.holds.store import HOLDS
 
 PROBLEM = "application/problem+json"
 
@@ -105,7 +104,7 @@ async def test_an_expired_hold_counts_as_free_without_any_sweep(clocked_client, 
 async def test_the_sweeper_reclaims_expired_holds_and_writes_booking_expired(clocked_client, make_event,
                                                                              create_user, db,
                                                                              manual_clock: ManualClock) -> None:
-    from ticketing.worker import sweep_event
+    from ticketing.holds.sweeper import sweep_event
 
     client = await clocked_client()
     event = await make_event(client, hold_ttl_s=10)
@@ -233,7 +232,7 @@ async def test_a_gated_event_requires_a_valid_admission_token(clocked_client, ma
     assert (await _hold(client, fan, ev, {"seats": ["s1"]}, **{"X-Admission-Token": "garbage"})).status == 403
     token, _ = mint_admission_token(keyring, visitor_id="v1", room="r1", event_id=ev, ttl_s=60)
     # the token counts only while its shopper session lasts (tests/abuse/test_shopper_session_end.py)
-    await redis_client.zadd(client.app[KEYS].room_active("r1"), {"v1": clock_of(client.app).now_ms() + 60_000})
+    await redis_client.zadd(client.app[KEYS].room_active("r1"), {"v1": client.app[CLOCK].now_ms() + 60_000})
     assert (await _hold(client, fan, ev, {"seats": ["s1"]}, **{"X-Admission-Token": token})).status == 201
 
 

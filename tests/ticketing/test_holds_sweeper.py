@@ -7,7 +7,7 @@ import asyncio
 
 from stagedoor.clock import ManualClock
 from stagedoor.web import METRICS
-from ticketing.holds.inventory import CLOCK
+from ticketing.appkeys import CLOCK
 from ticketing.worker import create_worker_app
 
 

@@ -17,9 +17,9 @@ import redis.asyncio as redis_asyncio
 
 from stagedoor.clock import ManualClock
 from stagedoor.embedded import EmbeddedRedis
-from ticketing.holds.inventory import INVENTORY, rebuild_event_inventory
-from ticketing.holds.store import HOLDS
-from ticketing.worker import HoldSweeper
+from stagedoor.web import SETTINGS
+from ticketing.appkeys import CLOCK, HOLDS, INVENTORY, METRICS
+from ticketing.holds.sweeper import HoldSweeper
 
 
 def _restart(data_dir: Path, port: int, persist: bool) -> EmbeddedRedis:
@@ -139,7 +139,7 @@ async def test_the_worker_rebuilds_after_a_restart_from_an_older_snapshot(
         client = await clocked_client(make_settings(redis_url=server.url))
         event = await make_event(client)
         ev = event["id"]
-        sweeper = HoldSweeper(client.app)
+        sweeper = HoldSweeper(client.app[INVENTORY], client.app[SETTINGS], client.app[METRICS], client.app[CLOCK])
         await sweeper.check_redis(client.app[INVENTORY])  # remembers the run_id
         raw = redis_asyncio.Redis.from_url(server.url)
         await raw.save()
@@ -171,7 +171,7 @@ async def test_rebuild_event_inventory_drops_holds_and_keeps_sales(clocked_clien
     await _buy(client, db, await create_user(), ev, ["s9"], manual_clock)
     fan = await create_user()
     held = await (await client.post(f"/api/events/{ev}/holds", json={"seats": ["s10"]}, headers=fan.headers)).json()
-    assert await rebuild_event_inventory(client.app, ev) is True
+    assert await client.app[INVENTORY].rebuild_event_inventory(ev) is True
     states = await _states(client, ev)
     assert states["s9"] == "sold" and states["s10"] == "free"
     assert (await client.get(f"/api/holds/{held['hold_id']}", headers=fan.headers)).status == 404

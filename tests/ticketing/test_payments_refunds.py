@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from stagedoor.web import DB
 from tests.ticketing.conftest import buy, hold_seats
-from ticketing.orders.routes import ORDERS, PURCHASES
+from ticketing.appkeys import ORDERS, PURCHASES
 from ticketing.payments.gateway import Charge, GatewayFailure, MockGateway
 from ticketing.payments.refunds import refund_event_orders
 

@@ -13,7 +13,7 @@ from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.clock import ManualClock
 from stagedoor.web import DB, KEYS, REDIS
 from tests.ticketing.conftest import buy, hold_seats
-from ticketing.holds.inventory import clock_of
+from ticketing.appkeys import CLOCK
 from ticketing.payments.gateway import Charge, MockGateway
 
 PROBLEM = "application/problem+json"
@@ -205,7 +205,7 @@ async def test_a_gated_event_needs_the_admission_token_to_buy(shop, make_event, 
     assert (await buy(client, fan, hold["hold_id"], headers={"X-Admission-Token": wrong})).status == 403
     token, _ = mint_admission_token(keyring, visitor_id="v1", room="room1", event_id=event["id"], ttl_s=60)
     # the token counts only while its shopper session lasts (tests/abuse/test_shopper_session_end.py)
-    await client.app[REDIS].zadd(client.app[KEYS].room_active("room1"), {"v1": clock_of(client.app).now_ms() + 60_000})
+    await client.app[REDIS].zadd(client.app[KEYS].room_active("room1"), {"v1": client.app[CLOCK].now_ms() + 60_000})
     resp = await buy(client, fan, hold["hold_id"], headers={"X-Admission-Token": token})
     assert resp.status == 201, await resp.text()
     assert client.gateway.charge_count == 1

@@ -16,7 +16,6 @@ from urllib.parse import unquote
 
 import msgspec
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
 
 from stagedoor import rate_limit
 from stagedoor.auth import authenticate, require_principal
@@ -24,7 +23,7 @@ from stagedoor.client_ip import client_ip
 from stagedoor.errors import BadRequest, RateLimited, StagedoorError
 from stagedoor.openapi import Api
 from stagedoor.policy import Action, authorize
-from stagedoor.web import DB, KEYRING, KEYS, METRICS, REDIS, SETTINGS, decode_body, decode_query, json_response
+from stagedoor.web import DB, KEYRING, KEYS, REDIS, SETTINGS, decode_body, decode_query, json_response
 from ticketing.accounts.accounts import Accounts, UserPage
 from ticketing.accounts.errors import ClientNotFound, NotAUserAccount
 from ticketing.accounts.history import HistoryQuery, OrderPage, TicketPage, UserHistoryStore
@@ -33,24 +32,8 @@ from ticketing.accounts.oauth_store import Client, ClientStore, RefreshTokenStor
 from ticketing.accounts.passwords import Passwords
 from ticketing.accounts.store import User, UserStore
 from ticketing.accounts.throttle import LoginThrottle
-
-
-class AccountsMetrics:
-    """The accounts counters, on the app's own registry (prefix ``ticketing_``)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.token_grants_total = Counter(
-            "ticketing_token_grants_total", "OAuth2 token requests by grant type and outcome (RFC 6749 error or ok)",
-            ["grant", "outcome"], registry=registry)
-        self.registrations_total = Counter(
-            "ticketing_registrations_total", "Account registrations by outcome (ok or problem code)",
-            ["outcome"], registry=registry)
-
-
-ACCOUNTS = web.AppKey("accounts", Accounts)
-ACCOUNTS_METRICS = web.AppKey("accounts_metrics", AccountsMetrics)
-TOKENS = web.AppKey("token_issuer", TokenIssuer)
-HISTORY = web.AppKey("user_history", UserHistoryStore)
+from ticketing.appkeys import ACCOUNTS, ACCOUNTS_METRICS, HISTORY, METRICS, TOKENS
+from ticketing.metrics import AccountsMetrics
 
 MAX_FORM_FIELD_CHARS = 1024
 OAUTH_FIELDS = ("grant_type", "username", "password", "refresh_token", "scope", "client_id", "client_secret")

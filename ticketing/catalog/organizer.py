@@ -11,17 +11,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-import asyncpg
 import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 
+from rooms import sessions
 from stagedoor.auth import require_principal
 from stagedoor.errors import Forbidden
 from stagedoor.openapi import Api
 from stagedoor.policy import NO_RESOURCE, Action, Resource, authorize, is_allowed
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.web import DB, KEYS, REDIS, decode_query, json_response
+from stagedoor.web import KEYS, REDIS, decode_query, json_response
+from ticketing.appkeys import EVENTS
+from ticketing.catalog.store import EventStore
 
 api = Api(tag="events")
 
@@ -57,40 +59,22 @@ class OrganizerEventPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-_SQL = """
-SELECT e.id::text AS id, e.organizer_id::text AS organizer_id, e.status, e.title, e.category, e.city,
-       v.name AS venue, e.starts_at, e.currency,
-       (SELECT count(*) FROM seats s WHERE s.event_id = e.id)
-         + (SELECT coalesce(sum(t.quantity), 0) FROM price_tiers t WHERE t.event_id = e.id) AS capacity,
-       (SELECT count(*) FROM tickets k WHERE k.event_id = e.id) AS sold
-FROM events e JOIN venues v ON v.id = e.venue_id
-WHERE ($1::uuid IS NULL OR e.organizer_id = $1::uuid)
-  AND ($2::text IS NULL OR e.status = $2::text)
-  AND ($3::bigint IS NULL OR e.id < $3::bigint)
-ORDER BY e.id DESC
-LIMIT $4
-"""
 
 
-async def list_organizer_events(db: asyncpg.Pool, redis: Redis, keys: RedisKeys, organizer_id: str | None,
+async def list_organizer_events(events: EventStore, redis: Redis, keys: RedisKeys, organizer_id: str | None,
                                 query: OrganizerEventsQuery) -> OrganizerEventPage:
     """One page of events (``organizer_id`` None: everybody's)."""
-    rows = await db.fetch(_SQL, organizer_id, query.status,
-                          int(query.cursor) if query.cursor else None, query.limit + 1)
+    rows = await events.organizer_events(organizer_id, query.status, int(query.cursor) if query.cursor else None,
+                                         query.limit + 1)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    rooms: list[bytes | None] = []
-    if rows:
-        pipe = redis.pipeline(transaction=False)
-        for row in rows:  # one key per event slot: a pipeline, not MGET (Cluster)
-            pipe.get(keys.event_room(row["id"]))
-        rooms = await pipe.execute()
+    rooms = await sessions.rooms_of_events(redis, keys, [row["id"] for row in rows])
     items = [
         OrganizerEvent(
             id=row["id"], organizer_id=row["organizer_id"], status=row["status"], title=row["title"],
             category=row["category"], city=row["city"], venue=row["venue"], starts_at=row["starts_at"],
             currency=row["currency"], capacity=int(row["capacity"]), sold=int(row["sold"]),
-            free=max(0, int(row["capacity"]) - int(row["sold"])), room=room.decode() if room else None,
+            free=max(0, int(row["capacity"]) - int(row["sold"])), room=room,
         )
         for row, room in zip(rows, rooms, strict=True)
     ]
@@ -114,4 +98,4 @@ async def organizer_events(request: web.Request) -> web.Response:
             raise Forbidden("organizers list only their own events")
         organizer_id = own
     app = request.app
-    return json_response(await list_organizer_events(app[DB], app[REDIS], app[KEYS], organizer_id, query))
+    return json_response(await list_organizer_events(app[EVENTS], app[REDIS], app[KEYS], organizer_id, query))

@@ -9,9 +9,9 @@ from stagedoor.auth import authenticate, require_role
 from stagedoor.openapi import Api
 from stagedoor.policy import Action, authorize
 from stagedoor.web import SETTINGS, decode_body, decode_json, decode_query, json_response
+from ticketing.appkeys import CLOCK, INVENTORY
 from ticketing.catalog import events
 from ticketing.catalog.types import EventCreate, EventOut, EventPage, EventPatch, EventSearch, SeatMapOut
-from ticketing.holds.inventory import INVENTORY, clock_of
 
 api = Api(tag="events")
 
@@ -68,7 +68,7 @@ async def get_event(request: web.Request) -> web.Response:
 async def get_seats(request: web.Request) -> web.Response:
     event_id = events.parse_event_id(request.match_info["event_id"])
     principal = await authenticate(request)
-    now_ms = clock_of(request.app).now_ms()
+    now_ms = request.app[CLOCK].now_ms()
     return json_response(await events.get_seat_map(request.app[INVENTORY], event_id, principal, now_ms))
 
 
@@ -87,6 +87,6 @@ async def patch_event(request: web.Request) -> web.Response:
 async def cancel_event(request: web.Request) -> web.Response:
     principal = await require_role(request, "organizer")
     event_id = events.parse_event_id(request.match_info["event_id"])
-    now_ms = clock_of(request.app).now_ms()
+    now_ms = request.app[CLOCK].now_ms()
     event = await events.cancel_event(request.app[INVENTORY], principal, event_id, now_ms)
     return json_response(events.event_out(event, None))

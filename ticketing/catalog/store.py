@@ -148,7 +148,7 @@ def search_sql(s: EventSearch) -> tuple[str, list[Any]]:
         where.append(f"e.max_price >= {arg(s.min_price)}")
     if s.max_price is not None:
         where.append(f"e.min_price <= {arg(s.max_price)}")
-    # Availability from the bus read model (ticketing/bus_consumers.py ReadModel), never from
+    # Availability from the bus read model (ticketing/consumers.py ReadModel), never from
     # the hot Redis inventory: tickets_left is NULL until the model saw the event (trust status).
     if s.available is True:
         where.append("e.status = 'on_sale' AND coalesce(e.tickets_left, 1) > 0")
@@ -179,6 +179,21 @@ async def _announce(conn: asyncpg.Connection, aggregate_id: str, events: Sequenc
 
 
 SEAT_CACHE_EVENTS = 8  # seat maps never change after creation: keep the last few in memory
+
+
+ORGANIZER_EVENTS = """
+SELECT e.id::text AS id, e.organizer_id::text AS organizer_id, e.status, e.title, e.category, e.city,
+       v.name AS venue, e.starts_at, e.currency,
+       (SELECT count(*) FROM seats s WHERE s.event_id = e.id)
+         + (SELECT coalesce(sum(t.quantity), 0) FROM price_tiers t WHERE t.event_id = e.id) AS capacity,
+       (SELECT count(*) FROM tickets k WHERE k.event_id = e.id) AS sold
+FROM events e JOIN venues v ON v.id = e.venue_id
+WHERE ($1::uuid IS NULL OR e.organizer_id = $1::uuid)
+  AND ($2::text IS NULL OR e.status = $2::text)
+  AND ($3::bigint IS NULL OR e.id < $3::bigint)
+ORDER BY e.id DESC
+LIMIT $4
+"""
 
 
 class EventStore:
@@ -309,3 +324,8 @@ class EventStore:
             value = last["starts_at"] if s.sort.lstrip("-") == "starts_at" else last["min_price"]
             next_cursor = encode_cursor(s.sort, value, last["id"])
         return rows, next_cursor
+
+    async def organizer_events(self, organizer_id: str | None, status: str | None, before_id: int | None,
+                               limit: int) -> list[asyncpg.Record]:
+        """Events newest first (``organizer_id`` None: everybody's), with capacity and tickets sold."""
+        return await self.pool.fetch(ORGANIZER_EVENTS, organizer_id, status, before_id, limit)

@@ -11,19 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
-
-from stagedoor.clock import Clock, SystemClock
 from stagedoor.settings import Settings
-from stagedoor.web import DB, HOT_REDIS, KEYS, REDIS, SCRIPTS, SETTINGS
 from ticketing.catalog.errors import EventNotFound, EventNotOnSale
 from ticketing.catalog.store import EventStore
 from ticketing.holds.errors import InventoryUnavailable
 from ticketing.holds.seat_map_cache import SeatMapCache
-from ticketing.holds.store import HOLDS, HoldStore, InventoryMeta, StagedTier
+from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
 
 logger = logging.getLogger(__name__)
 
@@ -107,27 +102,3 @@ class Inventory:
                 return
             if asyncio.get_running_loop().time() > deadline:
                 raise InventoryUnavailable("inventory rebuild in progress")
-
-
-EVENTS = web.AppKey("events", EventStore)
-INVENTORY = web.AppKey("inventory", Inventory)
-CLOCK = web.AppKey("ticketing_clock", object)
-
-
-def clock_of(app: web.Application) -> Clock:
-    return app[CLOCK]  # type: ignore[return-value]
-
-
-async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Builds the catalog/hold stores over the app's Redis and PostgreSQL (after redis_ctx, db_ctx)."""
-    if CLOCK not in app:
-        app[CLOCK] = SystemClock()
-    app[HOLDS] = HoldStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
-    app[EVENTS] = EventStore(app[DB])
-    app[INVENTORY] = Inventory(app[EVENTS], app[HOLDS], app[SETTINGS])
-    yield
-
-
-async def rebuild_event_inventory(app: web.Application, event_id: int | str) -> bool:
-    """Rebuild one event's holdable state from PostgreSQL (sold stays sold, holds are lost)."""
-    return await app[INVENTORY].rebuild_event_inventory(event_id)

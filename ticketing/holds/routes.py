@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,14 +13,17 @@ from stagedoor import rate_limit
 from stagedoor.admission_tokens import AdmissionRequired, verify_admission_token
 from stagedoor.auth import Principal, require_principal, require_user
 from stagedoor.bus import EMITTER
+from stagedoor.clock import SystemClock
 from stagedoor.errors import StagedoorError
 from stagedoor.openapi import Api
-from stagedoor.web import KEYRING, KEYS, METRICS, REDIS, SETTINGS, decode_body, json_response
+from stagedoor.web import DB, HOT_REDIS, KEYRING, KEYS, REDIS, SCRIPTS, SETTINGS, decode_body, json_response
+from ticketing.appkeys import CLOCK, EVENTS, HOLDS, INVENTORY, METRICS
 from ticketing.catalog.events import parse_event_id
+from ticketing.catalog.store import EventStore
 from ticketing.holds import holds, shopper_session
 from ticketing.holds.holds import MAX_SEATS_PER_REQUEST
-from ticketing.holds.inventory import INVENTORY, clock_of
-from ticketing.holds.store import HOLDS
+from ticketing.holds.inventory import Inventory
+from ticketing.holds.store import HoldStore
 from ticketing.holds.types import Hold
 
 api = Api(tag="holds")
@@ -75,7 +79,7 @@ async def create_hold(request: web.Request) -> web.Response:
         body = await decode_body(request, HoldRequest)
         token = request.headers.get("X-Admission-Token")
         claims = verify_admission_token(app[KEYRING], token, event_id) if token else None
-        now_ms = clock_of(app).now_ms()
+        now_ms = app[CLOCK].now_ms()
         # A valid token counts only while its shopper session lasts (evicted/finished -> not admitted).
         admitted = claims is not None and await shopper_session.is_active(app[REDIS], app[KEYS], claims, now_ms,
                                                                           batcher=app[HOLDS].batcher)
@@ -87,9 +91,9 @@ async def create_hold(request: web.Request) -> web.Response:
                 raise shopper_session.session_ended(claims) from None
             raise
     except StagedoorError as exc:
-        metrics.holds_total.labels(exc.code).inc()  # type: ignore[attr-defined]
+        metrics.holds_total.labels(exc.code).inc()
         raise
-    metrics.holds_total.labels("held").inc()  # type: ignore[attr-defined]
+    metrics.holds_total.labels("held").inc()
     if EMITTER in app and app[SETTINGS].bus_emit_hold_placed:  # best-effort, buffered: no extra round trip
         app[EMITTER].emit("HoldPlaced", hold.id, {"hold_id": hold.id, "event_id": event_id, "user_id": principal.id,
                                                   "quantity": len(hold.items), "expires_ms": hold.expires_ms})
@@ -102,7 +106,7 @@ async def get_hold(request: web.Request) -> web.Response:
     principal = await _holder(request)
     hold = await holds.get_own_hold(request.app[HOLDS], request.match_info["hold_id"], principal.id,
                                     principal.is_admin)
-    return json_response(hold_out(hold, clock_of(request.app).now_ms()))
+    return json_response(hold_out(hold, request.app[CLOCK].now_ms()))
 
 
 @api.delete("/api/holds/{hold_id}", errors=(401, 404, 409), status=204, auth="bearer",
@@ -110,12 +114,12 @@ async def get_hold(request: web.Request) -> web.Response:
 async def release_hold(request: web.Request) -> web.Response:
     principal = await _holder(request)
     app = request.app
-    now_ms = clock_of(app).now_ms()
+    now_ms = app[CLOCK].now_ms()
     hold = await holds.get_own_hold(app[HOLDS], request.match_info["hold_id"], principal.id, principal.is_admin)
     await app[HOLDS].release(hold, now_ms)
     if hold.is_live(now_ms):
-        app[METRICS].holds_total.labels("released").inc()  # type: ignore[attr-defined]
-        app[METRICS].hold_duration_seconds.labels("released").observe(  # type: ignore[attr-defined]
+        app[METRICS].holds_total.labels("released").inc()
+        app[METRICS].hold_duration_seconds.labels("released").observe(
             max(0, now_ms - hold.created_ms) / 1000)
     return web.Response(status=204)
 
@@ -126,3 +130,13 @@ async def _holder(request: web.Request) -> Principal:
     if principal.kind != "user" and not principal.is_admin:
         return await require_user(request)
     return principal
+
+
+async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Builds the catalog/hold stores over the app's Redis and PostgreSQL (after redis_ctx, db_ctx)."""
+    if CLOCK not in app:
+        app[CLOCK] = SystemClock()
+    app[HOLDS] = HoldStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
+    app[EVENTS] = EventStore(app[DB])
+    app[INVENTORY] = Inventory(app[EVENTS], app[HOLDS], app[SETTINGS])
+    yield

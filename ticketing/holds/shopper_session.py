@@ -10,10 +10,12 @@ at the visitor's next request (no cache: the answer is at most one Redis round t
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rooms import sessions
 from stagedoor.admission_tokens import AdmissionClaims
+from stagedoor.bus_envelope import Envelope
 from stagedoor.errors import Forbidden
 
 
@@ -54,6 +56,13 @@ class AdmissionHooks:
     async def mark_sold_out(self, room: str, now_ms: int) -> None:
         await sessions.mark_sold_out(*self._args, room, now_ms)
 
+    def event_room_command(self, event_id: str) -> tuple[str, str]:
+        """The read of the room gating the event, for the Idempotency-Key claim's round trip."""
+        return sessions.event_room_command(self._args[2], event_id)
+
+    async def room_of_event(self, event_id: str) -> str | None:
+        return await sessions.room_of_event(self._args[0], self._args[2], event_id)
+
     def session_command(self, admission: AdmissionClaims) -> tuple[str, str, str]:
         """The shopper-session check as one command for the Idempotency-Key claim's round trip."""
         return sessions.active_session_command(self._args[2], admission.room, admission.visitor_id)
@@ -63,3 +72,23 @@ class AdmissionHooks:
         ``reply`` is what :meth:`session_command` answered."""
         if not sessions.session_is_live(reply, now_ms):
             raise session_ended(admission)
+
+
+class AdmissionSignals:
+    """Handler of the worker's ``admission`` bus group: SoldOut stops the event's waiting room,
+    ShopperFinished ends the shopper session (both idempotent; the purchase path already does
+    both at once, the bus is the durable fallback)."""
+
+    event_types = frozenset({"SoldOut", "ShopperFinished"})
+
+    def __init__(self, hooks: AdmissionHooks) -> None:
+        self.hooks = hooks
+
+    async def __call__(self, env: Envelope) -> None:
+        now_ms = int(time.time() * 1000)
+        if env.event_type == "SoldOut":
+            room = await self.hooks.room_of_event(str(env.payload["event_id"]))
+            if room is not None:
+                await self.hooks.mark_sold_out(room, now_ms)
+        elif env.event_type == "ShopperFinished":
+            await self.hooks.finish_shopper(str(env.payload["room"]), str(env.payload["visitor_id"]), now_ms)

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
-from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -138,7 +137,12 @@ class HoldStore:
             self._touched(event_id)
         return [_s(x) if isinstance(x, bytes) else x for x in reply]
 
-    def _hold_from_record(self, hold_id: str, raw: bytes | str) -> Hold:
+    def hold_record_command(self, hold_id: str) -> tuple[str, str, str]:
+        """The read of a hold's record as one command, for a caller's own round trip (the purchase
+        sends it with its Idempotency-Key claim); decode the reply with :meth:`hold_from_record`."""
+        return ("HGET", self.keys.hold_records(event_of_hold_id(hold_id)), hold_id)
+
+    def hold_from_record(self, hold_id: str, raw: bytes | str) -> Hold:
         r = msgspec.json.decode(raw)
         if r["k"] == "s":
             items = tuple(HoldItem(seat=i[0], tier=i[1], price=int(i[2])) for i in r["i"])
@@ -183,7 +187,7 @@ class HoldStore:
             raw = await self.redis.hget(self.keys.hold_records(event_id), hold_id)
         if raw is None:
             raise HoldNotFound(f"no hold {hold_id}")
-        return self._hold_from_record(hold_id, raw)
+        return self.hold_from_record(hold_id, raw)
 
     async def hold_seats(self, event_id: str, hold_id: str, user_id: str, seat_ids: Sequence[str], now_ms: int,
                          admitted: bool) -> Hold:
@@ -303,7 +307,7 @@ class HoldStore:
         if not ids:
             return []
         raws = await self.redis.hmget(self.keys.hold_records(event_id), ids)
-        return [(hid, self._hold_from_record(hid, raw) if raw is not None else None)
+        return [(hid, self.hold_from_record(hid, raw) if raw is not None else None)
                 for hid, raw in zip(ids, raws, strict=True)]
 
     async def ack_expired(self, event_id: str, count: int) -> None:
@@ -429,5 +433,3 @@ class HoldStore:
         await self.redis.srem(self.keys.events_on_sale(), event_id)
         self._touched(event_id)
 
-
-HOLDS = web.AppKey("holds", HoldStore)

@@ -15,8 +15,8 @@ from aiohttp import web
 from stagedoor.bus import consumer_ctx
 from stagedoor.logs import log_failure
 from stagedoor.tasks import stop_tasks
-from stagedoor.web import DB, KEYS, METRICS, REDIS, SETTINGS
-from ticketing.notifications.appkeys import NOTIFICATIONS
+from stagedoor.web import DB, KEYS, REDIS, SETTINGS
+from ticketing.appkeys import METRICS, NOTIFICATIONS
 from ticketing.notifications.handlers import notification_handler
 from ticketing.notifications.metrics import NotificationMetrics
 from ticketing.notifications.reminders import schedule_reminders

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from stagedoor.bus_envelope import Envelope, Handler
-from ticketing.notifications.appkeys import NOTIFICATIONS
+from ticketing.appkeys import NOTIFICATIONS
 from ticketing.notifications.service import NOTABLE_FIELDS, Notifications, raise_if_incomplete
 
 logger = logging.getLogger(__name__)

@@ -83,20 +83,18 @@ class IdempotencyStore:
     def _redis_key(self, user_id: str, key: str) -> str:
         return self.keys.purchase_idempotency(user_id, hashlib.sha256(key.encode()).hexdigest()[:32])
 
-    async def claim(self, user_id: str, key: str, fp: str, event_id: str, hold_id: str,
-                    also: Sequence[tuple[Any, ...]] = ()) -> tuple[Claim | Replay, str | None, bytes | None, list[Any]]:
+    async def claim(self, user_id: str, key: str, fp: str,
+                    also: Sequence[tuple[Any, ...]] = ()) -> tuple[Claim | Replay, list[Any]]:
         """Claim the key for this request, or the stored answer; PurchaseInProgress if one runs.
 
-        The same round trip reads the waiting room gating the event (None: not gated), the hold's
-        record (None: no such hold) and runs the caller's ``also`` commands (their replies are the
-        last element), which the purchase needs next: one round trip, not several."""
+        The same round trip runs the caller's ``also`` commands (their replies come second, in
+        order): the purchase sends the reads it needs next with the claim, one round trip, not
+        several."""
         redis_key = self._redis_key(user_id, key)
         nonce = secrets.token_hex(12)
         commands: tuple[tuple[Any, ...], ...] = (
             ("SET", redis_key, f"p:{fp}:{nonce}", "NX", "EX", self.inflight_ttl_s),
             ("GET", redis_key),
-            ("GET", self.keys.event_room(event_id)),
-            ("HGET", self.keys.hold_records(event_id), hold_id),
             *also,
         )
         with redis_or_unavailable("Redis is unavailable"):
@@ -107,14 +105,13 @@ class IdempotencyStore:
                     for command in commands:
                         pipe.execute_command(*command)
                     replies = await pipe.execute()
-        claimed, current, room, hold_record, *extra = replies
-        room_id = room.decode() if isinstance(room, bytes) else room
+        claimed, current, *extra = replies
         if claimed:
-            return Claim(redis_key=redis_key, key=key, fingerprint=fp, nonce=nonce), room_id, hold_record, extra
+            return Claim(redis_key=redis_key, key=key, fingerprint=fp, nonce=nonce), extra
         value = current.decode() if isinstance(current, bytes) else str(current or "")
         if value.startswith("d:"):
             _, stored_fp, status, body = value.split(":", 3)
-            return check_replay(fp, stored_fp, int(status), body.encode()), room_id, None, extra
+            return check_replay(fp, stored_fp, int(status), body.encode()), extra
         if value.startswith("p:") and value.split(":", 2)[1] != fp:
             raise IdempotencyKeyReused("this Idempotency-Key is in use by a different request")
         raise PurchaseInProgress("a purchase with this Idempotency-Key is in progress; retry shortly",
@@ -132,7 +129,3 @@ class IdempotencyStore:
         value = await self.redis.get(claim.redis_key)
         if value is not None and value.decode().endswith(":" + claim.nonce):
             await self.redis.delete(claim.redis_key)
-
-    async def room_of_event(self, event_id: str) -> str | None:
-        room = await self.redis.get(self.keys.event_room(event_id))
-        return room.decode() if isinstance(room, bytes) else room

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from rooms.sessions import room_from_reply
 from stagedoor.admission_tokens import AdmissionClaims, verify_admission_token
 from stagedoor.auth import Principal
 from stagedoor.bus import BusEmitter
@@ -85,13 +86,15 @@ async def purchase(deps: PurchaseDeps, req: PurchaseInput) -> Replay:
     # A presented admission token is checked now (CPU only, verification is cached) so that its
     # shopper-session check rides in the claim's round trip; a gated event re-checks it below.
     presented = _presented_admission(deps, req.admission_token, event_id)
-    also = (deps.admission.session_command(presented),) if presented else ()
-    claimed, room, hold_record, extra = await deps.idempotency.claim(user_id, key, fp, event_id, req.hold_id,
-                                                                     also=also)
+    # One round trip: the claim, the room gating the event, the hold's record, the shopper session.
+    also = (deps.admission.event_room_command(event_id), deps.holds.hold_record_command(req.hold_id),
+            *((deps.admission.session_command(presented),) if presented else ()))
+    claimed, replies = await deps.idempotency.claim(user_id, key, fp, also=also)
     if isinstance(claimed, Replay):
         deps.metrics.purchases_total.labels("replayed").inc()
         return claimed
-    session = (presented, extra[0]) if also else None
+    room, hold_record = room_from_reply(replies[0]), replies[1]
+    session = (presented, replies[2]) if presented else None
     try:
         result = await _purchase_claimed(deps, req, claimed, event_id, room, hold_record, session)
     except StagedoorError as exc:
@@ -160,7 +163,7 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
         if hold_record is None:
             raise HoldNotFound(f"no hold {req.hold_id}")
         # The record came with the Idempotency-Key claim (one round trip); HoldStore parses it.
-        hold = deps.holds._hold_from_record(req.hold_id, hold_record)
+        hold = deps.holds.hold_from_record(req.hold_id, hold_record)
         if hold.user_id != user_id:
             raise NotHoldOwner("this hold belongs to another user")
         if hold.state == "sold":

@@ -1,4 +1,5 @@
-"""HTTP handlers of purchases, orders, tickets, check-in, discount codes and sales."""
+"""HTTP handlers of purchases, orders and discount codes, and the cleanup context that builds the
+purchase's collaborators."""
 
 from __future__ import annotations
 
@@ -14,13 +15,11 @@ from stagedoor.bus import EMITTER
 from stagedoor.openapi import Api
 from stagedoor.problems import render_error
 from stagedoor.tasks import stop_task
-from stagedoor.web import DB, KEYRING, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, decode_body, decode_query, json_response
+from stagedoor.web import DB, KEYRING, KEYS, REDIS, SCRIPTS, SETTINGS, decode_body, json_response
+from ticketing.appkeys import CLOCK, GATEWAY, HOLDS, METRICS, ORDERS, PURCHASES
 from ticketing.catalog.events import parse_event_id
 from ticketing.holds import shopper_session
-from ticketing.holds.inventory import clock_of
 from ticketing.holds.shopper_session import AdmissionHooks
-from ticketing.holds.store import HOLDS
-from ticketing.metrics import TicketingMetrics
 from ticketing.orders import discounts, orders
 from ticketing.orders.errors import PurchaseInProgress
 from ticketing.orders.idempotency import IdempotencyStore
@@ -29,43 +28,29 @@ from ticketing.orders.purchase import PurchaseDeps, PurchaseInput, purchase
 from ticketing.orders.sold_out import SoldOutWatch
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
-from ticketing.sales import sales
-from ticketing.sales.counters import GroupBacklog, SalesCounterStore
-from ticketing.tickets import checkin
-from ticketing.tickets import qr as tickets
 
 logger = logging.getLogger(__name__)
 
 api = Api(tag="orders")
-
-ORDERS = web.AppKey("orders", OrderStore)
-PURCHASES = web.AppKey("purchases", PurchaseDeps)
-SALES_COUNTERS = web.AppKey("sales_counters", SalesCounterStore)
-DASHBOARD_BACKLOG = web.AppKey("dashboard_backlog", GroupBacklog)
-# Tests and benchmarks may set a gateway before startup (e.g. a MockGateway they inspect).
-GATEWAY = web.AppKey("payment_gateway", object)
 
 
 async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
     """Builds the purchase collaborators (after redis_ctx, db_ctx, keyring and inventory_ctx)."""
     settings = app[SETTINGS]
     metrics = app[METRICS]
-    assert isinstance(metrics, TicketingMetrics)
     app[ORDERS] = OrderStore(app[DB])
-    app[SALES_COUNTERS] = SalesCounterStore(app[DB])
-    app[DASHBOARD_BACKLOG] = GroupBacklog(app[REDIS], app[KEYS])
     admission = AdmissionHooks(app[REDIS], app[SCRIPTS], app[KEYS])
     idempotency = IdempotencyStore(app[REDIS], app[KEYS], settings.idempotency_inflight_ttl_s,
                                    settings.idempotency_ttl_s, batcher=app[HOLDS].batcher)
     app[PURCHASES] = PurchaseDeps(
         holds=app[HOLDS], orders=app[ORDERS],
-        payments=Payments.from_settings(settings, metrics, app.get(GATEWAY)),  # type: ignore[arg-type]
+        payments=Payments.from_settings(settings, metrics, app.get(GATEWAY)),
         idempotency=idempotency, keyring=app[KEYRING], metrics=metrics, settings=settings, admission=admission,
         sold_out=SoldOutWatch(settings.sold_out_check_interval_ms, holds=app[HOLDS], orders=app[ORDERS],
-                              idempotency=idempotency, admission=admission),
+                              admission=admission),
         emitter=app.get(EMITTER),
     )
-    watch = asyncio.create_task(app[PURCHASES].sold_out.run(clock_of(app).now_ms),
+    watch = asyncio.create_task(app[PURCHASES].sold_out.run(app[CLOCK].now_ms),
                                 name="sold-out-watch")
     yield
     await stop_task(watch)
@@ -83,7 +68,7 @@ async def purchase_hold(request: web.Request) -> web.Response:
     req = PurchaseInput(
         hold_id=request.match_info["hold_id"], principal=principal,
         idempotency_key=request.headers.get("Idempotency-Key"), body=body,
-        admission_token=request.headers.get("X-Admission-Token"), now_ms=clock_of(app).now_ms(),
+        admission_token=request.headers.get("X-Admission-Token"), now_ms=app[CLOCK].now_ms(),
     )
     try:
         result = await purchase(app[PURCHASES], req)
@@ -101,25 +86,6 @@ async def get_order(request: web.Request) -> web.Response:
     return json_response(await orders.get_order(request.app[ORDERS], principal, request.match_info["order_id"]))
 
 
-@api.get("/api/tickets/{ticket_id}/qr.svg", response="svg", response_content_type="image/svg+xml",
-         errors=(401, 404), auth="bearer", summary="QR code (SVG) of the ticket's signed code")
-async def ticket_qr(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
-    svg = await tickets.ticket_qr_svg(request.app[ORDERS], principal, request.match_info["ticket_id"])
-    return web.Response(body=svg, content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
-
-
-@api.post("/api/checkin", body=checkin.CheckInRequest, response=checkin.CheckInResult, errors=(401, 403, 404, 409),
-          auth="bearer", summary="Check a ticket code in: 200 first scan, 409 already, 404 unknown or forged")
-async def check_in(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
-    body = await decode_body(request, checkin.CheckInRequest)
-    app = request.app
-    result = await checkin.check_in(app[ORDERS], app[KEYRING], app[METRICS], principal,  # type: ignore[arg-type]
-                                    body.code)
-    return json_response(result)
-
-
 @api.post("/api/events/{event_id}/discounts", body=discounts.DiscountIn, response=discounts.DiscountOut,
           status=201, errors=(401, 403, 404, 409), auth="bearer",
           summary="Create a discount code (percent or fixed, usage-limited, optional validity window)")
@@ -131,14 +97,3 @@ async def create_discount(request: web.Request) -> web.Response:
     return json_response(created, status=201)
 
 
-@api.get("/api/events/{event_id}/sales", query=sales.SalesQuery, response=sales.SalesOut,
-         errors=(401, 403, 404), auth="bearer",
-         summary="Live sales: sold, held, free, revenue, orders over time, funnel counters and their freshness "
-                 "(organizer, admin)")
-async def event_sales(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
-    event_id = parse_event_id(request.match_info["event_id"])
-    query = decode_query(request, sales.SalesQuery)
-    app = request.app
-    return json_response(await sales.event_sales(app[ORDERS], app[HOLDS], app[SALES_COUNTERS], app[DASHBOARD_BACKLOG],
-                                                 principal, event_id, query))

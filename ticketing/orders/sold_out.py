@@ -19,7 +19,6 @@ import msgspec
 
 from ticketing.holds.shopper_session import AdmissionHooks
 from ticketing.holds.store import HoldStore
-from ticketing.orders.idempotency import IdempotencyStore
 from ticketing.orders.store import OrderStore
 
 logger = logging.getLogger(__name__)
@@ -31,12 +30,10 @@ _ENCODER = msgspec.json.Encoder()
 class SoldOutWatch:
     """Events that sold tickets since the last check (event id -> its waiting room, if known)."""
 
-    def __init__(self, interval_ms: int, *, holds: HoldStore, orders: OrderStore, idempotency: IdempotencyStore,
-                 admission: AdmissionHooks) -> None:
+    def __init__(self, interval_ms: int, *, holds: HoldStore, orders: OrderStore, admission: AdmissionHooks) -> None:
         self.interval_s = interval_ms / 1000
         self._holds = holds
         self._orders = orders
-        self._idempotency = idempotency
         self._admission = admission
         self._noted: dict[str, str | None] = {}
 
@@ -54,7 +51,7 @@ class SoldOutWatch:
         payload = _ENCODER.encode({"event_id": event_id, "at_ms": now_ms})
         if await self._orders.mark_sold_out(int(event_id), outbox_id, payload):
             logger.info("event_sold_out", extra={"event_id": event_id})
-        room = room or await self._idempotency.room_of_event(event_id)
+        room = room or await self._admission.room_of_event(event_id)
         if room:
             await self._admission.mark_sold_out(room, now_ms)
         return True

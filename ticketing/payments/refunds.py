@@ -16,6 +16,7 @@ import uuid
 
 import msgspec
 
+from stagedoor.bus_envelope import Envelope
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
 from ticketing.payments.gateway import Charge
@@ -55,3 +56,22 @@ async def refund_event_orders(orders: OrderStore, payments: Payments, event_id: 
                 refunded += 1
                 payments.metrics.refunds_total.labels("event_cancelled").inc()
         logger.info("event_refunds_progress", extra={"event_id": event_id, "refunded": refunded, "failed": failed})
+
+
+class CancellationRefunds:
+    """Handler of the worker's ``refunds`` bus group: EventCancelled refunds every confirmed order of
+    the event; an order the gateway would not refund fails the delivery, so it is retried with
+    backoff and dead-lettered after ``bus_max_attempts``."""
+
+    event_types = frozenset({"EventCancelled"})
+
+    def __init__(self, orders: OrderStore, payments: Payments) -> None:
+        self.orders = orders
+        self.payments = payments
+
+    async def __call__(self, env: Envelope) -> None:
+        run = await refund_event_orders(self.orders, self.payments, int(env.payload["event_id"]))
+        logger.info("event_refunds_done", extra={"event_id": env.payload["event_id"], "refunded": run.refunded,
+                                                 "failed": run.failed})
+        if run.failed:
+            raise RuntimeError(f"{run.failed} order(s) not refunded yet")

@@ -19,12 +19,13 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from rooms import sessions
 from stagedoor import errors
 from stagedoor.pages import render, tr
 from stagedoor.web import KEYS, REDIS, SETTINGS
+from ticketing.appkeys import CLOCK, INVENTORY
 from ticketing.catalog import events
 from ticketing.catalog.types import EventSearch
-from ticketing.holds.inventory import INVENTORY, clock_of
 from ticketing.shop.seat_map import layout_seat_map, tier_colours
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,7 @@ def _filter_problem(exc: Exception) -> str:
 
 
 async def _event_room(request: web.Request, event_id: str) -> str | None:
-    room = await request.app[REDIS].get(request.app[KEYS].event_room(event_id))
-    return room.decode() if room else None
+    return await sessions.room_of_event(request.app[REDIS], request.app[KEYS], event_id)
 
 
 def _not_found(request: web.Request) -> web.Response:
@@ -132,7 +132,7 @@ async def event_page(request: web.Request) -> web.Response:
     layout = None
     too_large = False
     if event.seated:
-        seat_map = await events.get_seat_map(inventory, event_id, None, clock_of(request.app).now_ms())
+        seat_map = await events.get_seat_map(inventory, event_id, None, request.app[CLOCK].now_ms())
         layout = layout_seat_map(seat_map.seats, colours)
         too_large = layout is None and bool(seat_map.seats)
     room = await _event_room(request, str(event_id))

@@ -1,0 +1,33 @@
+"""HTTP handlers of tickets: the QR code of a ticket and check-in at the door."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stagedoor.auth import require_principal
+from stagedoor.openapi import Api
+from stagedoor.web import KEYRING, decode_body, json_response
+from ticketing.appkeys import METRICS, ORDERS
+from ticketing.tickets import checkin
+from ticketing.tickets import qr as tickets
+
+api = Api(tag="orders")
+
+
+@api.get("/api/tickets/{ticket_id}/qr.svg", response="svg", response_content_type="image/svg+xml",
+         errors=(401, 404), auth="bearer", summary="QR code (SVG) of the ticket's signed code")
+async def ticket_qr(request: web.Request) -> web.Response:
+    principal = await require_principal(request)
+    svg = await tickets.ticket_qr_svg(request.app[ORDERS], principal, request.match_info["ticket_id"])
+    return web.Response(body=svg, content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@api.post("/api/checkin", body=checkin.CheckInRequest, response=checkin.CheckInResult, errors=(401, 403, 404, 409),
+          auth="bearer", summary="Check a ticket code in: 200 first scan, 409 already, 404 unknown or forged")
+async def check_in(request: web.Request) -> web.Response:
+    principal = await require_principal(request)
+    body = await decode_body(request, checkin.CheckInRequest)
+    app = request.app
+    result = await checkin.check_in(app[ORDERS], app[KEYRING], app[METRICS], principal,
+                                    body.code)
+    return json_response(result)
