@@ -20,6 +20,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install -r /tmp/requirements.txt
 # Then the code. Editable, so the package finds lua/ and templates/ beside it in /app.
 COPY stagedoor ./stagedoor
+COPY rooms ./rooms
 COPY waitingroom ./waitingroom
 COPY ticketing ./ticketing
 COPY admission ./admission

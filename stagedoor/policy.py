@@ -118,3 +118,10 @@ def authorize(principal: Principal | None, action: Action, resource: Resource = 
     if not is_allowed(principal, action, resource):
         raise Forbidden(f"not allowed to {action.value} this resource")
     return principal
+
+
+def may_read(principal: Principal, action: Action, owner_id: str | None, organizer_id: str | None) -> bool:
+    """Whether the principal may read a thing owned by ``owner_id`` of an event organized by
+    ``organizer_id`` (owner, the event's organizer, admin; clients by scope). Readers that may
+    not see it get a 404, so nothing leaks that it exists."""
+    return is_allowed(principal, action, Resource(owner_id=owner_id, organizer_id=organizer_id))

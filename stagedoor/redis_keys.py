@@ -82,7 +82,7 @@ class RedisKeys:
 
     # -- ticketing keys (ticketing issue): add methods here
     # Holdable inventory of one event (ticketing/holds/store.py). Redis is a cache of what can be
-    # held; PostgreSQL is the truth of what is sold (ticketing/holds/inventory.py rebuilds from it).
+    # held; PostgreSQL is the truth of what is sold (ticketing/catalog/inventory.py rebuilds from it).
     def inventory_meta(self, event_id: str) -> str:
         """hash: status, currency, max_per_order, hold_ttl_ms, gen (the "loaded" marker: absent
         after Redis data loss, which triggers a rebuild from PostgreSQL)."""

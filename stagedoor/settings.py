@@ -89,7 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     hold_sweep_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=60)] = 1.0
     # Finished (sold/released/expired) hold records stay readable this long, then are purged.
     hold_record_retention_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 86_400)] = 3600
-    # A live seat map is served from memory this long at most (ticketing/holds/seat_map_cache.py); 0 = off.
+    # A live seat map is served from memory this long at most (ticketing/catalog/seat_map_cache.py); 0 = off.
     seat_map_cache_ms: Annotated[int, msgspec.Meta(ge=0, le=5000)] = 500
 
     # Waiting room and admission (waitingroom/, admission/).

@@ -15,8 +15,8 @@ from ticketing.accounts.routes import api as accounts_api
 from ticketing.appkeys import METRICS
 from ticketing.catalog.organizer import api as organizer_events_api
 from ticketing.catalog.routes import api as events_api
+from ticketing.catalog.routes import inventory_ctx
 from ticketing.holds.routes import api as holds_api
-from ticketing.holds.routes import inventory_ctx
 from ticketing.metrics import TicketingMetrics
 from ticketing.orders.routes import api as orders_api
 from ticketing.orders.routes import purchases_ctx
@@ -24,6 +24,7 @@ from ticketing.sales.routes import api as sales_api
 from ticketing.sales.routes import sales_ctx
 from ticketing.shop.routes import routes as pages_routes
 from ticketing.tickets.routes import api as tickets_api
+from ticketing.tickets.routes import tickets_ctx
 
 
 def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
@@ -42,6 +43,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(emitter_ctx)  # best-effort bus events: HoldPlaced, ShopperFinished
     app.cleanup_ctx.append(purchases_ctx)
     app.cleanup_ctx.append(sales_ctx)
+    app.cleanup_ctx.append(tickets_ctx)
     add_routes(app, pages_routes)  # HTML shop + organizer pages
     add_static(app, "/static", STATIC_DIR)
     return app

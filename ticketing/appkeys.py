@@ -5,44 +5,50 @@ are in stagedoor/web.py."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from stagedoor.clock import Clock
-from ticketing.accounts.accounts import Accounts
-from ticketing.accounts.history import UserHistoryStore
-from ticketing.accounts.oauth import TokenIssuer
-from ticketing.catalog.store import EventStore
-from ticketing.holds.inventory import Inventory
-from ticketing.holds.store import HoldStore
-from ticketing.metrics import AccountsMetrics, TicketingMetrics
-from ticketing.notifications.service import Notifications
-from ticketing.orders.purchase import PurchaseDeps
-from ticketing.orders.store import OrderStore
-from ticketing.payments.gateway import PaymentGateway
-from ticketing.sales.counters import GroupBacklog, SalesCounterStore
+if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import, no cycle
+    from stagedoor.clock import Clock
+    from ticketing.accounts.accounts import Accounts
+    from ticketing.accounts.history import UserHistoryStore
+    from ticketing.accounts.oauth import TokenIssuer
+    from ticketing.catalog.inventory import Inventory
+    from ticketing.catalog.store import EventStore
+    from ticketing.holds.store import HoldStore
+    from ticketing.metrics import AccountsMetrics, TicketingMetrics
+    from ticketing.notifications.service import Notifications
+    from ticketing.orders.purchase import PurchaseDeps
+    from ticketing.orders.store import OrderStore
+    from ticketing.payments.gateway import PaymentGateway
+    from ticketing.sales.counters import GroupBacklog, SalesCounterStore
+    from ticketing.tickets.store import TicketStore
 
-METRICS = web.AppKey("ticketing_metrics", TicketingMetrics)  # the same object as stagedoor.web.METRICS
-CLOCK = web.AppKey("ticketing_clock", Clock)  # tests put a ManualClock here before startup
+METRICS: web.AppKey[TicketingMetrics] = web.AppKey("ticketing_metrics")  # the same object as stagedoor.web.METRICS
+CLOCK: web.AppKey[Clock] = web.AppKey("ticketing_clock")  # tests put a ManualClock here before startup
 
-# catalog and holds (ticketing.holds.routes.inventory_ctx)
-EVENTS = web.AppKey("events", EventStore)
-HOLDS = web.AppKey("holds", HoldStore)
-INVENTORY = web.AppKey("inventory", Inventory)
+# catalog and holds (ticketing.catalog.routes.inventory_ctx)
+EVENTS: web.AppKey[EventStore] = web.AppKey("events")
+HOLDS: web.AppKey[HoldStore] = web.AppKey("holds")
+INVENTORY: web.AppKey[Inventory] = web.AppKey("inventory")
 
 # orders (ticketing.orders.routes.purchases_ctx)
-ORDERS = web.AppKey("orders", OrderStore)
-PURCHASES = web.AppKey("purchases", PurchaseDeps)
-SALES_COUNTERS = web.AppKey("sales_counters", SalesCounterStore)
-DASHBOARD_BACKLOG = web.AppKey("dashboard_backlog", GroupBacklog)
-GATEWAY = web.AppKey("payment_gateway", PaymentGateway)  # tests and benchmarks may set one before startup
+ORDERS: web.AppKey[OrderStore] = web.AppKey("orders")
+PURCHASES: web.AppKey[PurchaseDeps] = web.AppKey("purchases")
+SALES_COUNTERS: web.AppKey[SalesCounterStore] = web.AppKey("sales_counters")
+DASHBOARD_BACKLOG: web.AppKey[GroupBacklog] = web.AppKey("dashboard_backlog")
+GATEWAY: web.AppKey[PaymentGateway] = web.AppKey("payment_gateway")  # tests and benchmarks may set one before startup
+
+# tickets (ticketing.tickets.routes.tickets_ctx)
+TICKETS: web.AppKey[TicketStore] = web.AppKey("tickets")
 
 # accounts (ticketing.accounts.routes.accounts_ctx)
-ACCOUNTS = web.AppKey("accounts", Accounts)
-ACCOUNTS_METRICS = web.AppKey("accounts_metrics", AccountsMetrics)
-TOKENS = web.AppKey("token_issuer", TokenIssuer)
-HISTORY = web.AppKey("user_history", UserHistoryStore)
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+ACCOUNTS_METRICS: web.AppKey[AccountsMetrics] = web.AppKey("accounts_metrics")
+TOKENS: web.AppKey[TokenIssuer] = web.AppKey("token_issuer")
+HISTORY: web.AppKey[UserHistoryStore] = web.AppKey("user_history")
 
 # the worker
-SWEEPER = web.AppKey("hold_sweeper", asyncio.Task)
-NOTIFICATIONS = web.AppKey("notifications", Notifications)
+SWEEPER: web.AppKey[asyncio.Task[None]] = web.AppKey("hold_sweeper")
+NOTIFICATIONS: web.AppKey[Notifications] = web.AppKey("notifications")

@@ -11,7 +11,7 @@
   idempotent; the purchase path already calls it at once, the bus is the durable fallback);
   ShopperFinished ends the shopper session (rooms.sessions.finish_shopper, idempotent; same).
 - group ``refunds``: EventCancelled refunds every confirmed order of the event
-  (ticketing.payments.refunds.refund_event_orders: each order once; an order the gateway would
+  (ticketing.orders.refunds.refund_event_orders: each order once; an order the gateway would
   not refund makes the delivery fail, so it is retried with backoff and dead-lettered after
   ``bus_max_attempts``).
 - group ``dashboard``: the organizer dashboard's per-event, per-minute/hour/day counters
@@ -36,9 +36,9 @@ from stagedoor.web import DB, KEYS, REDIS, SCRIPTS, SETTINGS
 from ticketing.appkeys import GATEWAY, METRICS
 from ticketing.catalog.read_model import ReadModel
 from ticketing.holds.shopper_session import AdmissionHooks, AdmissionSignals
+from ticketing.orders.refunds import CancellationRefunds
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
-from ticketing.payments.refunds import CancellationRefunds
 from ticketing.sales.counters import DashboardCounters, backfill_until_done
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from stagedoor.keys import KeyRing
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
+from ticketing.catalog.inventory import Inventory
 from ticketing.catalog.store import EventStore, NewEvent, TierRow
-from ticketing.holds.inventory import Inventory
 from ticketing.holds.store import HoldStore
 
 DEMO_EMAIL = "demo@stagedoor.local"

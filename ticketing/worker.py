@@ -2,7 +2,7 @@
 /metrics, whose cleanup contexts own the background loops: the hold sweeper, the outbox relay,
 the bus consumer groups and the notifications.
 
-Hold sweeper (ticketing/holds/sweeper.py): every ``hold_sweep_interval_s`` it
+Hold sweeper (ticketing/catalog/hold_sweeper.py): every ``hold_sweep_interval_s`` it
 - notices Redis data loss (a new Redis ``run_id``, or a sellable event whose inventory marker
   is gone) and rebuilds those events from PostgreSQL;
 - reclaims expired holds of every on-sale event (sweep_expired_holds) and writes one
@@ -26,9 +26,9 @@ from stagedoor.settings import Settings
 from stagedoor.tasks import stop_task
 from stagedoor.web import SETTINGS, base_app, keyring_ctx
 from ticketing.appkeys import CLOCK, INVENTORY, METRICS, SWEEPER
+from ticketing.catalog.hold_sweeper import HoldSweeper
+from ticketing.catalog.routes import inventory_ctx
 from ticketing.consumers import add_consumers
-from ticketing.holds.routes import inventory_ctx
-from ticketing.holds.sweeper import HoldSweeper
 from ticketing.metrics import TicketingMetrics
 from ticketing.notifications.context import add_notifications
 

@@ -34,8 +34,8 @@ from tests.ticketing.conftest import buy, hold_seats, seat_map
 from ticketing.appkeys import PURCHASES
 from ticketing.consumers import CONSUMER_FACTORIES
 from ticketing.holds.shopper_session import AdmissionSignals
+from ticketing.orders.refunds import CancellationRefunds
 from ticketing.payments.gateway import Charge, MockGateway
-from ticketing.payments.refunds import CancellationRefunds
 
 
 async def stream_envelopes(redis: Any, keys: RedisKeys) -> list[tuple[bytes, Envelope]]:

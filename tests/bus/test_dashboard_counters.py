@@ -20,8 +20,8 @@ from stagedoor.web import KEYS, REDIS
 from tests.bus.test_consumers import drain, stream_envelopes
 from tests.ticketing.conftest import buy, count_sales, hold_seats
 from ticketing.appkeys import CLOCK, INVENTORY
+from ticketing.catalog.hold_sweeper import sweep_event
 from ticketing.consumers import CONSUMER_FACTORIES
-from ticketing.holds.sweeper import sweep_event
 from ticketing.sales.counters import (
     COUNTED_TYPES,
     GROUP,

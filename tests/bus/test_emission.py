@@ -15,8 +15,8 @@ from stagedoor.bus_events import decode_payload
 from stagedoor.redis_keys import RedisKeys
 from tests.ticketing.conftest import buy, hold_seats, seat_map
 from ticketing.appkeys import INVENTORY
+from ticketing.catalog.hold_sweeper import sweep_event
 from ticketing.catalog.read_model import ReadModel
-from ticketing.holds.sweeper import sweep_event
 
 
 async def relay_all(relay: OutboxRelay) -> None:

@@ -104,7 +104,7 @@ async def test_an_expired_hold_counts_as_free_without_any_sweep(clocked_client, 
 async def test_the_sweeper_reclaims_expired_holds_and_writes_booking_expired(clocked_client, make_event,
                                                                              create_user, db,
                                                                              manual_clock: ManualClock) -> None:
-    from ticketing.holds.sweeper import sweep_event
+    from ticketing.catalog.hold_sweeper import sweep_event
 
     client = await clocked_client()
     event = await make_event(client, hold_ttl_s=10)

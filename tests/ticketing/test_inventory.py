@@ -19,7 +19,7 @@ from stagedoor.clock import ManualClock
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.web import SETTINGS
 from ticketing.appkeys import CLOCK, HOLDS, INVENTORY, METRICS
-from ticketing.holds.sweeper import HoldSweeper
+from ticketing.catalog.hold_sweeper import HoldSweeper
 
 
 def _restart(data_dir: Path, port: int, persist: bool) -> EmbeddedRedis:

@@ -1,4 +1,4 @@
-"""Cancelling an event refunds its orders once (ticketing/payments/refunds.py), even when run twice
+"""Cancelling an event refunds its orders once (ticketing/orders/refunds.py), even when run twice
 or when the gateway fails for some of them (those are retried by the next run)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from stagedoor.web import DB
 from tests.ticketing.conftest import buy, hold_seats
 from ticketing.appkeys import ORDERS, PURCHASES
+from ticketing.orders.refunds import refund_event_orders
 from ticketing.payments.gateway import Charge, GatewayFailure, MockGateway
-from ticketing.payments.refunds import refund_event_orders
 
 
 class RefundOutage(MockGateway):

@@ -1,4 +1,4 @@
-"""The live seat map is served from memory for a moment (ticketing/holds/seat_map_cache.py): never past
+"""The live seat map is served from memory for a moment (ticketing/catalog/seat_map_cache.py): never past
 this process's own writes, never past a shown hold's expiry, and other processes' writes show
 within STAGEDOOR_SEAT_MAP_CACHE_MS."""
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from stagedoor.clock import ManualClock
 from stagedoor.web import KEYS, REDIS, SCRIPTS
-from ticketing.holds.seat_map_cache import SeatMapCache
+from ticketing.catalog.seat_map_cache import SeatMapCache
 from ticketing.holds.store import HoldStore
 
 

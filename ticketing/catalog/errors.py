@@ -5,12 +5,7 @@ Each says what happened; stagedoor/problems.py maps the category to the status.
 
 from __future__ import annotations
 
-from stagedoor.errors import Conflict, Forbidden, InvalidInput, NotFound
-
-
-class EventNotFound(NotFound):
-    code = "event-not-found"
-    title = "No such event"
+from stagedoor.errors import Conflict, Forbidden, InvalidInput
 
 
 class NotEventOwner(Forbidden):
@@ -21,11 +16,6 @@ class NotEventOwner(Forbidden):
 class InvalidEvent(InvalidInput):
     code = "invalid-event"
     title = "Invalid event definition"
-
-
-class EventNotOnSale(Conflict):
-    code = "event-not-on-sale"
-    title = "The event is not on sale"
 
 
 class InvalidStatusChange(Conflict):

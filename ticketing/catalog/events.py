@@ -1,7 +1,7 @@
 """Catalog domain: create, update, cancel, read and search events (handler -> here -> stores).
 
 Who may change an event: its organizer or an admin. Going on sale loads the event's
-holdable state into Redis (ticketing/holds/inventory.py); cancelling marks it cancelled in
+holdable state into Redis (ticketing/catalog/inventory.py); cancelling marks it cancelled in
 PostgreSQL with an EventCancelled outbox row in the same transaction (refunds and
 notifications follow from that row), then refuses new holds in Redis.
 """
@@ -9,14 +9,13 @@ notifications follow from that row), then refuses new holds in Redis.
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from typing import Any
 
 import msgspec
 
 from stagedoor.auth import Principal
-from ticketing.catalog.errors import EventNotFound, InvalidEvent, InvalidStatusChange, NotEventOwner
+from ticketing.catalog.errors import InvalidEvent, InvalidStatusChange, NotEventOwner
+from ticketing.catalog.inventory import Inventory
 from ticketing.catalog.store import EventRow, NewEvent, TierRow
 from ticketing.catalog.types import (
     MAX_SEATS_PER_EVENT,
@@ -31,25 +30,12 @@ from ticketing.catalog.types import (
     TierOut,
     VenueOut,
 )
-from ticketing.holds.inventory import Inventory
 from ticketing.holds.store import TierCount
+from ticketing.ids import EventNotFound, outbox_id
 
 logger = logging.getLogger(__name__)
 
-EVENT_ID_RE = re.compile(r"^[1-9][0-9]{0,17}$")
-OUTBOX_NS = uuid.UUID("6f1e8a52-3c1b-4c4e-9d0e-5b2b7f0c9a11")
 ALLOWED_STATUS_CHANGES = {("draft", "on_sale"), ("on_sale", "sold_out"), ("sold_out", "on_sale")}
-
-
-def parse_event_id(raw: str) -> int:
-    if not EVENT_ID_RE.match(raw):
-        raise EventNotFound(f"no event {raw[:40]!r}")
-    return int(raw)
-
-
-def outbox_id(kind: str, key: str) -> str:
-    """Deterministic outbox event ids: a retried write of the same fact is a no-op."""
-    return str(uuid.uuid5(OUTBOX_NS, f"{kind}:{key}"))
 
 
 def _check_definition(body: EventCreate) -> list[tuple[str, str, str, str]]:
@@ -248,7 +234,7 @@ async def get_event(inventory: Inventory, event_id: int, principal: Principal | 
 
 async def get_seat_map(inventory: Inventory, event_id: int, principal: Principal | None, now_ms: int) -> SeatMapOut:
     ev = str(event_id)
-    version = inventory.holds.version(ev)  # before any Redis read: see ticketing/holds/seat_map_cache.py
+    version = inventory.holds.version(ev)  # before any Redis read: see ticketing/catalog/seat_map_cache.py
     cached = inventory.seat_maps.get(event_id, version, now_ms)
     if cached is not None:  # only maps of events on sale or sold out are kept: public, no query needed
         return cached  # type: ignore[no-any-return]

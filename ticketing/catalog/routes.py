@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from stagedoor import errors, rate_limit
 from stagedoor.auth import authenticate, require_role
+from stagedoor.clock import SystemClock
 from stagedoor.openapi import Api
 from stagedoor.policy import Action, authorize
-from stagedoor.web import SETTINGS, decode_body, decode_json, decode_query, json_response
-from ticketing.appkeys import CLOCK, INVENTORY
+from stagedoor.web import (
+    DB,
+    HOT_REDIS,
+    KEYS,
+    REDIS,
+    SCRIPTS,
+    SETTINGS,
+    decode_body,
+    decode_json,
+    decode_query,
+    json_response,
+)
+from ticketing.appkeys import CLOCK, EVENTS, HOLDS, INVENTORY
 from ticketing.catalog import events
+from ticketing.catalog.inventory import Inventory
+from ticketing.catalog.store import EventStore
 from ticketing.catalog.types import EventCreate, EventOut, EventPage, EventPatch, EventSearch, SeatMapOut
+from ticketing.holds.store import HoldStore
+from ticketing.ids import parse_event_id
 
 api = Api(tag="events")
 
@@ -58,7 +76,7 @@ async def search_events(request: web.Request) -> web.Response:
 @api.get("/api/events/{event_id}", response=EventOut, errors=(404,),
          summary="Event details, tiers with live available counts")
 async def get_event(request: web.Request) -> web.Response:
-    event_id = events.parse_event_id(request.match_info["event_id"])
+    event_id = parse_event_id(request.match_info["event_id"])
     principal = await authenticate(request)
     return json_response(await events.get_event(request.app[INVENTORY], event_id, principal))
 
@@ -66,7 +84,7 @@ async def get_event(request: web.Request) -> web.Response:
 @api.get("/api/events/{event_id}/seats", response=SeatMapOut, errors=(404,),
          summary="Seat map with live state (free, held, sold)")
 async def get_seats(request: web.Request) -> web.Response:
-    event_id = events.parse_event_id(request.match_info["event_id"])
+    event_id = parse_event_id(request.match_info["event_id"])
     principal = await authenticate(request)
     now_ms = request.app[CLOCK].now_ms()
     return json_response(await events.get_seat_map(request.app[INVENTORY], event_id, principal, now_ms))
@@ -76,7 +94,7 @@ async def get_seats(request: web.Request) -> web.Response:
            auth="bearer", summary="Update an event; status draft -> on_sale opens the sale")
 async def patch_event(request: web.Request) -> web.Response:
     principal = await require_role(request, "organizer")
-    event_id = events.parse_event_id(request.match_info["event_id"])
+    event_id = parse_event_id(request.match_info["event_id"])
     patch = await decode_body(request, EventPatch)
     event = await events.update_event(request.app[INVENTORY], principal, event_id, patch)
     return json_response(await events.get_event(request.app[INVENTORY], event.id, principal))
@@ -86,7 +104,17 @@ async def patch_event(request: web.Request) -> web.Response:
             summary="Cancel an event (holders are notified and refunded through the outbox)")
 async def cancel_event(request: web.Request) -> web.Response:
     principal = await require_role(request, "organizer")
-    event_id = events.parse_event_id(request.match_info["event_id"])
+    event_id = parse_event_id(request.match_info["event_id"])
     now_ms = request.app[CLOCK].now_ms()
     event = await events.cancel_event(request.app[INVENTORY], principal, event_id, now_ms)
     return json_response(events.event_out(event, None))
+
+
+async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Builds the catalog/hold stores over the app's Redis and PostgreSQL (after redis_ctx, db_ctx)."""
+    if CLOCK not in app:
+        app[CLOCK] = SystemClock()
+    app[HOLDS] = HoldStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
+    app[EVENTS] = EventStore(app[DB])
+    app[INVENTORY] = Inventory(app[EVENTS], app[HOLDS], app[SETTINGS])
+    yield

@@ -111,3 +111,8 @@ class InventoryNotLoaded(InventoryUnavailable):
 
 class AdmissionNeeded(Exception):
     """The event is gated by a waiting room and the caller showed no valid admission token."""
+
+
+class EventNotOnSale(Conflict):
+    code = "event-not-on-sale"
+    title = "The event is not on sale"

@@ -12,6 +12,7 @@ script, which checks every seat before its first write, inside one Redis EVAL.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 from stagedoor.admission_tokens import AdmissionRequired
 from ticketing.holds.errors import (
@@ -21,9 +22,18 @@ from ticketing.holds.errors import (
     NotHoldOwner,
     OverOrderLimit,
 )
-from ticketing.holds.inventory import Inventory
 from ticketing.holds.store import HoldStore
 from ticketing.holds.types import Hold, new_hold_id
+
+
+class InventoryLoader(Protocol):
+    """What placing a hold needs of the inventory (ticketing.catalog.inventory.Inventory): its hold
+    store, and a rebuild of an event's holdable state from PostgreSQL when Redis lost it."""
+
+    @property
+    def holds(self) -> HoldStore: ...
+
+    async def ensure_loaded(self, event_id: str) -> None: ...
 
 # Limits on what a request may name (the per-event max_tickets_per_order is checked too).
 MAX_SEATS_PER_REQUEST = 50
@@ -67,7 +77,7 @@ async def hold_general_admission(store: HoldStore, event_id: str, user_id: str, 
                                               admitted)
 
 
-async def place_hold(inventory: Inventory, event_id: str, user_id: str, *, seat_ids: list[str] | None,
+async def place_hold(inventory: InventoryLoader, event_id: str, user_id: str, *, seat_ids: list[str] | None,
                      tier: str | None, quantity: int | None, now_ms: int, admitted: bool) -> Hold:
     """Hold seats or general-admission tickets. If Redis lost the event's inventory, rebuild it
     from PostgreSQL (one process does, the others wait) and try once more."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -13,18 +12,14 @@ from stagedoor import rate_limit
 from stagedoor.admission_tokens import AdmissionRequired, verify_admission_token
 from stagedoor.auth import Principal, require_principal, require_user
 from stagedoor.bus import EMITTER
-from stagedoor.clock import SystemClock
 from stagedoor.errors import StagedoorError
 from stagedoor.openapi import Api
-from stagedoor.web import DB, HOT_REDIS, KEYRING, KEYS, REDIS, SCRIPTS, SETTINGS, decode_body, json_response
-from ticketing.appkeys import CLOCK, EVENTS, HOLDS, INVENTORY, METRICS
-from ticketing.catalog.events import parse_event_id
-from ticketing.catalog.store import EventStore
+from stagedoor.web import KEYRING, KEYS, REDIS, SETTINGS, decode_body, json_response
+from ticketing.appkeys import CLOCK, HOLDS, INVENTORY, METRICS
 from ticketing.holds import holds, shopper_session
 from ticketing.holds.holds import MAX_SEATS_PER_REQUEST
-from ticketing.holds.inventory import Inventory
-from ticketing.holds.store import HoldStore
 from ticketing.holds.types import Hold
+from ticketing.ids import parse_event_id
 
 api = Api(tag="holds")
 
@@ -130,13 +125,3 @@ async def _holder(request: web.Request) -> Principal:
     if principal.kind != "user" and not principal.is_admin:
         return await require_user(request)
     return principal
-
-
-async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Builds the catalog/hold stores over the app's Redis and PostgreSQL (after redis_ctx, db_ctx)."""
-    if CLOCK not in app:
-        app[CLOCK] = SystemClock()
-    app[HOLDS] = HoldStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
-    app[EVENTS] = EventStore(app[DB])
-    app[INVENTORY] = Inventory(app[EVENTS], app[HOLDS], app[SETTINGS])
-    yield

@@ -1,11 +1,11 @@
 """HoldStore: the only code that knows the inventory's Redis keys and the hold scripts.
 
-One method per operation; returns domain values (:class:`ticketing.holds.holds.Hold`) or raises
+One method per operation; returns domain values (:class:`ticketing.holds.types.Hold`) or raises
 domain errors (ticketing/holds/errors.py). Time always arrives as ``now_ms`` from the caller.
 
 Used by the purchase code (``get_hold``, ``lock_for_payment``, ``confirm_sold``,
 ``release``), the hold routes, the sweeper (ticketing/worker.py) and the loader
-(ticketing/holds/inventory.py).
+(ticketing/catalog/inventory.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from stagedoor.errors import redis_unavailable_reason
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.script_batcher import ScriptBatcher
-from ticketing.catalog.errors import EventNotOnSale
 from ticketing.holds.errors import (
     ActiveHoldExists,
     AdmissionNeeded,
+    EventNotOnSale,
     HoldAlreadySold,
     HoldExpired,
     HoldLocked,
@@ -108,7 +108,7 @@ class HoldStore:
         # client (stagedoor/connections.py make_hot_redis), else a batcher of our own.
         self._batcher: HotRedis | None = hot or (ScriptBatcher(redis, scripts) if batch_calls else None)
         # event id -> how many seat-state writes this process has finished for it: a cached seat
-        # map (ticketing/holds/seat_map_cache.py) read before the last write is not served again.
+        # map (ticketing/catalog/seat_map_cache.py) read before the last write is not served again.
         self._versions: dict[str, int] = {}
 
     def version(self, event_id: str) -> int:
@@ -357,7 +357,7 @@ class HoldStore:
                     out[_s(seat)] = "free"
         return out, earliest
 
-    # ------------------------------------------------------------ loading (ticketing/holds/inventory.py)
+    # ------------------------------------------------------------ loading (ticketing/catalog/inventory.py)
     async def load(self, event_id: str, meta: InventoryMeta, tiers: Iterable[StagedTier],
                    seats: Iterable[tuple[str, str, bool]], generation: str) -> None:
         """Stage the inventory (seats: (seat_id, tier, sold)) then swap it in atomically."""

@@ -6,14 +6,13 @@ The purchase itself is in ``purchase.py``; this module holds the shapes (API.md
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from stagedoor.auth import Principal
-from stagedoor.policy import Action, Resource, is_allowed
+from stagedoor.formats import parse_uuid, rfc3339
+from stagedoor.policy import Action, may_read
 from ticketing.orders.errors import OrderNotFound
 from ticketing.orders.store import OrderStore
 
@@ -74,22 +73,6 @@ class OrderOut(msgspec.Struct, frozen=True, kw_only=True):
     email: str
     created_at: str
     tickets: list[OrderTicket]
-
-
-def rfc3339(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_uuid(raw: str, not_found: type[Exception]) -> str:
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise not_found(f"no such id {raw[:60]!r}") from None
-
-
-def may_read(principal: Principal, action: Action, owner_id: str | None, organizer_id: str | None) -> bool:
-    """stagedoor.policy decides (owner, the event's organizer, admin; clients by scope)."""
-    return is_allowed(principal, action, Resource(owner_id=owner_id, organizer_id=organizer_id))
 
 
 async def get_order(store: OrderStore, principal: Principal, order_id: str) -> OrderOut:

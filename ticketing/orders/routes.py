@@ -17,9 +17,9 @@ from stagedoor.problems import render_error
 from stagedoor.tasks import stop_task
 from stagedoor.web import DB, KEYRING, KEYS, REDIS, SCRIPTS, SETTINGS, decode_body, json_response
 from ticketing.appkeys import CLOCK, GATEWAY, HOLDS, METRICS, ORDERS, PURCHASES
-from ticketing.catalog.events import parse_event_id
 from ticketing.holds import shopper_session
 from ticketing.holds.shopper_session import AdmissionHooks
+from ticketing.ids import parse_event_id
 from ticketing.orders import discounts, orders
 from ticketing.orders.errors import PurchaseInProgress
 from ticketing.orders.idempotency import IdempotencyStore

@@ -22,7 +22,7 @@ import asyncpg
 import msgspec
 
 from stagedoor.errors import DependencyUnavailable
-from ticketing.catalog.errors import EventNotFound
+from ticketing.ids import EventNotFound
 
 RefusalReason = Literal["seat_sold", "ga_sold_out", "hold_bought", "idempotent_duplicate", "account_limit",
                         "discount_exhausted", "missing_reference"]
@@ -180,12 +180,6 @@ FROM orders o JOIN events e ON e.id = o.event_id
 WHERE o.id = $1
 """
 
-GET_TICKET = """
-SELECT t.id::text AS id, t.code, t.event_id, o.user_id::text AS user_id, e.organizer_id::text AS organizer_id
-FROM tickets t JOIN orders o ON o.id = t.order_id JOIN events e ON e.id = t.event_id
-WHERE t.id = $1
-"""
-
 EVENT_SOLD_OUT = """
 SELECT (SELECT count(*) FROM seats WHERE event_id = $1)
        + (SELECT coalesce(sum(quantity), 0) FROM price_tiers WHERE event_id = $1 AND quantity IS NOT NULL)
@@ -337,10 +331,6 @@ class OrderStore:
         out = dict(row)
         out["tickets"] = msgspec.json.decode(out["tickets"]) if isinstance(out["tickets"], str) else out["tickets"]
         return out
-
-    async def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow(GET_TICKET, ticket_id)
-        return None if row is None else dict(row)
 
     # ------------------------------------------------------------ refunds (cancelled events)
     async def confirmed_orders(self, event_id: int, limit: int, skip: Sequence[str] = ()) -> list[DueRefund]:

@@ -10,7 +10,7 @@ from stagedoor.auth import require_principal
 from stagedoor.openapi import Api
 from stagedoor.web import DB, KEYS, REDIS, decode_query, json_response
 from ticketing.appkeys import DASHBOARD_BACKLOG, HOLDS, ORDERS, SALES_COUNTERS
-from ticketing.catalog.events import parse_event_id
+from ticketing.ids import parse_event_id
 from ticketing.sales import sales
 from ticketing.sales.counters import GroupBacklog, SalesCounterStore
 

@@ -15,9 +15,9 @@ from typing import Annotated, Literal
 import msgspec
 
 from stagedoor.auth import Principal
+from stagedoor.formats import rfc3339
 from stagedoor.policy import Action, Resource, authorize
 from ticketing.holds.store import HoldStore
-from ticketing.orders.orders import rfc3339
 from ticketing.orders.store import OrderStore
 from ticketing.sales.counters import Counts, GroupBacklog, SalesCounterStore, counters_freshness, net
 

@@ -26,6 +26,7 @@ from stagedoor.web import KEYS, REDIS, SETTINGS
 from ticketing.appkeys import CLOCK, INVENTORY
 from ticketing.catalog import events
 from ticketing.catalog.types import EventSearch
+from ticketing.ids import parse_event_id
 from ticketing.shop.seat_map import layout_seat_map, tier_colours
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _not_found(request: web.Request) -> web.Response:
 async def event_page(request: web.Request) -> web.Response:
     inventory = request.app[INVENTORY]
     try:
-        event_id = events.parse_event_id(request.match_info["event_id"])
+        event_id = parse_event_id(request.match_info["event_id"])
         event = await events.get_event(inventory, event_id, None)
     except errors.NotFound:
         return _not_found(request)
@@ -186,7 +187,7 @@ async def organizer_new_event(request: web.Request) -> web.Response:
 
 @routes.get("/organizer/events/{event_id}")
 async def organizer_event(request: web.Request) -> web.Response:
-    event_id = events.parse_event_id(request.match_info["event_id"])
+    event_id = parse_event_id(request.match_info["event_id"])
     room = await _event_room(request, str(event_id))
     return _page(request, "organizer_event.html", event_id=event_id, room=room)
 

@@ -16,42 +16,15 @@ import msgspec
 
 from stagedoor.auth import Principal
 from stagedoor.errors import Forbidden
+from stagedoor.formats import rfc3339
 from stagedoor.keys import KeyRing
 from stagedoor.policy import Action, Resource, authorize
 from ticketing.metrics import TicketingMetrics
-from ticketing.orders.orders import rfc3339
-from ticketing.orders.store import OrderStore
 from ticketing.tickets.codes import MAX_CODE_LENGTH, verify_ticket_code
 from ticketing.tickets.errors import AlreadyCheckedIn, TicketNotFound
+from ticketing.tickets.store import TicketStore
 
 CHECKIN_NAMESPACE = uuid.UUID("3b0f4a55-1f0e-4a6b-9f61-2c4a7f3e0d18")
-# Atomic check-in (after authorization), with the TicketCheckedIn outbox row of a successful
-# scan in the same statement: the UPDATE's "checked_in_at IS NULL" decides the one
-# winner among concurrent scans (the losers re-check the row after the winner commits and match
-# nothing); "before" tells a second scan when the first one happened.
-CHECK_IN_ANNOUNCED = """
-WITH ticket AS (
-    SELECT t.id, t.checked_in_at, t.seat_id, t.tier, o.status
-    FROM tickets t JOIN orders o ON o.id = t.order_id
-    WHERE t.id = $1 AND t.event_id = $2
-), scanned AS (
-    UPDATE tickets SET checked_in_at = now()
-    WHERE id = $1 AND checked_in_at IS NULL AND EXISTS (SELECT 1 FROM ticket WHERE status = 'confirmed')
-    RETURNING id, event_id, checked_in_at
-), announced AS (
-    INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
-    SELECT $3, 'TicketCheckedIn', s.id::text,
-           jsonb_build_object('ticket_id', s.id::text, 'event_id', s.event_id::text,
-                              'checked_in_at', to_char(s.checked_in_at AT TIME ZONE 'UTC',
-                                                       'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
-    FROM scanned s
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING 1
-)
-SELECT ticket.checked_in_at AS before, ticket.status, ticket.seat_id, ticket.tier,
-       (SELECT checked_in_at FROM scanned) AS now, (SELECT count(*) FROM announced) AS announced
-FROM ticket
-"""
 
 
 class CheckInRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -66,7 +39,7 @@ class CheckInResult(msgspec.Struct, frozen=True, kw_only=True):
     checked_in_at: str
 
 
-async def check_in(store: OrderStore, keyring: KeyRing, metrics: TicketingMetrics, principal: Principal,
+async def check_in(store: TicketStore, keyring: KeyRing, metrics: TicketingMetrics, principal: Principal,
                    code: str) -> CheckInResult:
     claims = verify_ticket_code(keyring, code)
     if claims is None:
@@ -81,8 +54,8 @@ async def check_in(store: OrderStore, keyring: KeyRing, metrics: TicketingMetric
     except Forbidden:
         metrics.checkins_total.labels("forbidden").inc()
         raise
-    row = await store.pool.fetchrow(CHECK_IN_ANNOUNCED, claims.ticket_id, int(claims.event_id),
-                                    uuid.uuid5(CHECKIN_NAMESPACE, claims.ticket_id))
+    row = await store.check_in(claims.ticket_id, int(claims.event_id),
+                               uuid.uuid5(CHECKIN_NAMESPACE, claims.ticket_id))
     if row is None:  # pragma: no cover - the ticket existed a moment ago; tickets are never deleted
         raise TicketNotFound("unknown ticket")
     if row["now"] is None:

@@ -8,10 +8,10 @@ import io
 import segno
 
 from stagedoor.auth import Principal
-from stagedoor.policy import Action
-from ticketing.orders.orders import may_read, parse_uuid
-from ticketing.orders.store import OrderStore
+from stagedoor.formats import parse_uuid
+from stagedoor.policy import Action, may_read
 from ticketing.tickets.errors import TicketNotFound
+from ticketing.tickets.store import TicketStore
 
 QR_SCALE = 4
 QR_BORDER = 2
@@ -25,7 +25,7 @@ def render_qr_svg(code: str) -> bytes:
     return buffer.getvalue()
 
 
-async def ticket_qr_svg(store: OrderStore, principal: Principal, ticket_id: str) -> bytes:
+async def ticket_qr_svg(store: TicketStore, principal: Principal, ticket_id: str) -> bytes:
     """The QR of a ticket's signed code, for its buyer, the event's organizer or an admin."""
     row = await store.get_ticket(parse_uuid(ticket_id, TicketNotFound))
     if row is None or not may_read(principal, Action.TICKET_READ, row["user_id"], row["organizer_id"]):

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from stagedoor.auth import require_principal
 from stagedoor.openapi import Api
-from stagedoor.web import KEYRING, decode_body, json_response
-from ticketing.appkeys import METRICS, ORDERS
+from stagedoor.web import DB, KEYRING, decode_body, json_response
+from ticketing.appkeys import METRICS, TICKETS
 from ticketing.tickets import checkin
 from ticketing.tickets import qr as tickets
+from ticketing.tickets.store import TicketStore
 
 api = Api(tag="orders")
+
+
+async def tickets_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Builds the tickets' store (after db_ctx)."""
+    app[TICKETS] = TicketStore(app[DB])
+    yield
 
 
 @api.get("/api/tickets/{ticket_id}/qr.svg", response="svg", response_content_type="image/svg+xml",
          errors=(401, 404), auth="bearer", summary="QR code (SVG) of the ticket's signed code")
 async def ticket_qr(request: web.Request) -> web.Response:
     principal = await require_principal(request)
-    svg = await tickets.ticket_qr_svg(request.app[ORDERS], principal, request.match_info["ticket_id"])
+    svg = await tickets.ticket_qr_svg(request.app[TICKETS], principal, request.match_info["ticket_id"])
     return web.Response(body=svg, content_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -28,6 +37,6 @@ async def check_in(request: web.Request) -> web.Response:
     principal = await require_principal(request)
     body = await decode_body(request, checkin.CheckInRequest)
     app = request.app
-    result = await checkin.check_in(app[ORDERS], app[KEYRING], app[METRICS], principal,
+    result = await checkin.check_in(app[TICKETS], app[KEYRING], app[METRICS], principal,
                                     body.code)
     return json_response(result)

@@ -14,11 +14,11 @@ import uuid
 from typing import Any
 
 from stagedoor.settings import Settings
-from ticketing.catalog.errors import EventNotFound, EventNotOnSale
+from ticketing.catalog.seat_map_cache import SeatMapCache
 from ticketing.catalog.store import EventStore
-from ticketing.holds.errors import InventoryUnavailable
-from ticketing.holds.seat_map_cache import SeatMapCache
+from ticketing.holds.errors import EventNotOnSale, InventoryUnavailable
 from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
+from ticketing.ids import EventNotFound
 
 logger = logging.getLogger(__name__)
 

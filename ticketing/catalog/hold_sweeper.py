@@ -15,8 +15,8 @@ from stagedoor.clock import Clock
 from stagedoor.connections import redis_run_id
 from stagedoor.logs import log_failure
 from stagedoor.settings import Settings
-from ticketing.catalog.events import outbox_id
-from ticketing.holds.inventory import Inventory
+from ticketing.catalog.inventory import Inventory
+from ticketing.ids import outbox_id
 from ticketing.metrics import TicketingMetrics
 
 logger = logging.getLogger(__name__)
