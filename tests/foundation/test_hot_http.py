@@ -327,7 +327,7 @@ async def test_streamed_and_large_answers_from_aiohttp_then_hot_again(serve: Any
 
 
 async def test_connection_close_and_idle_connections(serve: Any) -> None:
-    site = await serve(echo_app(), keepalive_s=0.3)
+    site = await serve(echo_app(), keepalive_s=0.3, head_timeout_s=0.3, body_timeout_s=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
     writer.write(request(headers=[("Host", "h"), ("Connection", "close")]))
     answer = await asyncio.wait_for(read_answer(reader), 5)
