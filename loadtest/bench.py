@@ -5,6 +5,7 @@
     .venv/bin/python -m loadtest.bench --only healthz --no-limits
     .venv/bin/python -m loadtest.bench --limits-only
     .venv/bin/python -m loadtest.bench --list
+    .venv/bin/python -m loadtest.bench --only waitingroom_status --setting hot_http=false   # a service setting
 
 Stores are throwaway: a redis-server per scenario (and one for the raw limits) on free ports, and a
 fresh PostgreSQL database, on an embedded server by default or on the server named by
@@ -283,11 +284,26 @@ def tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def scenario_env(stores: Stores, redis_url: str, keys_dir: Path, secrets_: dict[str, str]) -> BenchEnv:
+def scenario_env(stores: Stores, redis_url: str, keys_dir: Path, secrets_: dict[str, str],
+                 settings: dict[str, str] | None = None) -> BenchEnv:
     urls = {c: f"http://127.0.0.1:{free_port()}" for c in COMPONENTS}
     return BenchEnv(urls=urls, redis_url=redis_url, database_url=stores.database_url,
                     admin_api_key=secrets_["admin_api_key"], queue_token_secret=secrets_["queue_token_secret"],
-                    signing_keys_dir=str(keys_dir), data_dir=str(stores.workdir / "data"))
+                    signing_keys_dir=str(keys_dir), data_dir=str(stores.workdir / "data"), settings=settings or {})
+
+
+def service_settings(pairs: list[str]) -> dict[str, str]:
+    """``--setting name=value`` pairs as STAGEDOOR_* variables; an unknown name stops the bench."""
+    from stagedoor.settings import Settings, env_name
+
+    chosen: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in Settings.__struct_fields__:
+            raise SystemExit(f"--setting {pair!r}: expected name=value with a setting's name (e.g. hot_http=false)")
+        chosen[env_name(name)] = value
+    return chosen
 
 
 def run_scenario(c: Candidate, stores: Stores, keys_dir: Path, secrets_: dict[str, str], args: argparse.Namespace,
@@ -311,7 +327,7 @@ def run_scenario(c: Candidate, stores: Stores, keys_dir: Path, secrets_: dict[st
     t0 = time.monotonic()
     redis_server = EmbeddedRedis(stores.workdir / f"redis-{c.name}", persist=False).start()
     started: list[Started] = []
-    env = scenario_env(stores, redis_server.url, keys_dir, secrets_)
+    env = scenario_env(stores, redis_server.url, keys_dir, secrets_, service_settings(args.setting))
     ctx: Any = None
     try:
         specs = list(module.servers(env))
@@ -421,6 +437,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="which raw limits: any of redis,postgres,stack,cpu (default: all; with --only, those "
                              "the chosen scenarios' targets refer to)")
     parser.add_argument("--list", action="store_true", help="list scenarios and exit")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of every service process (repeatable), e.g. hot_http=false")
     parser.add_argument("--repeat", type=int, default=1, choices=range(1, 6), metavar="1..5",
                         help="runs per HTTP stack limit, the median is kept (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny durations and request counts")
@@ -439,6 +457,7 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    service_settings(args.setting)  # a typo stops the bench before anything starts
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     candidates = find_scenarios(args.only)  # with --limits-only: only for their REDIS_LIMITS
     if args.list:

@@ -120,6 +120,9 @@ class BenchEnv:
     signing_keys_dir: str = ""
     data_dir: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # STAGEDOOR_* variables for every service process of the run, over the scenario's own
+    # (``python -m loadtest.bench --setting hot_http=false``)
+    settings: dict[str, str] = field(default_factory=dict)
 
     def url(self, component: str) -> str:
         try:
@@ -150,6 +153,7 @@ class BenchEnv:
                 if component in PUBLIC_URL_COMPONENTS:
                     env[f"STAGEDOOR_PUBLIC_{component.upper()}_URL"] = self.urls[component]
         env.update(overrides)
+        env.update(self.settings)
         return {k: v for k, v in env.items() if v != ""}
 
     def stagedoor(self, component: str, processes: int = 2, **env_overrides: str) -> ServerSpec:

@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from stagedoor.hot_http import HotSite
+from stagedoor.hot_http import make_site
 from stagedoor.keys import KeyRing, write_new_key
 from stagedoor.logs import configure_logging
 from stagedoor.settings import Settings, SettingsError, load_settings, require
@@ -92,14 +92,15 @@ def _freeze_startup_heap() -> None:
 
 
 async def _serve_apps(apps: Sequence[tuple[web.Application, str, int]], reuse_port: bool = False,
-                      on_started: Callable[[], None] | None = None) -> None:
+                      on_started: Callable[[], None] | None = None, hot_http: bool = True) -> None:
+    """Serve ``apps`` until SIGINT/SIGTERM; ``hot_http`` False: through aiohttp's own TCPSite only."""
     runners: list[web.AppRunner] = []
     try:
         for app, host, port in apps:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
-            site = HotSite(runner, host, port, reuse_port=reuse_port or None, backlog=4096)
+            site = make_site(runner, host, port, hot=hot_http, reuse_port=reuse_port or None, backlog=4096)
             await site.start()
         _freeze_startup_heap()
         if on_started:
@@ -128,9 +129,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     keyring = KeyRing.from_dir(Path(settings.signing_keys_dir or ""))
     app = component.create_app(settings, keyring)
     port = component.port(settings)
-    logger.info("serving", extra={"component": component.name, "port": port, "processes": args.processes})
+    logger.info("serving", extra={"component": component.name, "port": port, "processes": args.processes,
+                                  "hot_http": settings.hot_http})
     try:
-        _run(_serve_apps([(app, settings.host, port)], reuse_port=reuse_port))
+        _run(_serve_apps([(app, settings.host, port)], reuse_port=reuse_port, hot_http=settings.hot_http))
     finally:
         for child in children:
             child.terminate()
@@ -277,7 +279,7 @@ async def _up(settings: Settings, keyring: KeyRing, seed: bool, mail_dir: Path |
         print("\n".join(lines), flush=True)
 
     try:
-        await _serve_apps(apps, on_started=banner)
+        await _serve_apps(apps, on_started=banner, hot_http=settings.hot_http)
     finally:
         if sink is not None:
             sink.close()

@@ -2,9 +2,11 @@
 
 Why: a status poll or a join is a few microseconds of our work and one pipelined Redis call, and
 aiohttp's own machinery for a request (its protocol, ``web.Request``, the router, ``Response``
-and its writer) costs more than all of that together (BENCHMARKS.md, session 8: aiohttp and the
-loop are about 60 % of a waiting-room process's CPU under the join load). These two routes carry
-nearly every request of an on-sale, so they get a lean path; everything else stays aiohttp's.
+and its writer) costs more than all of that together (a profile of a waiting-room process under
+the join load puts aiohttp and the loop at about 60 % of its CPU). These two routes carry nearly
+every request of an on-sale, so they get a lean path; everything else stays aiohttp's. The layer
+is optional: ``STAGEDOOR_HOT_HTTP=false`` serves every request through aiohttp's own ``TCPSite``
+(:func:`make_site`); docs/decisions/0001-hot-http-layer.md records what it is worth.
 
 How: :class:`HotSite` listens instead of aiohttp's ``TCPSite`` and gives every connection a
 :class:`HotProtocol`, which takes one request at a time, in order. It finds the end of each
@@ -23,12 +25,29 @@ parse and validate it; then, by :func:`plan_request`:
   and event-stream requests, or a proxy's shared keep-alive connections, do not push the polls
   that follow them off the hot path;
 - **handed off** for good when its framing is what we leave to aiohttp (``Transfer-Encoding``,
-  ``Expect``, ``Upgrade`` or CONNECT, ``TE``, a malformed, bare-LF or oversized head): the
-  connection, with every byte not yet answered, goes to aiohttp's protocol
-  (``transport.set_protocol``) for the rest of its life.
+  ``Expect``, ``Upgrade`` or CONNECT, ``TE``, a malformed, bare-LF or oversized head): from then
+  on every byte not yet answered, and every byte that follows, goes to aiohttp's protocol as it
+  arrives, and aiohttp alone reads the requests.
 
 Requests are answered strictly in order (pipelined ones wait their turn), so neither way
 overtakes an answer, and the request's end is always the one llhttp, and so aiohttp, reads.
+
+Flow control has one owner, :meth:`HotProtocol._update_reading`: the connection reads while the
+input it holds beyond the request in progress stays within ``MAX_BUFFERED_BYTES`` and aiohttp's
+protocol has not asked to pause (aiohttp sees the connection through :class:`_TransportView`,
+which brings its pause and resume requests here instead of to the socket). A client that
+pipelines requests and never reads the answers fills the socket's write buffer; no next request
+is started while writing is paused, the unread input stops at the bound, and the kernel's
+buffers hold the rest. Handed-off connections are bounded by aiohttp's own flow control (its
+queue of pipelined requests and its body buffers), through the same owner.
+
+Deadlines, one timer per connection (:meth:`HotProtocol._expect`): a connection idle for
+``keepalive_s`` is closed; a request's head must arrive within ``head_timeout_s`` of its first
+byte and its body within ``body_timeout_s`` of its head, whichever way it is served (a body passed
+to aiohttp, or a request on a handed-off connection, is followed with httptools as it goes by);
+past a deadline the connection is closed, and aiohttp's handler waiting for the body sees the
+connection lost. Waiting for an answer has no deadline (an event stream lasts minutes); time the
+server holds the client back (aiohttp paused reading) does not count.
 
 A hot route's handler is the app's own edge (stagedoor/edge.py: request id, metrics, CSRF guard,
 problem+json, security headers) around a handler that takes a :class:`HotRequest` (the parts of
@@ -37,11 +56,16 @@ problem+json, security headers) around a handler that takes a :class:`HotRequest
 ``web.Response`` the edge renders for an error). The same routes stay registered in aiohttp,
 documented in /openapi.json and served there for whatever is passed or handed off.
 
-Connections idle for ``keepalive_s`` are closed (a connection that had a request passed on may
-also be closed by aiohttp's own idle timer, about an hour after that request). On shutdown the
-site stops listening, closes idle connections and lets hot requests in flight finish (up to
-``shutdown_timeout_s``); requests passed to aiohttp end with aiohttp's own shutdown, which
-follows (event streams through the app's on_shutdown hooks).
+On shutdown the site stops listening, closes idle connections and lets hot requests in flight
+finish (up to ``shutdown_timeout_s``); requests passed to aiohttp end with aiohttp's own shutdown,
+which follows (event streams through the app's on_shutdown hooks). A connection that had a
+request passed on may also be closed by aiohttp's own idle timer, about an hour after that request.
+
+What this relies on in aiohttp (hence the version pins in pyproject.toml): ``web.RequestHandler``
+built here for the runner's ``server``, ``TCPSite``'s ``_runner``/``_server``/``_host``/``_port``,
+``web_request.parse_cookie_header``, ``http.SERVER_SOFTWARE``, the access logger being called once
+a response is completely written, and a handler's transport used only through the methods
+:class:`_TransportView` forwards.
 """
 
 from __future__ import annotations
@@ -72,8 +96,12 @@ logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 8000  # a longer head is handed off (aiohttp applies its own limits: 8190 per line)
 MAX_HEADERS = 64  # more are handed off (aiohttp refuses more than 128)
-MAX_BUFFERED_BYTES = 256 * 1024  # pipelined input beyond this pauses reading until answers catch up
-KEEPALIVE_S = 75.0
+# input held beyond the request in progress (pipelined requests) before reading pauses; one more
+# read of the socket (up to 256 KiB with uvloop) can arrive on top of it
+MAX_BUFFERED_BYTES = 64 * 1024
+KEEPALIVE_S = 75.0  # an idle connection is closed after this
+HEAD_TIMEOUT_S = 30.0  # a request's head, from its first byte to its blank line
+BODY_TIMEOUT_S = 60.0  # a request's body, from the end of its head (16 MiB at the largest: ~280 KB/s)
 SHUTDOWN_TIMEOUT_S = 10.0
 
 _HOST = "Host"
@@ -309,26 +337,42 @@ class _Answered(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         transport = request.transport
-        protocol = transport.get_protocol() if transport is not None else None
-        if isinstance(protocol, HotProtocol):
-            protocol.general_answered(response.keep_alive)
+        if isinstance(transport, _TransportView):
+            transport.owner.general_answered(response.keep_alive)
+
+
+def make_site(runner: web.BaseRunner, host: str | None = None, port: int | None = None, *, hot: bool = True,
+              **kwargs: Any) -> web.TCPSite:
+    """The site a service listens through: :class:`HotSite`, or with ``hot`` False aiohttp's own
+    ``TCPSite`` (every request aiohttp's; the ``hot_http`` setting, STAGEDOOR_HOT_HTTP)."""
+    if not hot:
+        kwargs.pop("keepalive_s", None)
+        kwargs.pop("shutdown_timeout_s", None)
+        return web.TCPSite(runner, host, port, **kwargs)
+    return HotSite(runner, host, port, **kwargs)
 
 
 class HotSite(web.TCPSite):
     """aiohttp's TCPSite with :class:`HotProtocol` in front of the app's hot routes (``HOT_ROUTES``);
-    an app without any is served by aiohttp's protocol alone."""
+    an app without any is served by aiohttp's protocol alone. The timeouts are the module's
+    defaults unless given (tests shorten them)."""
 
-    def __init__(self, runner: web.AppRunner, host: str | None = None, port: int | None = None, *,
-                 keepalive_s: float = KEEPALIVE_S, shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
+    def __init__(self, runner: web.BaseRunner, host: str | None = None, port: int | None = None, *,
+                 keepalive_s: float = KEEPALIVE_S, head_timeout_s: float = HEAD_TIMEOUT_S,
+                 body_timeout_s: float = BODY_TIMEOUT_S, shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
                  **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.keepalive_s = keepalive_s
+        self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
         self._shutdown_timeout_s = shutdown_timeout_s
         self.connections: set[HotProtocol] = set()
-        # requests passed to aiohttp, connections given to it for good: the app's
-        # stagedoor_hot_http_total when it has stagedoor metrics, else counted here
+        # requests passed to aiohttp, connections given to it for good, connections closed for a
+        # request that did not arrive in time: the app's stagedoor_hot_http_total when it has
+        # stagedoor metrics, else counted here
         self._passed = Count()
         self._handed_off = Count()
+        self._timed_out = Count()
         self._drained: asyncio.Event | None = None  # set once no hot request is in flight, when stopping
 
     async def start(self) -> None:
@@ -347,13 +391,14 @@ class HotSite(web.TCPSite):
         if metrics is not None:
             self._passed = metrics.hot_http_total.labels(metrics.app_name, "passed")
             self._handed_off = metrics.hot_http_total.labels(metrics.app_name, "handed_off")
+            self._timed_out = metrics.hot_http_total.labels(metrics.app_name, "timed_out")
 
         def passing() -> web.RequestHandler:
-            """aiohttp's protocol for the requests a connection passes on (one at a time)."""
+            """aiohttp's protocol for the requests a connection passes or hands on."""
             return web.RequestHandler(server, loop=loop, access_log_class=_Answered, access_log=logger)
 
         self._server = await loop.create_server(
-            lambda: HotProtocol(self, app, routes, server, passing, max_body),
+            lambda: HotProtocol(self, app, routes, passing, max_body),
             self._host, self._port, backlog=self._backlog,
             reuse_address=self._reuse_address, reuse_port=self._reuse_port)
         sockets = self._server.sockets
@@ -382,11 +427,18 @@ class HotSite(web.TCPSite):
     def handed_off(self) -> int:
         return self._handed_off.value
 
+    @property
+    def timed_out(self) -> int:
+        return self._timed_out.value
+
     def count_passed(self) -> None:
         self._passed.inc()
 
     def count_handed_off(self) -> None:
         self._handed_off.inc()
+
+    def count_timed_out(self) -> None:
+        self._timed_out.inc()
 
     def forget(self, conn: HotProtocol) -> None:
         """``conn`` is closed or handed off."""
@@ -398,33 +450,127 @@ class HotSite(web.TCPSite):
             self._drained.set()
 
 
+class _TransportView(asyncio.Transport):
+    """The connection's transport as aiohttp's protocol sees it: the socket's own, except that
+    pausing and resuming reading are requests to the :class:`HotProtocol`, which alone decides
+    (aiohttp pauses when a body buffer or its queue of pipelined requests is full)."""
+
+    __slots__ = ("__weakref__", "_transport", "owner")  # a loop's sendfile keeps it in a weak mapping
+
+    def __init__(self, owner: HotProtocol, transport: asyncio.Transport) -> None:
+        super().__init__()
+        self.owner = owner
+        self._transport = transport
+
+    def pause_reading(self) -> None:
+        self.owner.aiohttp_reading(False)
+
+    def resume_reading(self) -> None:
+        self.owner.aiohttp_reading(True)
+
+    def is_reading(self) -> bool:
+        return self.owner.aiohttp_wants_reading
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self._transport.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def __getattr__(self, name: str) -> Any:  # what else a loop reads of its transport (sendfile's)
+        return getattr(self._transport, name)
+
+
+# what a connection waits for from the client (None: the server's turn), each with its deadline
+_IDLE, _HEAD, _BODY = "idle", "head", "body"
+
+
+class _Frames:
+    """httptools' callbacks following the requests of a handed-off connection as they go by to
+    aiohttp, for their deadlines only (aiohttp reads them)."""
+
+    __slots__ = ("owner", "parser")
+
+    def __init__(self, owner: HotProtocol) -> None:
+        self.owner = owner
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_message_begin(self) -> None:
+        self.owner._expect(_HEAD)
+
+    def on_headers_complete(self) -> None:
+        self.owner._expect(_BODY)
+
+    def on_message_complete(self) -> None:
+        self.owner._expect(None)
+
+
 class HotProtocol(asyncio.Protocol):
     """One connection, one request at a time, in order: a hot request is answered here; another
     whose end can be found (a Content-Length or no body) is passed to an aiohttp protocol kept
-    for the connection; the first whose end cannot be found hands the connection to aiohttp."""
+    for the connection; the first whose end cannot be found hands the connection to aiohttp.
+    Reading is paused and resumed in one place (:meth:`_update_reading`), deadlines kept in
+    another (:meth:`_expect`)."""
 
     def __init__(self, site: HotSite, app: web.Application, routes: Sequence[HotRoute],
-                 handing_off: Callable[[], asyncio.Protocol], passing: Callable[[], web.RequestHandler],
-                 max_body: int) -> None:
+                 passing: Callable[[], web.RequestHandler], max_body: int) -> None:
         self._site = site
         self._app = app
         self._routes = routes
-        self._handing_off = handing_off
         self._passing = passing
         self._max_body = max_body
+        self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._remote: str | None = None
-        self._buffer = b""
+        self._buffer = b""  # input not yet served, passed or handed on
         self.hot_busy = False  # a hot request is being answered
         self._general: web.RequestHandler | None = None  # aiohttp's protocol, once a request was passed
         self._general_busy = False  # a passed request is not answered yet
         self._general_remaining = 0  # bytes of its body still to pass
+        self._handed_off = False  # aiohttp reads every request from here on
+        self._frames: _Frames | None = None  # a handed-off connection's requests, followed for deadlines
         self._closing = False  # close once the request in flight is answered
         self._write_paused = False
-        self._read_paused = False
-        self._idle: asyncio.TimerHandle | None = None
-        self._idle_since: float | None = None  # when the connection last went idle (None: busy)
+        self._read_paused = False  # the socket's reading, as _update_reading left it
+        self.aiohttp_wants_reading = True  # what aiohttp's protocol asked for last (through _TransportView)
         self._waiting_plan: _Plan | None = None  # a hot request's plan while its body arrives
+        self._front_total = 0  # and its length, head and body
+        self._expecting: str | None = None  # _IDLE, _HEAD, _BODY or None (see _expect)
+        self._deadline_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- asyncio.Protocol
@@ -438,23 +584,29 @@ class HotProtocol(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # as aiohttp does
         self._site.connections.add(self)
-        self._arm_idle()
+        self._expect(_IDLE)
 
     def data_received(self, data: bytes) -> None:
-        if self._general_remaining:  # the rest of a passed request's body
-            now, data = data[:self._general_remaining], data[self._general_remaining:]
-            self._general_remaining -= len(now)
+        if self._handed_off:
+            self._follow(data)
+            self._general.data_received(data)  # type: ignore[union-attr]
+            return
+        remaining = self._general_remaining
+        if remaining:  # the rest of a passed request's body goes straight on
+            now, data = data[:remaining], data[remaining:]
+            self._general_remaining = remaining = remaining - len(now)
             self._general.data_received(now)  # type: ignore[union-attr]
+            if not remaining:
+                self._expect(None)  # the body is in: aiohttp's turn
             if not data:
                 return
         self._buffer += data
-        if not self._busy:
-            self._serve_next()
-        elif len(self._buffer) > MAX_BUFFERED_BYTES and not self._read_paused:
-            self._read_paused = True
-            self._transport.pause_reading()  # type: ignore[union-attr]
+        self._serve_next()
+        self._update_reading()
 
     def eof_received(self) -> bool | None:
+        if self._handed_off:
+            return self._general.eof_received()  # type: ignore[union-attr,func-returns-value]
         if self._busy:
             self._closing = True
         else:
@@ -463,14 +615,17 @@ class HotProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._stop_idle_timer()
+        self._expecting = self._deadline_at = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._general is not None:
             self._general.connection_lost(exc)
         self.hot_busy = False
         self._site.forget(self)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self._write_paused = True  # no next request is started until the client reads
         if self._general is not None:
             self._general.pause_writing()
 
@@ -478,8 +633,7 @@ class HotProtocol(asyncio.Protocol):
         self._write_paused = False
         if self._general is not None:
             self._general.resume_writing()
-        if not self._busy:
-            self._serve_next()
+        self._resume()
 
     # -- shutdown
 
@@ -493,46 +647,121 @@ class HotProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    # -- serving
+    # -- flow control and deadlines
 
     @property
     def _busy(self) -> bool:
         return self.hot_busy or self._general_busy
 
+    def _update_reading(self) -> None:
+        """The one place that pauses or resumes reading the socket: paused while the input held
+        beyond the request in progress exceeds MAX_BUFFERED_BYTES (pipelined requests waiting for
+        their turn, or for a client that does not read its answers), or while aiohttp's protocol
+        asks for it."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        held = len(self._buffer) - (0 if self._busy else self._front_total)
+        pause = held > MAX_BUFFERED_BYTES or not self.aiohttp_wants_reading
+        if pause is not self._read_paused:
+            self._read_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def aiohttp_reading(self, reading: bool) -> None:
+        """aiohttp's protocol asks to pause (False) or resume (True) reading."""
+        self.aiohttp_wants_reading = reading
+        self._update_reading()
+
+    def _timeout(self, kind: str) -> float:
+        site = self._site
+        return site.keepalive_s if kind == _IDLE else site.head_timeout_s if kind == _HEAD else site.body_timeout_s
+
+    def _expect(self, kind: str | None) -> None:
+        """The connection now waits for the client to send ``kind`` (a next request, the rest of
+        a head, the rest of a body), for the timeout of that kind from now; None: for the server.
+        Unchanged while it waits for the same thing. One timer per connection, moved only when
+        it fires early (a timer per request costs more than a small request's parsing)."""
+        if kind == self._expecting:
+            return
+        self._expecting = kind
+        if kind is None:
+            self._deadline_at = None
+            return
+        at = self._deadline_at = self._loop.time() + self._timeout(kind)
+        timer = self._timer
+        if timer is None or timer.when() > at:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(at, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        at, kind = self._deadline_at, self._expecting
+        if at is None or kind is None or self._transport is None:
+            return  # the server's turn now: armed again when the client's comes
+        now = self._loop.time()
+        if now < at:
+            self._timer = self._loop.call_at(at, self._on_deadline)
+            return
+        if kind != _IDLE:
+            if not self.aiohttp_wants_reading:  # the server holds the client back: that time does not count
+                self._deadline_at = now + self._timeout(kind)
+                self._timer = self._loop.call_at(self._deadline_at, self._on_deadline)
+                return
+            logger.warning("hot_http_read_timeout", extra={"waiting_for": kind, "handed_off": self._handed_off})
+            self._site.count_timed_out()
+        self._close()  # aiohttp's handler, if one waits for the body, sees the connection lost
+
+    # -- serving
+
+    def _resume(self) -> None:
+        if not self._handed_off:
+            self._serve_next()
+        self._update_reading()
+
     def _serve_next(self) -> None:
-        while not self._busy and not self._write_paused and not self._closing and self._transport is not None:
+        """Serve what the buffer holds, in order, while no request is in flight; then say what
+        the connection waits for."""
+        while self._transport is not None and not self._closing and not self._handed_off:
+            if self._busy:
+                self._expect(_BODY if self._general_remaining else None)
+                return
             buf = self._buffer
-            if not buf:
-                if self._read_paused:
-                    self._read_paused = False
-                    self._transport.resume_reading()
+            if not buf or self._write_paused:
+                self._expect(_IDLE)  # a next request, or the client reading its answers
                 return
-            end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
-            if end < 0:
-                if len(buf) >= MAX_HEAD_BYTES or not buf[:1].isalpha() or b"\n\n" in buf:
-                    self._hand_off()  # an oversized or garbled head, bare LFs: aiohttp answers it
-                return  # else wait for the rest of the head
-            head_end = end + 4
-            plan = self._waiting_plan or plan_request(buf[:head_end], self._routes, self._max_body)
-            self._waiting_plan = None
+            plan = self._waiting_plan
             if plan is None:
-                self._hand_off()
-                return
-            if plan.route is None:
-                self._cancel_idle()  # aiohttp's from here until its answer
-                self._pass(buf, head_end + plan.length)
-                continue
-            total = head_end + plan.length
+                end = buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
+                if end < 0:
+                    if len(buf) >= MAX_HEAD_BYTES or not buf[:1].isalpha() or b"\n\n" in buf:
+                        self._hand_off()  # an oversized or garbled head, bare LFs: aiohttp answers it
+                    else:
+                        self._expect(_HEAD)
+                    return
+                head_end = end + 4
+                plan = plan_request(buf[:head_end], self._routes, self._max_body)
+                if plan is None:
+                    self._hand_off()
+                    return
+                if plan.route is None:
+                    self._pass(head_end + plan.length)
+                    continue
+                self._waiting_plan, self._front_total = plan, head_end + plan.length
+            total = self._front_total
             if len(buf) < total:
-                self._waiting_plan = plan  # the head is read: wait for the rest of the body
-                return  # (bounded by max_body; the idle timer runs on)
-            self._cancel_idle()
-            request = HotRequest(self._app, plan.method, plan.path, plan.headers, buf[head_end:total],  # type: ignore[arg-type]
-                                 self._remote, plan.match_info)  # type: ignore[arg-type]
+                self._expect(_BODY)  # the rest of the body (within the app's body limit)
+                return
+            self._waiting_plan, self._front_total = None, 0
+            request = HotRequest(self._app, plan.method, plan.path, plan.headers,  # type: ignore[arg-type]
+                                 buf[total - plan.length:total], self._remote, plan.match_info)  # type: ignore[arg-type]
             self._buffer = buf[total:]
             self.hot_busy = True
-            task = asyncio.get_running_loop().create_task(
-                self._answer(plan.route.handler, request, plan.keep_alive, plan.version11))
+            task = self._loop.create_task(self._answer(plan.route.handler, request, plan.keep_alive,  # type: ignore[union-attr]
+                                                        plan.version11))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -550,29 +779,35 @@ class HotProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return  # the client went away meanwhile
-        transport.write(data)
+        transport.write(data)  # one answer at most beyond the write buffer's limit (see pause_writing)
         if not keep_alive or self._closing:
             self._close()
             return
-        self._arm_idle()
-        self._serve_next()
+        self._resume()
 
-    def _pass(self, buf: bytes, total: int) -> None:
-        """Pass the request of ``total`` bytes at the start of ``buf`` (what of it has arrived) to
-        aiohttp's protocol for this connection; the rest of its body follows as it arrives."""
-        if self._general is None:
-            self._general = self._passing()
-            self._general.connection_made(self._transport)  # type: ignore[arg-type]
+    def _aiohttp(self) -> web.RequestHandler:
+        """aiohttp's protocol for this connection, made on first use, seeing it through a view."""
+        general = self._general
+        if general is None:
+            general = self._general = self._passing()
+            general.connection_made(_TransportView(self, self._transport))  # type: ignore[arg-type]
+        return general
+
+    def _pass(self, total: int) -> None:
+        """Pass the request of ``total`` bytes at the start of the buffer (what of it has arrived)
+        to aiohttp's protocol for this connection; the rest of its body follows as it arrives."""
+        general = self._aiohttp()
+        buf = self._buffer
         now, self._buffer = buf[:total], buf[total:]
         self._general_remaining = total - len(now)
         self._general_busy = True
         self._site.count_passed()
-        self._general.data_received(now)
+        general.data_received(now)
 
     def general_answered(self, keep_alive: bool) -> None:
         """aiohttp has written its whole answer to the request passed to it (see _Answered)."""
         if not self._general_busy:
-            return
+            return  # handed off: aiohttp's own from there on
         self._general_busy = False
         if not keep_alive:
             self._closing = True  # aiohttp closes the connection itself
@@ -580,67 +815,46 @@ class HotProtocol(asyncio.Protocol):
         if self._closing:
             self._close()
             return
-        self._arm_idle()
+        self._expect(_IDLE)
         if self._buffer:  # pipelined: after aiohttp's own bookkeeping of this answer
-            asyncio.get_running_loop().call_soon(self._serve_next)
+            self._loop.call_soon(self._resume)
+        else:
+            self._update_reading()
 
     def _hand_off(self) -> None:
-        """From here on aiohttp serves this connection, starting with the bytes not yet answered."""
-        transport = self._transport
-        assert transport is not None and not self._busy
-        self._stop_idle_timer()
+        """From here on aiohttp reads this connection, starting with the bytes not yet answered;
+        this protocol stays in front to keep the connection's flow control and deadlines."""
+        assert self._transport is not None and not self._busy
+        self._handed_off = True
         self._site.forget(self)
         self._site.count_handed_off()
         pending, self._buffer = self._buffer, b""
-        protocol = self._general
-        if protocol is None:
-            protocol = self._handing_off()
-            transport.set_protocol(protocol)
-            protocol.connection_made(transport)
-        else:
-            transport.set_protocol(protocol)  # already connected: it was passed requests before
-        self._transport = None
-        self._general = None
-        if self._read_paused:
-            transport.resume_reading()
-        if pending:
-            protocol.data_received(pending)
+        self._waiting_plan, self._front_total = None, 0
+        self._expect(None)
+        self._frames = _Frames(self)
+        general = self._aiohttp()
+        self._follow(pending)
+        general.data_received(pending)
+        self._update_reading()  # nothing of ours is held now: aiohttp's wish alone counts
+
+    def _follow(self, data: bytes) -> None:
+        """Follow a handed-off connection's requests (their heads and bodies' ends) for deadlines."""
+        frames = self._frames
+        if frames is None or not data:
+            return
+        try:
+            frames.parser.feed_data(data)
+        except (httptools.HttpParserUpgrade, httptools.HttpParserError):
+            # a protocol switch (aiohttp's stream from here on) or a request aiohttp refuses
+            # (a 400, and the connection closed): nothing more to follow
+            self._frames = None
+            self._expect(None)
 
     def _close(self) -> None:
-        self._stop_idle_timer()
         if self._transport is not None:
             self._transport.close()
 
-    def _arm_idle(self) -> None:
-        """The connection is idle from now: closed after ``keepalive_s`` unless a request comes.
-        One timer per connection, moved only when it fires early (a timer per request costs more
-        than a small request's parsing)."""
-        loop = asyncio.get_running_loop()
-        self._idle_since = loop.time()
-        if self._idle is None:
-            self._idle = loop.call_at(self._idle_since + self._site.keepalive_s, self._on_idle)
 
-    def _cancel_idle(self) -> None:
-        self._idle_since = None
-
-    def _stop_idle_timer(self) -> None:
-        self._idle_since = None
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-
-    def _on_idle(self) -> None:
-        self._idle = None
-        since = self._idle_since
-        if since is None or self._busy:
-            return  # busy now: armed again after the answer
-        close_at = since + self._site.keepalive_s
-        loop = asyncio.get_running_loop()
-        if loop.time() < close_at:
-            self._idle = loop.call_at(close_at, self._on_idle)
-        else:
-            self._close()
-
-
-__all__ = ["HOT_ROUTES", "HotProtocol", "HotRequest", "HotResponse", "HotRoute", "HotRoutes", "HotSite",
-           "add_hot_routes", "encode_response", "plan_request"]
+__all__ = ["BODY_TIMEOUT_S", "HEAD_TIMEOUT_S", "HOT_ROUTES", "KEEPALIVE_S", "MAX_BUFFERED_BYTES", "HotProtocol",
+           "HotRequest", "HotResponse", "HotRoute", "HotRoutes", "HotSite", "add_hot_routes", "encode_response",
+           "make_site", "plan_request"]

@@ -191,7 +191,8 @@ class BaseMetrics:
             "stagedoor_hot_http_total",
             "Requests the hot HTTP layer (stagedoor/hot_http.py) did not serve itself: 'passed' to aiohttp "
             "(the connection stays hot), or connections 'handed_off' to aiohttp for good (framing it leaves "
-            "to aiohttp); hot requests are counted by http_request_duration_seconds",
+            "to aiohttp), or connections closed because a request's head or body did not arrive in time "
+            "('timed_out'); hot requests are counted by http_request_duration_seconds",
             ["app", "way"], self.registry,
         )
         self.http_requests_in_flight.labels(app_name)

@@ -8,7 +8,9 @@
 - ``make_settings(**overrides)`` builds Settings for a test; ``service_client(name)``
   starts a service app (waitingroom, ticketing, admission, worker) on pytest-aiohttp, served
   as stagedoor.cli serves it: through stagedoor/hot_http.py's HotSite (the waiting room's status
-  and join on the hot path, everything else handed to aiohttp).
+  and join on the hot path, everything else handed to aiohttp), or through aiohttp's own TCPSite
+  when the settings say ``hot_http=False`` (``STAGEDOOR_TEST_HOT_HTTP=false`` makes that the
+  default of ``make_settings``, to run the suite without the hot layer).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from stagedoor.auth import mint_access_token
 from stagedoor.cli import COMPONENTS
 from stagedoor.connections import make_pool
 from stagedoor.embedded import EmbeddedPostgres, EmbeddedRedis, with_database
-from stagedoor.hot_http import HotSite
+from stagedoor.hot_http import make_site
 from stagedoor.keys import KeyRing
 from stagedoor.migrate import migrate_url
 from stagedoor.settings import Settings, load_settings
@@ -193,6 +195,7 @@ def make_settings(redis_url: str, database_url: str, redis_prefix: str, tmp_path
             "environment": "test",
             "db_pool_min_size": 1,
             "db_pool_max_size": 10,
+            "hot_http": os.environ.get("STAGEDOOR_TEST_HOT_HTTP", "true").lower() not in ("false", "0", "no"),
         }
         values.update(overrides)
         return load_settings(environ={}, **values)
@@ -217,7 +220,12 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 class HotTestServer(TestServer):
-    """pytest-aiohttp's TestServer listening through HotSite, as the services do in production."""
+    """pytest-aiohttp's TestServer listening as the services do in production: through HotSite,
+    or with ``hot=False`` through aiohttp's own TCPSite (stagedoor.hot_http.make_site)."""
+
+    def __init__(self, app: Any, *, hot: bool = True, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._hot = hot
 
     async def start_server(self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
         if self.runner:
@@ -225,7 +233,7 @@ class HotTestServer(TestServer):
         self._loop = loop
         self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
         await self.runner.setup()
-        self.site = HotSite(self.runner, self.host, self.port or 0)
+        self.site = make_site(self.runner, self.host, self.port or 0, hot=self._hot)
         await self.site.start()
         self.port = self.site.port
         self.scheme = "http"
@@ -234,11 +242,13 @@ class HotTestServer(TestServer):
 
 @pytest.fixture
 def service_client(aiohttp_client: Any, settings: Settings, keyring: KeyRing) -> Callable[..., Any]:
-    """``await service_client("ticketing")`` -> a pytest-aiohttp TestClient on that app (HotSite)."""
+    """``await service_client("ticketing")`` -> a pytest-aiohttp TestClient on that app, served
+    through HotSite unless the settings say ``hot_http=False``."""
 
     async def start(name: str, settings_: Settings | None = None, keyring_: KeyRing | None = None) -> Any:
-        app = COMPONENTS[name].create_app(settings_ or settings, keyring_ or keyring)
-        return await aiohttp_client(HotTestServer(app))
+        chosen = settings_ or settings
+        app = COMPONENTS[name].create_app(chosen, keyring_ or keyring)
+        return await aiohttp_client(HotTestServer(app, hot=chosen.hot_http))
 
     return start
 

@@ -277,6 +277,126 @@ async def test_the_hot_path_answers_as_aiohttp_does(case: tuple[bytes, bool]) ->
         assert got.headers.get("Connection", "").lower() == "close", raw
 
 
+# ---------------------------------------------------------------- pipelined streams, against aiohttp alone
+
+_ECHO = "/api/rooms/{}/echo"
+
+
+def _chunked(body: bytes, cut: int) -> bytes:
+    parts = [body[:cut], body[cut:]] if 0 < cut < len(body) else [body]
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+_CLOSING = ("close", "http10", "bad_length", "duplicate_length", "length_and_chunked")
+
+
+@st.composite
+def pipelined_request(draw: Any, kinds: tuple[str, ...]) -> bytes:
+    """One request of a pipelined stream, of one of ``kinds``: hot, passed or handed off; the
+    _CLOSING kinds end the connection (aiohttp answers and closes)."""
+    kind = draw(st.sampled_from(kinds))
+    path = _ECHO.format(draw(st.sampled_from(["r1", "r2", "a-b"])))
+    body = draw(st.sampled_from([b"{}", b'{"n": 1}', b'{"pad": "' + b"x" * 300 + b'"}']))
+    json_type = ("Content-Type", "application/json")
+    host = ("Host", "h")
+    if kind == "hot_get":
+        return request("GET", path)
+    if kind == "hot_post":
+        return request("POST", path, body)
+    if kind == "passed_get":
+        return request("GET", path + "?q=1")
+    if kind == "passed_post":
+        return request("POST", path, body, [host, ("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    if kind == "chunked":
+        cut = draw(st.integers(0, len(body)))
+        return request("POST", path, headers=[host, json_type, ("Transfer-Encoding", "chunked")]) + _chunked(body, cut)
+    if kind == "expect":
+        return request("POST", path, body, [host, json_type, ("Expect", "100-continue"),
+                                            ("Content-Length", str(len(body)))])
+    if kind == "http10_keep_alive":
+        return request(path=path, headers=[host, ("Connection", "keep-alive")], version="1.0")
+    if kind == "close":
+        return request(path=path, headers=[host, ("Connection", "close")])
+    if kind == "http10":
+        return request(path=path, version="1.0")
+    if kind == "bad_length":
+        return request("POST", path, headers=[host, json_type, ("Content-Length", "1x")]) + body
+    if kind == "duplicate_length":
+        return request("POST", path, headers=[host, json_type, ("Content-Length", str(len(body))),
+                                              ("Content-Length", str(len(body) + 1))]) + body
+    assert kind == "length_and_chunked"
+    return request("POST", path, headers=[host, json_type, ("Content-Length", str(len(body))),
+                                          ("Transfer-Encoding", "chunked")]) + _chunked(body, 0)
+
+
+@st.composite
+def pipelined_streams(draw: Any) -> tuple[list[bytes], int, bytes]:
+    """Several requests written in one go, cut at random places into the pieces the server reads,
+    the last of them closing the connection (``Connection: close``, HTTP/1.0); or, a malformed
+    request closing it (a bad Content-Length), sent once the answers before it are read: aiohttp
+    alone, given a valid request and a malformed one in the same read, answers only the 400, so
+    its answers would depend on where the reads end. -> (pieces, requests in them, malformed)."""
+    keeping = ("hot_get", "hot_get", "hot_post", "passed_get", "passed_post", "chunked", "expect",
+               "http10_keep_alive")
+    requests = draw(st.lists(pipelined_request(keeping), min_size=1, max_size=6))
+    ending = draw(st.sampled_from(_CLOSING))
+    last = draw(pipelined_request((ending,)))
+    if ending in ("close", "http10"):
+        requests, last = [*requests, last], b""
+    stream = b"".join(requests)
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(stream) - 1), max_size=5))))
+    return [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)], len(requests), last
+
+
+def _summary(answer: Answer) -> tuple[int, Any]:
+    if answer.headers.get("Content-Type", "").startswith("application/json"):
+        echoed = answer.json()
+        echoed.pop("served_by")
+        return answer.status, echoed
+    return answer.status, answer.body
+
+
+async def converse(port: int, pieces: list[bytes], count: int, last: bytes) -> list[tuple[int, Any]]:
+    """Write ``pieces`` one after the other (each read on its own by the server, mostly); with a
+    ``last`` request, read ``count`` answers and then send it; read answers until the server
+    closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answers = []
+
+    async def next_answer() -> None:
+        answers.append(_summary(await asyncio.wait_for(read_answer(reader), 5)))
+
+    try:
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+        if last:
+            for _ in range(count):
+                await next_answer()
+            writer.write(last)
+        while True:
+            try:
+                await next_answer()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return answers  # closed by the server after its last answer
+    finally:
+        writer.close()
+
+
+@settings(max_examples=120, deadline=None)
+@given(case=pipelined_streams())
+async def test_pipelined_streams_are_answered_as_aiohttp_answers_them(case: tuple[list[bytes], int, bytes]) -> None:
+    """Hot, passed and handed-off requests in one stream, split anywhere: the same answers, in the
+    same order, and the connection ends where aiohttp alone ends it."""
+    pieces, count, last = case
+    async with served(echo_app()) as hot, served(echo_app(hot=False)) as plain:
+        expected = await converse(plain.port, pieces, count, last)
+        got = await converse(hot.port, pieces, count, last)
+    assert got == expected, b"".join(pieces) + last
+    assert len(expected) == count + bool(last), b"".join(pieces) + last
+
+
 # ---------------------------------------------------------------- one connection, many requests
 
 async def test_pipelined_requests_are_answered_in_order_hot_or_passed(serve: Any) -> None:
@@ -327,7 +447,7 @@ async def test_streamed_and_large_answers_from_aiohttp_then_hot_again(serve: Any
 
 
 async def test_connection_close_and_idle_connections(serve: Any) -> None:
-    site = await serve(echo_app(), keepalive_s=0.3)
+    site = await serve(echo_app(), keepalive_s=0.3, head_timeout_s=0.3, body_timeout_s=0.3)
     reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
     writer.write(request(headers=[("Host", "h"), ("Connection", "close")]))
     answer = await asyncio.wait_for(read_answer(reader), 5)
@@ -351,6 +471,74 @@ async def test_connection_close_and_idle_connections(serve: Any) -> None:
     writer.close()
     await asyncio.sleep(0.05)
     assert not site.connections
+
+
+_PAD = [("Host", "h"), ("X-Pad", "p" * 80)]
+_TEXT = [("Host", "h"), ("Content-Type", "text/plain"), ("Content-Length", "60")]
+_CHUNKED = [("Host", "h"), ("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")]
+TRICKLED = {  # (what is sent at once, what is then sent a byte at a time)
+    "a head": (b"", request(headers=_PAD)),
+    "a hot body": (request("POST", body=b"x" * 60)[:-60], b'{"k": "' + b"v" * 50 + b'"}'),
+    "a body passed to aiohttp": (request("POST", body=b"x" * 60, headers=_TEXT)[:-60], b"t" * 60),
+    "a chunked body, handed off": (request("POST", headers=_CHUNKED), b"3c\r\n" + b"c" * 60 + b"\r\n0\r\n\r\n"),
+    "a head after a hand-off": (request("POST", headers=_CHUNKED) + b"2\r\n{}\r\n0\r\n\r\n", request(headers=_PAD)),
+}
+
+
+@pytest.mark.parametrize("case", list(TRICKLED))
+async def test_a_request_trickled_a_byte_at_a_time_is_cut_at_its_deadline(serve: Any, case: str) -> None:
+    """Sending a byte every 50 ms would take seconds; the head or body deadline (0.4 s here)
+    closes the connection first, and no aiohttp handler is left waiting for the rest."""
+    site = await serve(echo_app(), head_timeout_s=0.4, body_timeout_s=0.4)
+    at_once, trickled = TRICKLED[case]
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+
+    async def trickle() -> None:
+        writer.write(at_once)
+        for i in range(len(trickled)):
+            writer.write(trickled[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sending = asyncio.create_task(trickle())
+    try:
+        received = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        sending.cancel()
+        writer.close()
+    assert loop.time() - started < 0.05 * len(trickled) - 1  # well before the request was complete
+    if case == "a head after a hand-off":
+        assert received.startswith(b"HTTP/1.1 200 ") and received.count(b"HTTP/1.1") == 1  # the first one's answer
+    else:
+        assert received == b""  # unanswered, closed
+    assert site.timed_out == 1
+    await asyncio.sleep(0.05)
+    assert not site._runner.server.connections  # aiohttp's handler saw the connection end
+
+
+async def test_time_the_server_holds_the_client_back_does_not_count(serve: Any) -> None:
+    """aiohttp pauses reading while a handler has not read the body it buffered: a body that
+    waits for the server is not cut, however long that takes."""
+    gate = asyncio.Event()
+
+    async def slow_reader(request: web.Request) -> web.Response:
+        await gate.wait()
+        return web.json_response({"length": len(await request.read())})
+
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post("/upload", slow_reader)
+    app[HOT_ROUTES] = HotRoutes([HotRoute("GET", TEMPLATE, hot_echo)], MAX_BODY)
+    site = await serve(app, head_timeout_s=0.3, body_timeout_s=0.3)
+    body = b"u" * (3 * 1024 * 1024)  # more than aiohttp buffers: it pauses reading
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+    writer.write(request("POST", "/upload", body, [("Host", "h"), ("Content-Length", str(len(body)))]))
+    await asyncio.sleep(1.0)  # over three body deadlines, the server holding the client back
+    gate.set()
+    answer = await asyncio.wait_for(read_answer(reader), 5)
+    writer.close()
+    assert answer.status == 200 and answer.json() == {"length": len(body)} and site.timed_out == 0
 
 
 async def test_a_client_leaving_mid_request_costs_nothing(serve: Any) -> None:

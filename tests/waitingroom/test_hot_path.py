@@ -8,11 +8,19 @@ import re
 from typing import Any
 
 import aiohttp
+import pytest
 
+from stagedoor.settings import Settings
 from tests.waitingroom.test_http import PROBLEM, put_room
 
 # answers differ in these by nature (a clock, a new id, a new token)
 _VARYING_HEADERS = {"date", "x-request-id", "set-cookie", "content-length"}
+
+
+@pytest.fixture(autouse=True)
+def _hot_layer_on(wr_settings: Settings) -> None:
+    if not wr_settings.hot_http:
+        pytest.skip("the hot HTTP layer is off (STAGEDOOR_TEST_HOT_HTTP=false)")
 
 
 def _site(wr: Any) -> Any:
