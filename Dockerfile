@@ -13,11 +13,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-# Dependencies first (their own layer: rebuilt only when pyproject.toml changes).
-COPY pyproject.toml README.md ./
+# Dependencies first (their own layer: rebuilt only when pyproject.toml or the pins change),
+# pinned by constraints.txt (`make lock`).
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 # Then the code. Editable, so the package finds lua/ and templates/ beside it in /app.
 COPY stagedoor ./stagedoor
 COPY rooms ./rooms
@@ -27,7 +28,7 @@ COPY admission ./admission
 COPY lua ./lua
 COPY templates ./templates
 COPY ops/docker ./ops/docker
-RUN pip install --no-deps -e . && python -m compileall -q stagedoor waitingroom ticketing admission
+RUN pip install --no-deps -c constraints.txt -e . && python -m compileall -q stagedoor waitingroom ticketing admission
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime

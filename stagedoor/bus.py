@@ -1,4 +1,4 @@
-"""The event bus: outbox rows -> one Redis Stream -> consumer groups (README "Event bus").
+"""The event bus: outbox rows -> one Redis Stream -> consumer groups (docs/event-bus.md).
 
 - ``OutboxRelay`` publishes unpublished outbox rows in id order to ``<prefix>:{bus}:events``
   (one entry per row: fields ``type``, ``id`` and ``env``, the ``Envelope`` as JSON), then stamps

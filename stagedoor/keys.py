@@ -7,7 +7,8 @@ longest-lived token it signed has expired. All three services load the same dire
 Only ``EdDSA`` is accepted on verification: ``alg: none`` and HS/ES switching are rejected
 by construction (PyJWT is given the algorithm list, and keys are typed Ed25519 objects).
 Verified tokens are cached until they expire: an asymmetric verify costs more CPU than a
-whole lean request (../shared/LIMITS.md), so each token is verified once per process.
+whole lean request (PyJWT verifies 4.7-8.4 k EdDSA tokens a second on one core of a 2-core
+machine), so each token is verified once per process.
 """
 
 from __future__ import annotations

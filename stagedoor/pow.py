@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 ALGORITHM = "sha256-leading-zero-bits"
 VERSION = "v1"
 MAX_DIFFICULTY = 32  # 4 billion hashes expected: far beyond anything a phone can do
-RECOMMENDED_DIFFICULTY = 15  # about a second on a phone-class CPU with Web Crypto (README cost model)
+RECOMMENDED_DIFFICULTY = 15  # about a second on a phone-class CPU with Web Crypto (docs/security.md cost model)
 MAX_CHALLENGE_CHARS = 512
 _KEY_LABEL = b"stagedoor/pow/v1"
 _CHALLENGE_RE = re.compile(r"^v1\.([A-Za-z0-9_-]{1,400})\.([A-Za-z0-9_-]{43})$")
@@ -321,7 +321,7 @@ def _key_for(queue_token_secret: str | None) -> bytes:
     return derive_key(queue_token_secret)
 
 
-# ---------------------------------------------------------------- cost model (README "Proof of work: cost model")
+# ---------------------------------------------------------------- cost model (docs/security.md, "Cost model")
 
 def measure_hash_rate(seconds: float = 2.0, difficulty: int = 64) -> float:
     """Hashes per second of the reference solver on one core (difficulty 64: never stops early)."""

@@ -34,7 +34,7 @@ class RedisKeys:
     def event(self, event_id: str, what: str) -> str:
         return f"{self.event_tag(event_id)}:{what}"
 
-    # -- waiting room and admission keys (waiting-room issue): add methods here
+    # -- waiting room and admission keys
 
     def event_room(self, event_id: str) -> str:
         """string: the id of the waiting room gating this event (absent = not gated).
@@ -80,7 +80,7 @@ class RedisKeys:
         """string with PX: one worker replica drains the your_turn lists at a time."""
         return f"{self.prefix}:your_turn_lock"
 
-    # -- ticketing keys (ticketing issue): add methods here
+    # -- ticketing keys
     # Holdable inventory of one event (ticketing/holds/store.py). Redis is a cache of what can be
     # held; PostgreSQL is the truth of what is sold (ticketing/catalog/inventory.py rebuilds from it).
     def inventory_meta(self, event_id: str) -> str:
@@ -157,7 +157,7 @@ class RedisKeys:
         then "done" (the group's dedupe of redelivered or republished event ids)."""
         return f"{self.prefix}:{{bus}}:seen:{group}:{event_id}"
 
-    # -- accounts (accounts issue): process-wide, one key per subject, never used in a script
+    # -- accounts: process-wide, one key per subject, never used in a script
     def revoked_subject(self, kind: str, subject: str) -> str:
         """string with TTL: ms time up to which the subject's access tokens are refused."""
         return f"{self.prefix}:revoked:{kind}:{subject}"
@@ -170,7 +170,7 @@ class RedisKeys:
     def rate_bucket(self, limit: str, subject: str) -> str:
         return f"{self.prefix}:{{rl:{limit}:{subject}}}"
 
-    # -- proof of work (abuse issue)
+    # -- proof of work
     def pow_spent(self, room: str, challenge_id: str) -> str:
         """string with TTL: a proof-of-work challenge already redeemed (single use)."""
         return self.room(room, f"pow:{challenge_id}")

@@ -1,7 +1,7 @@
 """A pipelining Redis connection for the hot paths: join, status, rate limits, holds, purchases.
 
 redis-py sends a command on a pooled connection and waits for its reply before the connection
-serves anyone else; on 2 cores most of a hot request's CPU went into that client (LIMITS.md: a
+serves anyone else; on 2 cores most of a hot request's CPU went into that client (a
 handler doing one EVALSHA reaches 9.4 k/s per process through redis.asyncio, 29.4 k/s through a
 client that pipelines concurrent requests on one connection). This is that client:
 

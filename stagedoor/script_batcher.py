@@ -3,7 +3,7 @@ into one redis-py pipeline: the hot-path client on a Redis Cluster, over TLS, or
 ``STAGEDOOR_REDIS_PIPELINING=false`` (otherwise stagedoor/redis_pipeline.py pipelines on one
 connection, cheaper still). ``make_hot_redis`` in stagedoor/connections.py picks.
 
-On 2 cores the Python side of a Redis call costs more than Redis itself (LIMITS.md: one EVALSHA
+On 2 cores the Python side of a Redis call costs more than Redis itself (one EVALSHA
 per request 9.4k/s, the same requests batched into pipelines 29.4k/s). Calls made while the
 event loop is busy (e.g. all the hold requests whose bytes arrived in the same loop iteration)
 are queued and sent together on the next loop turn: one connection checkout, one write, one read

@@ -37,7 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "sd"
     redis_max_connections: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
     # Redis Cluster: STAGEDOOR_REDIS_URL then names any one node and redis-py's RedisCluster finds
-    # the others (README "Redis Cluster"); max connections count per node.
+    # the others (docs/operations.md, "Redis Cluster"); max connections count per node.
     redis_cluster: bool = False
     # Hot-path calls (join, status, rate limits, holds, purchases) pipelined on one connection per
     # process (stagedoor/redis_pipeline.py); false: batched through redis-py pipelines instead.
@@ -120,7 +120,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ticket_code_ttl_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 730
     sold_out_check_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 250
 
-    # Event bus (stagedoor/bus.py, README "Event bus"): the outbox relay and the stream consumers.
+    # Event bus (stagedoor/bus.py, docs/event-bus.md): the outbox relay and the stream consumers.
     outbox_relay_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200
     outbox_relay_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500
     # Consumed entries beyond this length are trimmed (never one a group still needs).
@@ -139,7 +139,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # e.g. "20/10s": a bucket of 20 tokens refilled at 20 per 10 s (units ms, s, m, h; burst
     # 1..999999, period at most 8 digits of ms, 5 of s, 4 of m, 2 of h). "per_ip" buckets are
     # keyed by the client IP (an IPv6 /64), "per_subject" by the visitor, user or login name.
-    # Redis down -> fail open (README "Rate limits").
+    # Redis down -> fail open (docs/security.md, "Rate limits").
     rate_limits_enabled: bool = True
     rate_limit_exempt_ips: str = ""  # comma-separated IPs/CIDRs never limited (load generators)
     rate_limit_join_per_ip: RateSpec = "120/60s"
@@ -158,7 +158,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_search_per_subject: RateSpec = "300/60s"
     pow_challenge_ttl_s: Annotated[int, msgspec.Meta(ge=10, le=3600)] = 120
 
-    # Notifications (ticketing/notifications/, README "Notifications"). No SMTP host: e-mail is
+    # Notifications (ticketing/notifications/, docs/notifications.md). No SMTP host: e-mail is
     # off (`stagedoor up` then runs a local SMTP sink on dev_smtp_port and shows it at /dev/mail).
     smtp_host: str | None = None
     smtp_port: Port = 587

@@ -1,4 +1,4 @@
-"""The worker's event-bus consumer groups (stagedoor/bus.py), one handler each from its domain:
+"""The worker's event-bus consumer groups (stagedoor/bus.py; docs/event-bus.md), one handler each from its domain:
 
 - group ``read_model``: the event search's availability read model (migration 0005):
   per-tier capacity and tickets sold, and per event ``tickets_left`` and the price range of

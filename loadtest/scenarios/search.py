@@ -10,7 +10,7 @@ Setup also fetches page 1 of every query once, so a share of the requests are pa
 Rate limits are off (one client IP).
 
 8 requests in flight (2 load processes x 4): on the 2-core reference machine the two server
-processes are already saturated there (~920 searches/s, p99 ~26 ms, 2026-12-02); 16 in flight
+processes are already saturated there (~920 searches/s, p99 ~26 ms); 16 in flight
 gave the same throughput with twice the queueing (p99 ~49 ms). The SQL itself is ~1 ms on
 average and ~6 ms at worst over the mix (category + available sorted by price).
 """

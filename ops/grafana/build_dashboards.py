@@ -131,7 +131,7 @@ DASHBOARDS = [
                           'app="ticketing", method="POST", route="/api/holds/{id}/purchase", status="201"', "route"),
                     "purchases confirmed")],
                   HTTP_COUNT, unit="reqps", width=24,
-                  description="Route templates from API.md; a step with no traffic shows no line."),
+                  description="Route templates of the HTTP contract; a step with no traffic shows no line."),
             Panel("Holds by outcome", [(_rate("ticketing_holds_total", "", "outcome"), "{{outcome}}")],
                   {"ticketing_holds_total"}, unit="reqps"),
             Panel("Purchases by result", [(_rate("ticketing_purchases_total", "", "result"), "{{result}}")],

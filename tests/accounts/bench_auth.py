@@ -5,7 +5,7 @@
 Prints, on one core: principal_from_token with a warm cache (the common case: the token was
 verified before and the subject's revocation marker was read within revocation_cache_s), cold
 (a new token: one EdDSA verification + one Redis GET), the bare EdDSA verification beside it
-(the raw limit; ../shared/LIMITS.md: 8.4 k/s on a quiet machine), and one argon2id
+(the raw limit: about 8.4 k/s on one core of a quiet 2-core machine), and one argon2id
 verification with the default cost settings. Reads only (GETs) from Redis.
 """
 

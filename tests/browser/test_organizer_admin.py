@@ -1,4 +1,4 @@
-"""Organizer and admin pages in a real browser (issue 7, tests 3 and 4), and the queue page
+"""Organizer and admin pages in a real browser, and the queue page
 advancing with JavaScript disabled."""
 
 from __future__ import annotations

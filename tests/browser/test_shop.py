@@ -1,4 +1,4 @@
-"""Fan journey and seat race in a real browser (issue 7, tests 1 and 2)."""
+"""Fan journey and seat race in a real browser."""
 
 from __future__ import annotations
 

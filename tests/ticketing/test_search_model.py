@@ -1,4 +1,4 @@
-"""The event search's filters and sort orders against a Python model (issue 8), by hypothesis.
+"""The event search's filters and sort orders against a Python model, by hypothesis.
 
 Each example writes a small generated catalog straight to PostgreSQL (titles, categories, cities,
 start times, price ranges, statuses, tickets_left of the read model; ties on purpose), runs a

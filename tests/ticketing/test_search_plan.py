@@ -1,4 +1,4 @@
-"""The event search's indexes, proven by EXPLAIN on 100,000 events (issue 8).
+"""The event search's indexes, proven by EXPLAIN on 100,000 events.
 
 The catalog is generated in one INSERT ... SELECT generate_series (loadtest/scenarios/_search_data.py)
 and ANALYZEd; every case EXPLAINs the SQL the code builds (ticketing.catalog.store.search_sql) for

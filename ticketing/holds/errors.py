@@ -14,7 +14,7 @@ class HoldNotFound(NotFound):
 
 
 class NotHoldOwner(Conflict):
-    """API.md: a hold that is not yours -> 409."""
+    """The HTTP contract: a hold that is not yours -> 409."""
 
     code = "hold-not-yours"
     title = "The hold belongs to another user"

@@ -1,7 +1,7 @@
 """Orders: the request/response types of purchases and orders, and order reads.
 
-The purchase itself is in ``purchase.py``; this module holds the shapes (API.md
-"Ticketing") and the read side (who may see an order).
+The purchase itself is in ``purchase.py``; this module holds the shapes (the
+HTTP contract's purchase and order bodies) and the read side (who may see an order).
 """
 
 from __future__ import annotations
