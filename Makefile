@@ -25,8 +25,12 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## Static checks: ruff, the import layering (import-linter contracts in pyproject.toml: services
+## over rooms over stagedoor, no service imports another, no cycles), mypy (levels in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## Build the docs site (docs/, mkdocs.yml) into site/; any warning, broken link or missing
 ## anchor fails the build, and so does a broken link in README.md or BENCHMARKS.md.
