@@ -19,6 +19,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stagedoor import hold_record as rec
 from stagedoor.connections import HotRedis
 from stagedoor.errors import redis_unavailable_reason
 from stagedoor.lua import LuaScripts
@@ -147,16 +148,18 @@ class HoldStore:
         return [_s(x) if isinstance(x, bytes) else x for x in reply]
 
     def _hold_from_record(self, hold_id: str, raw: bytes | str) -> Hold:
+        """The hold of a record the hold scripts wrote (fields: lua/hold_record.md)."""
         r = msgspec.json.decode(raw)
-        if r["k"] == "s":
-            items = tuple(HoldItem(seat=i[0], tier=i[1], price=int(i[2])) for i in r["i"])
+        if r[rec.KIND] == rec.KIND_SEATS:
+            items = tuple(HoldItem(seat=i[0], tier=i[1], price=int(i[2])) for i in r[rec.ITEMS])
             kind, tier = "seats", None
         else:
-            items = tuple(HoldItem(seat=None, tier=r["t"], price=int(r["p"])) for _ in range(int(r["q"])))
-            kind, tier = "general_admission", r["t"]
-        return Hold(id=hold_id, event_id=event_of_hold_id(hold_id), user_id=r["u"], state=r["st"], kind=kind,
-                    items=items, tier=tier, quantity=int(r["q"]), total=int(r["tot"]), currency=r["cur"],
-                    created_ms=int(r["c"]), expires_ms=int(r["e"]))
+            items = tuple(HoldItem(seat=None, tier=r[rec.TIER], price=int(r[rec.UNIT_PRICE]))
+                          for _ in range(int(r[rec.QUANTITY])))
+            kind, tier = "general_admission", r[rec.TIER]
+        return Hold(id=hold_id, event_id=event_of_hold_id(hold_id), user_id=r[rec.USER], state=r[rec.STATE],
+                    kind=kind, items=items, tier=tier, quantity=int(r[rec.QUANTITY]), total=int(r[rec.TOTAL]),
+                    currency=r[rec.CURRENCY], created_ms=int(r[rec.CREATED_MS]), expires_ms=int(r[rec.EXPIRES_MS]))
 
     def _refuse(self, reply: list[Any], requested: int) -> None:
         status = reply[0]
