@@ -15,15 +15,15 @@ from admission.routes import api
 from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
-from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
+from stagedoor.web import CALLS, DB, KEYS, METRICS, SETTINGS, add_static, base_app, keyring_ctx
 from ticketing.pages import STATIC_DIR
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import RoomStore
 
 
 async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
-    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
-    queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    rooms = RoomStore(app[CALLS], app[KEYS])
+    queue = QueueStore(app[CALLS], app[KEYS])
     app[ADMIN] = Admin(rooms, queue, app.get(DB))
     app[CONTROLLER] = AdmissionController(app[SETTINGS], rooms, queue, app[METRICS])  # type: ignore[arg-type]
     yield

@@ -35,10 +35,10 @@ from aiohttp import web
 from admission.sessions import finish_shopper, mark_sold_out
 from stagedoor.bus import consumer_ctx
 from stagedoor.bus_envelope import Envelope, Handler
-from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_task
-from stagedoor.web import DB, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS
+from stagedoor.web import CALLS, DB, KEYS, METRICS, SETTINGS
 from ticketing.dashboard_counters import DashboardCounters, backfill_until_done
 from ticketing.order_store import OrderStore
 from ticketing.payment_refunds import refund_event_orders
@@ -109,21 +109,20 @@ class AdmissionSignals:
 
     event_types = frozenset({"SoldOut", "ShopperFinished"})
 
-    def __init__(self, redis: object, scripts: LuaScripts, keys: RedisKeys) -> None:
-        self.redis = redis
-        self.scripts = scripts
+    def __init__(self, calls: RedisCalls, keys: RedisKeys) -> None:
+        self.calls = calls
         self.keys = keys
 
     async def __call__(self, env: Envelope) -> None:
         now_ms = int(time.time() * 1000)
         if env.event_type == "SoldOut":
             event_id = str(env.payload["event_id"])
-            room = await self.redis.get(self.keys.event_room(event_id))  # type: ignore[attr-defined]
+            room = await self.calls.redis.get(self.keys.event_room(event_id))
             if room is not None:
-                await mark_sold_out(self.redis, self.scripts, self.keys, room.decode(), now_ms)  # type: ignore[arg-type]
+                await mark_sold_out(self.calls, self.keys, room.decode(), now_ms)
         elif env.event_type == "ShopperFinished":
-            await finish_shopper(self.redis, self.scripts, self.keys, str(env.payload["room"]),  # type: ignore[arg-type]
-                                 str(env.payload["visitor_id"]), now_ms)
+            await finish_shopper(self.calls, self.keys, str(env.payload["room"]), str(env.payload["visitor_id"]),
+                                 now_ms)
 
 
 class CancellationRefunds:
@@ -148,7 +147,7 @@ def _read_model(app: web.Application) -> Handler:
 
 
 def _admission(app: web.Application) -> Handler:
-    return AdmissionSignals(app[REDIS], app[SCRIPTS], app[KEYS])
+    return AdmissionSignals(app[CALLS], app[KEYS])
 
 
 def _refunds(app: web.Application) -> Handler:

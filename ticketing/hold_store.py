@@ -16,15 +16,12 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from stagedoor import hold_record as rec
-from stagedoor.connections import HotRedis
 from stagedoor.errors import redis_unavailable_reason
-from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.script_batcher import ScriptBatcher
 from ticketing.errors import (
     ActiveHoldExists,
     EventNotOnSale,
@@ -109,14 +106,10 @@ def _s(value: Any) -> str:
 
 
 class HoldStore:
-    def __init__(self, redis: Redis, scripts: LuaScripts, keys: RedisKeys, batch_calls: bool = True,
-                 hot: HotRedis | None = None) -> None:
-        self.redis = redis
-        self.scripts = scripts
+    def __init__(self, calls: RedisCalls, keys: RedisKeys) -> None:
+        self.calls = calls
+        self.redis = calls.redis
         self.keys = keys
-        # Concurrent script calls of this process share pipelined round trips: the app's hot-path
-        # client (stagedoor/connections.py make_hot_redis), else a batcher of our own.
-        self._batcher: HotRedis | None = hot or (ScriptBatcher(redis, scripts) if batch_calls else None)
         # event id -> how many seat-state writes this process has finished for it: a cached seat
         # map (ticketing/seat_map_cache.py) read before the last write is not served again.
         self._versions: dict[str, int] = {}
@@ -128,21 +121,12 @@ class HoldStore:
         """After (never before) a write to the event's inventory has been answered."""
         self._versions[event_id] = self._versions.get(event_id, 0) + 1
 
-    @property
-    def batcher(self) -> HotRedis | None:
-        """The process's hot-path Redis client (None when batching is off); the purchase path's
-        plain commands ride in the same pipelines."""
-        return self._batcher
-
     # ------------------------------------------------------------ helpers
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any], event_id: str) -> list[Any]:
         """Run one inventory script of ``event_id`` (every one of them may change seat states)."""
         try:
             with redis_or_unavailable():
-                if self._batcher is not None:
-                    reply = await self._batcher.call(name, keys, args)
-                else:
-                    reply = await self.scripts.call(name, keys, args)
+                reply = await self.calls.script(name, keys, args)
         finally:
             self._touched(event_id)
         return [_s(x) if isinstance(x, bytes) else x for x in reply]
@@ -429,7 +413,7 @@ class HoldStore:
         args = [x for field, value in fields.items() for x in (field, value)]
         if args:
             try:
-                await self.scripts.call("update_inventory_meta", [self.keys.inventory_meta(event_id)], args)
+                await self.calls.script("update_inventory_meta", [self.keys.inventory_meta(event_id)], args)
             finally:
                 self._touched(event_id)
 

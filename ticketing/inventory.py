@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from stagedoor.settings import Settings
-from stagedoor.web import DB, HOT_REDIS, KEYS, REDIS, SCRIPTS, SETTINGS
+from stagedoor.web import CALLS, DB, KEYS, SETTINGS
 from ticketing.errors import EventNotFound, EventNotOnSale, InventoryUnavailable
 from ticketing.event_store import EventStore
 from ticketing.hold_store import HOLDS, HoldStore, InventoryMeta, StagedTier
@@ -121,7 +121,7 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
     """Builds the catalog/hold stores over the app's Redis and PostgreSQL (after redis_ctx, db_ctx)."""
     if CLOCK not in app:
         app[CLOCK] = SystemClock()
-    app[HOLDS] = HoldStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
+    app[HOLDS] = HoldStore(app[CALLS], app[KEYS])
     app[EVENTS] = EventStore(app[DB])
     app[INVENTORY] = Inventory(app[EVENTS], app[HOLDS], app[SETTINGS])
     yield

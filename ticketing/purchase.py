@@ -63,11 +63,11 @@ _ENCODER = msgspec.json.Encoder()
 class AdmissionHooks:
     """Tells the waiting room about purchases (admission.sessions, the waiting-room work)."""
 
-    def __init__(self, redis: Any, scripts: Any, keys: Any) -> None:
+    def __init__(self, calls: Any, keys: Any) -> None:
         from admission import sessions  # ImportError is handled by the app factory
 
         self._sessions = sessions
-        self._args = (redis, scripts, keys)
+        self._args = (calls, keys)
 
     async def finish_shopper(self, room: str, visitor_id: str, now_ms: int) -> None:
         await self._sessions.finish_shopper(*self._args, room, visitor_id, now_ms)
@@ -77,7 +77,7 @@ class AdmissionHooks:
 
     def session_command(self, admission: AdmissionClaims) -> tuple[str, str, str]:
         """The shopper-session check as one command for the Idempotency-Key claim's round trip."""
-        return self._sessions.active_session_command(self._args[2], admission.room, admission.visitor_id)
+        return self._sessions.active_session_command(self._args[1], admission.room, admission.visitor_id)
 
     def require_active(self, admission: AdmissionClaims, reply: object, now_ms: int) -> None:
         """403 shopper-session-ended once the token's session is over (evicted, finished, expired);

@@ -14,7 +14,7 @@ from stagedoor.bus import EMITTER
 from stagedoor.openapi import Api
 from stagedoor.problems import render_error
 from stagedoor.tasks import stop_task
-from stagedoor.web import DB, KEYRING, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS, decode_body, decode_query, json_response
+from stagedoor.web import CALLS, DB, KEYRING, KEYS, METRICS, REDIS, SETTINGS, decode_body, decode_query, json_response
 from ticketing import checkin, discounts, orders, sales, shopper_session, tickets
 from ticketing.dashboard_counters import GroupBacklog, SalesCounterStore
 from ticketing.errors import PurchaseInProgress
@@ -47,7 +47,7 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     assert isinstance(metrics, TicketingMetrics)
     try:
-        admission: AdmissionHooks | None = AdmissionHooks(app[REDIS], app[SCRIPTS], app[KEYS])
+        admission: AdmissionHooks | None = AdmissionHooks(app[CALLS], app[KEYS])
     except ImportError:
         # admission.sessions (waiting-room work) is missing: purchases still work, but shoppers'
         # sessions end only by TTL and sell-outs do not stop the queue.
@@ -59,8 +59,8 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PURCHASES] = PurchaseDeps(
         holds=app[HOLDS], orders=app[ORDERS],
         payments=Payments.from_settings(settings, metrics, app.get(GATEWAY)),  # type: ignore[arg-type]
-        idempotency=IdempotencyStore(app[REDIS], app[KEYS], settings.idempotency_inflight_ttl_s,
-                                     settings.idempotency_ttl_s, batcher=app[HOLDS].batcher),
+        idempotency=IdempotencyStore(app[CALLS], app[KEYS], settings.idempotency_inflight_ttl_s,
+                                     settings.idempotency_ttl_s),
         keyring=app[KEYRING], metrics=metrics, settings=settings, admission=admission,
         sold_out=SoldOutWatch(settings.sold_out_check_interval_ms), emitter=app.get(EMITTER),
     )

@@ -32,14 +32,14 @@ def session_ended(claims: AdmissionClaims) -> ShopperSessionEnded:
         "join the queue again")
 
 
-async def is_active(redis: Any, keys: Any, claims: AdmissionClaims, now_ms: int, batcher: Any = None) -> bool:
+async def is_active(calls: Any, keys: Any, claims: AdmissionClaims, now_ms: int) -> bool:
     """True while the token's visitor holds a live shopper session in the token's room. True as
     well when the admission package is not installed (the token's own ``exp`` then governs).
-    With ``batcher`` (the app's hot-path Redis client) the ZSCORE shares the process's pipelines."""
+    ``calls``: the app's RedisCalls (the ZSCORE shares the process's round trips)."""
     try:
         from admission import sessions
     except ImportError:  # pragma: no cover - ticketing deployed without the waiting-room packages
         return True
     command = sessions.active_session_command(keys, claims.room, claims.visitor_id)
-    reply = await (batcher.command(*command) if batcher is not None else redis.execute_command(*command))
+    reply = await calls.command(*command)
     return sessions.session_is_live(reply, now_ms)

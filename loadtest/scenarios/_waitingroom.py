@@ -12,6 +12,7 @@ import redis.asyncio as redis_asyncio
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.keys import write_new_key
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from waitingroom.queue_store import BUCKET_MS, QueueStore, new_suffix
 from waitingroom.rooms import Room, RoomStore
@@ -34,7 +35,7 @@ async def create_room(redis_url: str, room: Room) -> None:
     try:
         scripts = LuaScripts(client)
         await scripts.load_all()
-        await RoomStore(client, scripts, RedisKeys(PREFIX)).put(room, int(time.time() * 1000))
+        await RoomStore(RedisCalls.batched(client, scripts), RedisKeys(PREFIX)).put(room, int(time.time() * 1000))
     finally:
         await client.aclose()
 
