@@ -119,7 +119,7 @@ class AdmissionSignals:
             event_id = str(env.payload["event_id"])
             room = await self.calls.redis.get(self.keys.event_room(event_id))
             if room is not None:
-                await mark_sold_out(self.calls, self.keys, room.decode(), now_ms)
+                await mark_sold_out(self.calls, self.keys, room.decode() if isinstance(room, bytes) else room, now_ms)
         elif env.event_type == "ShopperFinished":
             await finish_shopper(self.calls, self.keys, str(env.payload["room"]), str(env.payload["visitor_id"]),
                                  now_ms)
