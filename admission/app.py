@@ -18,12 +18,12 @@ from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
 from stagedoor.pages import STATIC_DIR
 from stagedoor.settings import Settings
-from stagedoor.web import DB, KEYS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
+from stagedoor.web import CALLS, DB, KEYS, SETTINGS, add_static, base_app, keyring_ctx
 
 
 async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
-    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
-    queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    rooms = RoomStore(app[CALLS], app[KEYS])
+    queue = QueueStore(app[CALLS], app[KEYS])
     app[ADMIN] = Admin(rooms, queue, app.get(DB))
     app[CONTROLLER] = AdmissionController(app[SETTINGS], rooms, queue, app[METRICS])
     yield

@@ -9,6 +9,7 @@ from rooms.store import Room, RoomStore
 from stagedoor.connections import make_redis
 from stagedoor.keys import KeyRing
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
 
@@ -22,7 +23,7 @@ async def seed_demo(settings: Settings, keyring: KeyRing, context: dict[str, Any
     try:
         scripts = LuaScripts(redis)
         await scripts.load_all()
-        store = RoomStore(redis, scripts, RedisKeys(settings.redis_key_prefix))
+        store = RoomStore(RedisCalls.batched(redis, scripts), RedisKeys(settings.redis_key_prefix))
         now_ms = int(time.time() * 1000)
         event_id = context.get("event_id")
         room = await store.get(DEMO_ROOM)

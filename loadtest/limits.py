@@ -36,6 +36,7 @@ from loadtest.hello_server import JOIN_LIKE_LUA, POOL_SIZE
 from loadtest.machine import OthersLoad
 from loadtest.scenario import BenchEnv, LoadConfig
 from stagedoor.embedded import EmbeddedRedis, free_port, with_database
+from stagedoor.lua import assemble
 from stagedoor.settings import LUA_DIR
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class RedisScriptBench:
             return self.source
         if self.script is None:
             raise ValueError(f"redis limit {self.name}: give script or source")
-        return (LUA_DIR / f"{self.script}.lua").read_text(encoding="utf-8")
+        return assemble(LUA_DIR / f"{self.script}.lua")  # as the services load it (fragments included)
 
 
 JOIN_LIKE = RedisScriptBench(

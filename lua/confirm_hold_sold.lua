@@ -8,7 +8,7 @@
   KEYS[2]   sd:{ev:<id>}:inv:seats        hash  seat_id -> "0" | "s" | "<hold_id>:<expires_ms>"
   KEYS[3]   sd:{ev:<id>}:inv:seat_tiers   hash  seat_id -> tier
   KEYS[4]   sd:{ev:<id>}:holds:expiry     zset  hold_id -> expires_ms
-  KEYS[5]   sd:{ev:<id>}:holds:rec        hash  hold_id -> JSON record
+  KEYS[5]   sd:{ev:<id>}:holds:rec        hash  hold_id -> hold record (lua/hold_record.md)
   KEYS[6]   sd:{ev:<id>}:holds:users      hash  user_id -> hold_id
   KEYS[7]   sd:{ev:<id>}:holds:done       zset  hold_id -> finished_ms
   ARGV[1]   hold_id

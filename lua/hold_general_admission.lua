@@ -5,7 +5,7 @@
   KEYS[2]   sd:{ev:<id>}:inv:tiers         hash  p:<tier> price, f:<tier> free, ga:<tier> "1"
   KEYS[3]   sd:{ev:<id>}:inv:seats         hash  seat_id -> "0" | "s" | "<hold_id>:<expires_ms>"
   KEYS[4]   sd:{ev:<id>}:holds:expiry      zset  hold_id -> expires_ms
-  KEYS[5]   sd:{ev:<id>}:holds:rec         hash  hold_id -> JSON record
+  KEYS[5]   sd:{ev:<id>}:holds:rec         hash  hold_id -> hold record (lua/hold_record.md)
   KEYS[6]   sd:{ev:<id>}:holds:users       hash  user_id -> hold_id
   KEYS[7]   sd:{ev:<id>}:holds:done        zset  hold_id -> finished_ms
   KEYS[8]   sd:{ev:<id>}:holds:expired_log list  hold ids reclaimed as expired, to announce
@@ -27,6 +27,7 @@
             first (as the sweeper would: seats freed, counters restored, hold id logged for
             BookingExpired). That changes no holdable state, so a refusal still changes nothing.
   Cost      O(1), plus O(reclaimed holds x their seats) when the counter is short
+  Includes  reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
 local meta = redis.call('HMGET', KEYS[1], 'status', 'currency', 'max_per_order', 'hold_ttl_ms')
@@ -47,33 +48,14 @@ if current then
   end
 end
 
-local function reclaim(hid)
-  redis.call('ZREM', KEYS[4], hid)
-  local raw = redis.call('HGET', KEYS[5], hid)
-  if not raw then return end
-  local r = cjson.decode(raw)
-  if r.k == 's' then
-    for _, it in ipairs(r.i) do
-      local v = redis.call('HGET', KEYS[3], it[1])
-      if v and string.sub(v, 1, #hid + 1) == hid .. ':' then
-        redis.call('HSET', KEYS[3], it[1], '0')
-        redis.call('HINCRBY', KEYS[2], 'f:' .. it[2], 1)
-      end
-    end
-  else
-    redis.call('HINCRBY', KEYS[2], 'f:' .. r.t, r.q)
-  end
-  r.st = 'expired'
-  redis.call('HSET', KEYS[5], hid, cjson.encode(r))
-  if redis.call('HGET', KEYS[6], r.u) == hid then redis.call('HDEL', KEYS[6], r.u) end
-  redis.call('ZADD', KEYS[7], now, hid)
-  redis.call('RPUSH', KEYS[8], hid)
-end
+--#include reclaim
+local hold_keys = {tiers = KEYS[2], seats = KEYS[3], expiry = KEYS[4], records = KEYS[5], users = KEYS[6],
+                   done = KEYS[7], expired_log = KEYS[8]}
 
 local free = tonumber(t[3])
 if free < qty then
   local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
-  for _, hid in ipairs(expired) do reclaim(hid) end
+  for _, hid in ipairs(expired) do reclaim(hold_keys, hid, now) end
   free = tonumber(redis.call('HGET', KEYS[2], 'f:' .. tier))
   if free < qty then return {'sold_out', free} end
 end

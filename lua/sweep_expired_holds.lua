@@ -8,7 +8,7 @@
   KEYS[1]   sd:{ev:<id>}:inv:tiers         hash  f:<tier> free counters
   KEYS[2]   sd:{ev:<id>}:inv:seats         hash  seat_id -> "0" | "s" | "<hold_id>:<expires_ms>"
   KEYS[3]   sd:{ev:<id>}:holds:expiry      zset  hold_id -> expires_ms
-  KEYS[4]   sd:{ev:<id>}:holds:rec         hash  hold_id -> JSON record
+  KEYS[4]   sd:{ev:<id>}:holds:rec         hash  hold_id -> hold record (lua/hold_record.md)
   KEYS[5]   sd:{ev:<id>}:holds:users       hash  user_id -> hold_id
   KEYS[6]   sd:{ev:<id>}:holds:done        zset  hold_id -> finished_ms
   KEYS[7]   sd:{ev:<id>}:holds:expired_log list  hold ids reclaimed as expired, to announce
@@ -19,34 +19,16 @@
 
   Returns   {reclaimed_count, more, purged_count}; more = 1 when expired holds remain (call again)
   Cost      O(reclaimed holds x their seats + purged records)
+  Includes  reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back
 ]]
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 
-local function reclaim(hid)
-  redis.call('ZREM', KEYS[3], hid)
-  local raw = redis.call('HGET', KEYS[4], hid)
-  if not raw then return end
-  local r = cjson.decode(raw)
-  if r.k == 's' then
-    for _, it in ipairs(r.i) do
-      local v = redis.call('HGET', KEYS[2], it[1])
-      if v and string.sub(v, 1, #hid + 1) == hid .. ':' then
-        redis.call('HSET', KEYS[2], it[1], '0')
-        redis.call('HINCRBY', KEYS[1], 'f:' .. it[2], 1)
-      end
-    end
-  else
-    redis.call('HINCRBY', KEYS[1], 'f:' .. r.t, r.q)
-  end
-  r.st = 'expired'
-  redis.call('HSET', KEYS[4], hid, cjson.encode(r))
-  if redis.call('HGET', KEYS[5], r.u) == hid then redis.call('HDEL', KEYS[5], r.u) end
-  redis.call('ZADD', KEYS[6], now, hid)
-  redis.call('RPUSH', KEYS[7], hid)
-end
+--#include reclaim
+local hold_keys = {tiers = KEYS[1], seats = KEYS[2], expiry = KEYS[3], records = KEYS[4], users = KEYS[5],
+                   done = KEYS[6], expired_log = KEYS[7]}
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, limit)
-for _, hid in ipairs(expired) do reclaim(hid) end
+for _, hid in ipairs(expired) do reclaim(hold_keys, hid, now) end
 local more = 0
 if #expired == limit and #redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1) > 0 then more = 1 end
 

@@ -7,7 +7,7 @@
 
   KEYS[1]   sd:{ev:<id>}:inv:seats        hash  seat_id -> "0" | "s" | "<hold_id>:<expires_ms>"
   KEYS[2]   sd:{ev:<id>}:holds:expiry     zset  hold_id -> expires_ms
-  KEYS[3]   sd:{ev:<id>}:holds:rec        hash  hold_id -> JSON record
+  KEYS[3]   sd:{ev:<id>}:holds:rec        hash  hold_id -> hold record (lua/hold_record.md)
   ARGV[1]   hold_id
   ARGV[2]   expires_ms the hold had before it was locked
 

@@ -15,16 +15,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 
 from rooms.store import MAX_ABANDON_AFTER_S
-from stagedoor.lua import LuaScripts, ScriptArg
 from stagedoor.queue_tokens import visitor_seq
+from stagedoor.redis_calls import RedisCalls, ScriptArg
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.turn_batches import TurnBatches
 
 BUCKET_MS = 5000
 MAX_BUCKETS = -(-MAX_ABANDON_AFTER_S * 1000 // BUCKET_MS) + 1
@@ -110,10 +108,6 @@ def queue_status(reply: Sequence[Any]) -> QueueStatus:
                        float(reply[5]), int(reply[6]), bool(reply[7]))
 
 
-class ScriptCaller(Protocol):
-    def call(self, name: str, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Awaitable[Any]: ...
-
-
 def active_session_command(keys: RedisKeys, room: str, visitor_id: str) -> tuple[str, str, str]:
     """The one command behind "is this visitor a live shopper?" (ZSCORE of the active set), for
     callers that send it in a pipeline with their own commands; read the reply with
@@ -127,20 +121,14 @@ def session_is_live(reply: object, now_ms: int) -> bool:
 
 
 class QueueStore:
-    """``hot`` runs the per-visitor scripts (join, status): the app passes a ScriptBatcher
-    there so concurrent requests share a round trip; everything else goes through ``scripts``."""
-
-    def __init__(self, redis: Redis, scripts: LuaScripts, keys: RedisKeys, hot: ScriptCaller | None = None) -> None:
-        self._redis = redis
-        self._scripts = scripts
+    def __init__(self, calls: RedisCalls, keys: RedisKeys) -> None:
+        self._redis = calls.redis
+        self._calls = calls
         self._keys = keys
-        self._hot: ScriptCaller = hot or scripts
         # new visitors' joins and the status polls of one loop turn leave per room as one
-        # join_many / status_many call; the pipelining client (when it is the hot one) then
-        # writes them at once
-        flush = getattr(hot, "flush", None)
-        self._new_joins = TurnBatches(self._send_new_joins, flush)
-        self._statuses = TurnBatches(self._send_statuses, flush)
+        # join_many / status_many call
+        self._new_joins = calls.batch_per_turn(self._send_new_joins)
+        self._statuses = calls.batch_per_turn(self._send_statuses)
         self._room_keys_cache: dict[str, tuple[str, ...]] = {}
         self._seen_keys: dict[str, tuple[int, str]] = {}  # room -> (bucket, its seen key)
 
@@ -185,19 +173,19 @@ class QueueStore:
         rand = repr(score if score is not None else random_score())
         if not visitor_id:
             return self._new_joins.submit((room, burst_s), now_ms, rand, suffix or new_suffix())
-        return self._hot.call(
+        return self._calls.script(
             "join_queue", (*self._room_keys(room), self._current_seen(room, now_ms)),
             [visitor_id, str(visitor_seq(visitor_id)), now_ms, rand, BUCKET_MS, burst_s, suffix or new_suffix(),
              RATE_TAU_MS])
 
     def _send_new_joins(self, key: tuple[str, float], now_ms: int, args: list[ScriptArg]) -> Awaitable[Any]:
         room, burst_s = key
-        return self._hot.call("join_many", (*self._room_keys(room), self._current_seen(room, now_ms)),
-                              [now_ms, BUCKET_MS, burst_s, RATE_TAU_MS, *args])
+        return self._calls.script("join_many", (*self._room_keys(room), self._current_seen(room, now_ms)),
+                                  [now_ms, BUCKET_MS, burst_s, RATE_TAU_MS, *args])
 
     def _send_statuses(self, room: str, now_ms: int, args: list[ScriptArg]) -> Awaitable[Any]:
-        return self._hot.call("status_many", (*self._room_keys(room), self._current_seen(room, now_ms)),
-                              [now_ms, BUCKET_MS, RATE_TAU_MS, *args])
+        return self._calls.script("status_many", (*self._room_keys(room), self._current_seen(room, now_ms)),
+                                  [now_ms, BUCKET_MS, RATE_TAU_MS, *args])
 
     async def status(self, room: str, visitor_id: str, now_ms: int) -> QueueStatus:
         return queue_status(await self.status_reply(room, visitor_id, now_ms))
@@ -211,27 +199,28 @@ class QueueStore:
         k = self._keys
         keys = [k.room_config(room), k.room_state(room), k.room_waiting(room), k.room_active(room)]
         keys += [self._seen(room, now_ms, back) for back in range(MAX_BUCKETS)]
-        reply = await self._scripts.call("admit_batch", keys,
+        reply = await self._calls.script("admit_batch", keys,
                                          [now_ms, max_batch, MAX_SCAN, RATE_TAU_MS, burst_s, BUCKET_MS])
         return TickResult(_s(reply[0]), *(int(x) for x in reply[1:]))
 
     async def mark_heard(self, rooms: list[str], now_ms: int) -> None:
         """The waiting room's beacon (lua/mark_heard.lua) in each of ``rooms``' current heartbeat
-        bucket. It goes through the hot client, the path joins and polls write their heartbeats
-        by, so a room is marked heard only while heartbeats could be recorded (one batch per
-        loop turn; each call on its room's slot). Keys as a list: packed whole, they stay out of
-        the pipelining client's cache of packed heads, which is for the hot calls."""
-        await asyncio.gather(*(self._hot.call("mark_heard", [self._keys.room_config(room), self._seen(room, now_ms)],
-                                              [BUCKET_MS]) for room in rooms))
+        bucket. It goes the path joins and polls write their heartbeats by, so a room is marked
+        heard only while heartbeats could be recorded (each call on its room's slot). Keys as a
+        list: packed whole, they stay out of the pipelined path's cache of packed heads, which is
+        for the hot calls."""
+        await asyncio.gather(*(self._calls.script("mark_heard", [self._keys.room_config(room),
+                                                                 self._seen(room, now_ms)], [BUCKET_MS])
+                               for room in rooms))
 
     async def finish(self, room: str, visitor_id: str, now_ms: int) -> bool:
         k = self._keys
-        return bool(await self._scripts.call("finish_session", [k.room_active(room), k.room_state(room)],
+        return bool(await self._calls.script("finish_session", [k.room_active(room), k.room_state(room)],
                                              [visitor_id, now_ms]))
 
     async def evict(self, room: str, visitor_id: str) -> tuple[str, bool, bool]:
         k = self._keys
-        reply = await self._scripts.call(
+        reply = await self._calls.script(
             "evict_visitor", [k.room_config(room), k.room_waiting(room), k.room_active(room), k.room_evicted(room)],
             [visitor_id])
         return _s(reply[0]), bool(reply[1]), bool(reply[2])
@@ -249,7 +238,7 @@ class QueueStore:
         """After ``admit_tick(room, now_ms)``: queue the addresses of the visitors it admitted for
         the notifier and forget them here; returns how many."""
         k = self._keys
-        return int(await self._scripts.call(
+        return int(await self._calls.script(
             "collect_admitted_emails",
             [k.room_config(room), k.room_active(room), k.room_emails(room), k.room_your_turn(room)],
             [now_ms, max_batch, list_ttl_s * 1000]))

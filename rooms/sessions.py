@@ -1,11 +1,11 @@
 """What ticketing tells admission: a shopper finished, the event sold out.
 
-Ticketing calls these with its app's ``REDIS``, ``SCRIPTS`` and ``KEYS``:
+Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 
-- after a purchase commits: ``await finish_shopper(redis, scripts, keys, room, visitor_id, now_ms)``
+- after a purchase commits: ``await finish_shopper(calls, keys, room, visitor_id, now_ms)``
   (the room is the admission token's ``room`` claim, the visitor its ``sub``), which ends the
   shopper session at once and frees its capacity for the next visitor in the queue;
-- when the inventory runs out: ``await mark_sold_out(redis, scripts, keys, room, now_ms)``:
+- when the inventory runs out: ``await mark_sold_out(calls, keys, room, now_ms)``:
   admission stops and every waiting visitor's status reads ``sold_out`` from the next poll
   (SSE streams poll every 0.5 s, so within 1 s);
 - before a hold or purchase: ``await is_shopper_active(...)`` is False once the visitor was
@@ -16,34 +16,31 @@ Ticketing calls these with its app's ``REDIS``, ``SCRIPTS`` and ``KEYS``:
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from rooms.queue_store import QueueStore, active_session_command, session_is_live
-from stagedoor.lua import LuaScripts
+from rooms.store import RoomStore
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
-__all__ = ["active_session_command", "finish_shopper", "is_shopper_active", "mark_sold_out", "session_is_live"]
-from rooms.store import RoomStore
+__all__ = ["active_session_command", "event_room_command", "finish_shopper", "is_shopper_active", "mark_sold_out",
+           "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
 
 
-async def finish_shopper(redis: Redis, scripts: LuaScripts, keys: RedisKeys, room: str, visitor_id: str,
-                         now_ms: int) -> bool:
+async def finish_shopper(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, now_ms: int) -> bool:
     """End an admitted visitor's shopper session; False when they had no live session."""
-    return await QueueStore(redis, scripts, keys).finish(room, visitor_id, now_ms)
+    return await QueueStore(calls, keys).finish(room, visitor_id, now_ms)
 
 
-async def mark_sold_out(redis: Redis, scripts: LuaScripts, keys: RedisKeys, room: str, now_ms: int) -> None:
+async def mark_sold_out(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: int) -> None:
     """The event sold out: admission stops, every waiting visitor's state becomes sold_out.
     A missing room is ignored (the event's room may have been deleted meanwhile)."""
-    store = RoomStore(redis, scripts, keys)
+    store = RoomStore(calls, keys)
     if await store.get(room) is not None:
         await store.set_sold_out(room, True, now_ms)
 
 
-async def is_shopper_active(redis: Redis, scripts: LuaScripts, keys: RedisKeys, room: str, visitor_id: str,
-                            now_ms: int) -> bool:
+async def is_shopper_active(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, now_ms: int) -> bool:
     """True while the visitor holds a live shopper session in ``room``."""
-    return await QueueStore(redis, scripts, keys).is_active(room, visitor_id, now_ms)
+    return await QueueStore(calls, keys).is_active(room, visitor_id, now_ms)
 
 
 def event_room_command(keys: RedisKeys, event_id: str) -> tuple[str, str]:
@@ -56,17 +53,15 @@ def room_from_reply(reply: object) -> str | None:
     return reply.decode() if isinstance(reply, bytes) else (str(reply) if reply is not None else None)
 
 
-async def room_of_event(redis: Redis, keys: RedisKeys, event_id: str) -> str | None:
+async def room_of_event(calls: RedisCalls, keys: RedisKeys, event_id: str) -> str | None:
     """The waiting room gating the event, None when it is not gated."""
-    return room_from_reply(await redis.execute_command(*event_room_command(keys, event_id)))
+    return room_from_reply(await calls.command(*event_room_command(keys, event_id)))
 
 
-async def rooms_of_events(redis: Redis, keys: RedisKeys, event_ids: list[str]) -> list[str | None]:
-    """The rooms gating these events, in order (one key per event slot: a pipeline, not MGET, so it
-    works on a Cluster)."""
+async def rooms_of_events(calls: RedisCalls, keys: RedisKeys, event_ids: list[str]) -> list[str | None]:
+    """The rooms gating these events, in order, in one round trip (one key per event slot: no MGET,
+    so it works on a Cluster)."""
     if not event_ids:
         return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for event_id in event_ids:
-            pipe.execute_command(*event_room_command(keys, event_id))
-        return [room_from_reply(r) for r in await pipe.execute()]
+    replies = await calls.commands(*(event_room_command(keys, event_id) for event_id in event_ids))
+    return [room_from_reply(r) for r in replies]

@@ -15,11 +15,10 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 import msgspec
-from redis.asyncio import Redis
 
 from rooms.errors import EventAlreadyGated, RoomNotFound
 from stagedoor.errors import InvalidInput
-from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
 Mode = Literal["fifo", "lottery", "passthrough", "closed"]
@@ -186,9 +185,9 @@ def _from_hash(room_id: str, raw: dict[bytes, bytes]) -> Room:
 class RoomStore:
     """Room configs, their event links (``event_room``) and live stats."""
 
-    def __init__(self, redis: Redis, scripts: LuaScripts, keys: RedisKeys) -> None:
-        self._redis = redis
-        self._scripts = scripts
+    def __init__(self, calls: RedisCalls, keys: RedisKeys) -> None:
+        self._redis = calls.redis
+        self._calls = calls
         self._keys = keys
 
     async def get(self, room_id: str) -> Room | None:
@@ -226,7 +225,7 @@ class RoomStore:
         for field, value in _to_hash(room).items():
             args += [field, value]
         keys = [self._keys.room_config(room.room), self._keys.room_state(room.room)]
-        outcome = (await self._scripts.call("put_room_config", keys, args))[0].decode()
+        outcome = (await self._calls.script("put_room_config", keys, args))[0].decode()
         await self._redis.sadd(self._keys.rooms_index(), room.room)
         await self._relink(room, old.event_id if old else None)
         return outcome == "created"
@@ -241,7 +240,7 @@ class RoomStore:
             for field, value in changed.items():
                 args += [field, value]
             keys = [self._keys.room_config(room_id), self._keys.room_state(room_id)]
-            outcome = (await self._scripts.call("put_room_config", keys, args))[0].decode()
+            outcome = (await self._calls.script("put_room_config", keys, args))[0].decode()
             if outcome == "no_room":
                 raise RoomNotFound(f"no room {room_id!r}")
             await self._relink(room, old.event_id)
@@ -251,7 +250,7 @@ class RoomStore:
 
     async def set_sold_out(self, room_id: str, sold_out: bool, now_ms: int) -> None:
         keys = [self._keys.room_config(room_id), self._keys.room_state(room_id)]
-        reply = await self._scripts.call("mark_sold_out", keys, ["1" if sold_out else "0", now_ms])
+        reply = await self._calls.script("mark_sold_out", keys, ["1" if sold_out else "0", now_ms])
         if reply[0] == b"no_room":
             raise RoomNotFound(f"no room {room_id!r}")
 

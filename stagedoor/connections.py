@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -12,12 +11,7 @@ import redis.asyncio as redis_asyncio
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
-from stagedoor.lua import LuaScripts
-from stagedoor.redis_pipeline import PipelinedRedis
-from stagedoor.script_batcher import ScriptBatcher
 from stagedoor.settings import Settings, require
-
-HotRedis = PipelinedRedis | ScriptBatcher
 
 
 def make_redis(settings: Settings, **overrides: Any) -> Redis:
@@ -38,17 +32,6 @@ def make_redis(settings: Settings, **overrides: Any) -> Redis:
     options.update(overrides)
     pool = BlockingConnectionPool.from_url(settings.redis_url, **options)
     return redis_asyncio.Redis(connection_pool=pool)
-
-
-def make_hot_redis(settings: Settings, client: Any, scripts: LuaScripts,
-                   on_event: Callable[[str], None] | None = None) -> HotRedis:
-    """The client of the hot paths' short calls: one pipelining connection per process, or a
-    batcher over ``client``'s pipelines on a Redis Cluster, over TLS, or when pipelining is off."""
-    url = settings.redis_url or ""
-    if settings.redis_pipelining and not settings.redis_cluster and not url.startswith("rediss:"):
-        return PipelinedRedis(url, scripts, connect_timeout_s=settings.dependency_timeout_s,
-                              reply_timeout_s=max(5.0, settings.dependency_timeout_s * 5), on_event=on_event)
-    return ScriptBatcher(client, scripts)
 
 
 def make_redis_cluster(settings: Settings, **overrides: Any) -> RedisCluster:

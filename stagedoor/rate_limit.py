@@ -35,16 +35,14 @@ from typing import Literal
 
 import msgspec
 from aiohttp import web
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from stagedoor.client_ip import client_ip, ip_bucket, is_within, parse_ip, parse_networks
-from stagedoor.connections import HotRedis
 from stagedoor.errors import RateLimited
-from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings, SettingsError
-from stagedoor.web import HOT_REDIS, KEYS, METRICS, REDIS, SCRIPTS, SETTINGS
+from stagedoor.web import CALLS, KEYS, METRICS, REDIS, SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -91,43 +89,25 @@ class Decision(msgspec.Struct, frozen=True):
 class RateLimitStore:
     """The token buckets in Redis: one method per operation, through lua/rate_limit.lua."""
 
-    def __init__(self, redis: Redis, scripts: LuaScripts, keys: RedisKeys, hot: HotRedis | None = None) -> None:
-        self._redis = redis
-        self._scripts = scripts
+    def __init__(self, calls: RedisCalls, keys: RedisKeys) -> None:
+        self._calls = calls
         self._keys = keys
-        self._hot = hot  # the app's hot-path client: the buckets' calls share its pipelines
 
     def bucket_key(self, limit: str, scope: Scope, identity: str) -> str:
         digest = hashlib.blake2b(identity[:MAX_SUBJECT_CHARS].encode("utf-8", "replace"), digest_size=12)
         return self._keys.rate_bucket(f"{limit}_{scope}", digest.hexdigest())
 
     async def take(self, key: str, rate: Rate, now_ms: int, cost: int = 1) -> Decision:
-        allowed, left, wait_ms = await self._scripts.call(
+        allowed, left, wait_ms = await self._calls.script(
             "rate_limit", [key], [now_ms, rate.burst, rate.period_ms, cost])
         return Decision(bool(allowed), int(left), int(wait_ms))
 
     async def take_many(self, buckets: Sequence[tuple[str, Rate, int]], now_ms: int) -> list[Decision]:
-        """Debit several buckets (key, rate, cost) in one round trip: a pipeline of EVALSHAs.
-
-        After a Redis restart or SCRIPT FLUSH the pipeline fails with NOSCRIPT before any
-        bucket is touched; the buckets are then taken one by one (which reloads the script).
-        """
-        if self._hot is not None:
-            hot = self._hot
-            replies = await asyncio.gather(*(hot.call("rate_limit", [key], [now_ms, rate.burst, rate.period_ms, cost])
-                                             for key, rate, cost in buckets))
-            return [Decision(bool(a), int(left), int(wait)) for a, left, wait in replies]
-        if len(buckets) == 1:
-            key, rate, cost = buckets[0]
-            return [await self.take(key, rate, now_ms, cost)]
-        sha = self._scripts.sha("rate_limit")
-        pipe = self._redis.pipeline(transaction=False)
-        for key, rate, cost in buckets:
-            pipe.evalsha(sha, 1, key, now_ms, rate.burst, rate.period_ms, cost)
-        try:
-            replies = await pipe.execute()
-        except NoScriptError:
-            return [await self.take(key, rate, now_ms, cost) for key, rate, cost in buckets]
+        """Debit several buckets (key, rate, cost): their script calls share one round trip
+        (each bucket its own call, so each may live on its own Cluster slot)."""
+        script = self._calls.script
+        replies = await asyncio.gather(*(script("rate_limit", [key], [now_ms, rate.burst, rate.period_ms, cost])
+                                         for key, rate, cost in buckets))
         return [Decision(bool(a), int(left), int(wait)) for a, left, wait in replies]
 
 
@@ -227,7 +207,7 @@ async def check(
     if policy.is_exempt(ip):
         counter.labels(metrics.app_name, f"{limit}_per_ip", "exempt").inc()
         return 0
-    store = RateLimitStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app.get(HOT_REDIS))
+    store = RateLimitStore(app[CALLS], app[KEYS])
     checks: list[tuple[str, str, Rate]] = []
     if per_ip or not subject:
         checks.append((f"{limit}_per_ip", store.bucket_key(limit, "ip", ip_bucket(ip)), policy.rate(limit, "ip")))

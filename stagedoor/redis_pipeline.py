@@ -1,27 +1,28 @@
-"""A pipelining Redis connection for the hot paths: join, status, rate limits, holds, purchases.
+"""The pipelined path under :class:`stagedoor.redis_calls.RedisCalls`: every short call of a
+process (join, status, rate limits, holds, purchases...) on one connection.
 
 redis-py sends a command on a pooled connection and waits for its reply before the connection
-serves anyone else; on 2 cores most of a hot request's CPU went into that client (a
-handler doing one EVALSHA reaches 9.4 k/s per process through redis.asyncio, 29.4 k/s through a
-client that pipelines concurrent requests on one connection). This is that client:
+serves anyone else; on 2 cores most of a hot request's CPU went into that client
+(docs/redis-calls.md has the measurements). This client pipelines concurrent requests' calls on
+one connection instead:
 
 - one TCP (or unix socket) connection per process, opened on first use and again after a loss;
 - every command is packed by hiredis (redis-py's own C extension) and queued at once; the
   commands of one event-loop turn leave in one write;
 - Redis answers in order (RESP), so replies resolve the callers' futures in order, parsed by
   hiredis; an error reply becomes the same redis-py exception the stock client raises;
-- a NOSCRIPT (Redis restarted, ``SCRIPT FLUSH``) is retried through ``LuaScripts.call``, which
-  loads the script again;
+- a NOSCRIPT (Redis restarted, ``SCRIPT FLUSH``) is retried through the loader
+  (stagedoor/lua.py), which loads the script again;
 - the connection dropping fails every call in flight with ``redis.ConnectionError``; no reply
   for ``reply_timeout_s`` while calls wait aborts the connection with ``redis.TimeoutError``;
   a failed connect is remembered for ``RECONNECT_BACKOFF_S`` so an outage fails calls fast
   instead of making each of them wait out a connect timeout.
 
-It exposes the batcher API (``call``, ``command``, ``commands``) of
-:class:`stagedoor.script_batcher.ScriptBatcher`, which stays the path for a Redis Cluster
-(the cluster client routes by slot), for TLS URLs, and with ``STAGEDOOR_REDIS_PIPELINING=false``.
+Its ``call``, ``command`` and ``commands`` are those of the batched path,
+:class:`stagedoor.script_batcher.ScriptBatcher`, which is used instead on a Redis Cluster (the
+cluster client routes by slot), for TLS URLs, and with ``STAGEDOOR_REDIS_PIPELINING=false``.
 Only short replies belong here: a large one (a 50 k seat map) would hold up every reply behind
-it, so those keep using the pooled client.
+it, so those keep using the pooled client (``RedisCalls.redis``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Batches concurrent Redis calls (scripts and plain commands of the hot paths) of one process
-into one redis-py pipeline: the hot-path client on a Redis Cluster, over TLS, or with
-``STAGEDOOR_REDIS_PIPELINING=false`` (otherwise stagedoor/redis_pipeline.py pipelines on one
-connection, cheaper still). ``make_hot_redis`` in stagedoor/connections.py picks.
+"""The batched path under :class:`stagedoor.redis_calls.RedisCalls`: concurrent calls (scripts
+and plain commands) of one process in one redis-py pipeline. Used on a Redis Cluster, over TLS,
+with ``STAGEDOOR_REDIS_PIPELINING=false``, and for stores built outside an app (otherwise
+stagedoor/redis_pipeline.py pipelines on one connection, cheaper still);
+``RedisCalls.from_settings`` picks.
 
-On 2 cores the Python side of a Redis call costs more than Redis itself (one EVALSHA
-per request 9.4k/s, the same requests batched into pipelines 29.4k/s). Calls made while the
-event loop is busy (e.g. all the hold requests whose bytes arrived in the same loop iteration)
+On 2 cores the Python side of a Redis call costs more than Redis itself (docs/redis-calls.md: a
+bare handler doing one EVALSHA 9,499 req/s, the same requests batched in pipelines 15,217). Calls
+made while the event loop is busy (e.g. all the hold requests whose bytes arrived in the same loop iteration)
 are queued and sent together on the next loop turn: one connection checkout, one write, one read
 of N replies. Each call keeps its own result or error; a script missing after a Redis restart
 (NOSCRIPT) is retried alone through LuaScripts, which reloads it. Scripts stay independent:

@@ -39,8 +39,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Redis Cluster: STAGEDOOR_REDIS_URL then names any one node and redis-py's RedisCluster finds
     # the others (docs/operations.md, "Redis Cluster"); max connections count per node.
     redis_cluster: bool = False
-    # Hot-path calls (join, status, rate limits, holds, purchases) pipelined on one connection per
-    # process (stagedoor/redis_pipeline.py); false: batched through redis-py pipelines instead.
+    # The stores' short calls (stagedoor/redis_calls.py: join, status, rate limits, holds, purchases)
+    # pipelined on one connection per process; false: batched through redis-py pipelines instead.
     redis_pipelining: bool = True
     db_pool_min_size: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 2
     db_pool_max_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20

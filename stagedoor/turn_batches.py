@@ -1,4 +1,6 @@
-"""The per-visitor queue calls of one event-loop turn, sent per room as one script call.
+"""Calls of one event-loop turn sent per key as one script call: what
+``RedisCalls.batch_per_turn`` (stagedoor/redis_calls.py) returns. The waiting room's per-visitor
+calls, joins and status polls, are batched this way per room.
 
 In a flash crowd every process answers about ten joins or polls per loop turn, and each one
 paid a whole script call: the room's config read, its state, a PEXPIRE, Redis's fixed cost of

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
 from stagedoor import errors
-from stagedoor.connections import HotRedis, make_hot_redis, make_pool, make_redis, postgres_ready, redis_ready
+from stagedoor.connections import make_pool, make_redis, postgres_ready, redis_ready
 from stagedoor.edge import add_route, add_routes, install
 from stagedoor.hot_http import HotResponse
 from stagedoor.keys import KeyRing
@@ -26,6 +26,7 @@ from stagedoor.lua import LuaScripts
 from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api, build_spec
 from stagedoor.problems import METRICS_KEY
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.security import validate_settings as validate_security_settings
 from stagedoor.settings import Settings
@@ -37,9 +38,8 @@ T = TypeVar("T")
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = METRICS_KEY
-REDIS = web.AppKey("redis", Redis)
-HOT_REDIS = web.AppKey("hot_redis", HotRedis)  # type: ignore[arg-type]  # the hot paths' short calls
-SCRIPTS = web.AppKey("scripts", LuaScripts)
+REDIS = web.AppKey("redis", Redis)  # the pooled client: also CALLS.redis
+CALLS = web.AppKey("redis_calls", RedisCalls)  # how stores call Redis (stagedoor/redis_calls.py)
 KEYS = web.AppKey("redis_keys", RedisKeys)
 DB = web.AppKey("db", asyncpg.Pool)
 KEYRING = web.AppKey("keyring", KeyRing)
@@ -140,15 +140,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
         raise
     app[REDIS] = client
-    app[SCRIPTS] = scripts
     metrics = app[METRICS]
-    app[HOT_REDIS] = hot = make_hot_redis(
+    app[CALLS] = calls = RedisCalls.from_settings(
         settings, client, scripts,
         on_event=lambda event: metrics.redis_pipeline_events_total.labels(metrics.app_name, event).inc())
     app[KEYS] = RedisKeys(settings.redis_key_prefix)
     app[READINESS]["redis"] = lambda: redis_ready(client, settings.dependency_timeout_s)
     yield
-    await hot.aclose()
+    await calls.aclose()
     await client.aclose()
 
 

@@ -32,7 +32,7 @@ from aiohttp import web
 from stagedoor.bus import consumer_ctx
 from stagedoor.bus_envelope import Handler
 from stagedoor.tasks import stop_task
-from stagedoor.web import DB, KEYS, REDIS, SCRIPTS, SETTINGS
+from stagedoor.web import CALLS, DB, KEYS, SETTINGS
 from ticketing.appkeys import GATEWAY, METRICS
 from ticketing.catalog.read_model import ReadModel
 from ticketing.holds.shopper_session import AdmissionHooks, AdmissionSignals
@@ -48,7 +48,7 @@ def _read_model(app: web.Application) -> Handler:
 
 
 def _admission(app: web.Application) -> Handler:
-    return AdmissionSignals(AdmissionHooks(app[REDIS], app[SCRIPTS], app[KEYS]))
+    return AdmissionSignals(AdmissionHooks(app[CALLS], app[KEYS]))
 
 
 def _refunds(app: web.Application) -> Handler:

@@ -16,6 +16,7 @@ import asyncpg
 from stagedoor.connections import make_pool, make_redis
 from stagedoor.keys import KeyRing
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
 from ticketing.catalog.inventory import Inventory
@@ -75,7 +76,8 @@ async def seed_demo(settings: Settings, keyring: KeyRing, context: dict[str, Any
         scripts = LuaScripts(redis)
         await scripts.load_all()
         events = EventStore(pool)
-        inventory = Inventory(events, HoldStore(redis, scripts, RedisKeys(settings.redis_key_prefix)), settings)
+        holds = HoldStore(RedisCalls.batched(redis, scripts), RedisKeys(settings.redis_key_prefix))
+        inventory = Inventory(events, holds, settings)
         organizer_id, password = await _organizer(settings, pool)
         event_id = await pool.fetchval("SELECT id FROM events WHERE organizer_id = $1::uuid AND title = $2 "
                                        "ORDER BY id LIMIT 1", organizer_id, DEMO_TITLE)

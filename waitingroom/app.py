@@ -15,7 +15,7 @@ from stagedoor.hot_http import add_hot_routes
 from stagedoor.keys import KeyRing
 from stagedoor.settings import TEMPLATES_DIR, Settings, require
 from stagedoor.tasks import stop_task
-from stagedoor.web import HOT_REDIS, KEYRING, KEYS, REDIS, SCRIPTS, SETTINGS, add_static, base_app, keyring_ctx
+from stagedoor.web import CALLS, KEYRING, KEYS, REDIS, SETTINGS, add_static, base_app, keyring_ctx
 from waitingroom.appkeys import METRICS, PAGES, PULSES, ROOM, SSE_STOP
 from waitingroom.heard_beacon import heard_beacon_ctx
 from waitingroom.metrics import WaitingRoomMetrics
@@ -32,8 +32,8 @@ QUEUE_GAUGE_EVERY_S = 2.0
 async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     require(settings, "queue_token_secret")
-    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
-    queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
+    rooms = RoomStore(app[CALLS], app[KEYS])
+    queue = QueueStore(app[CALLS], app[KEYS])
     app[ROOM] = wr = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])
     app[PAGES] = QueuePages(auto_reload=settings.environment == "development")
     app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS], clock_ms=lambda: int(wr.clock() * 1000),

@@ -14,6 +14,7 @@ from rooms.store import Room, RoomStore
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.keys import write_new_key
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
 PREFIX = "sd"  # the services' default STAGEDOOR_REDIS_KEY_PREFIX
@@ -34,7 +35,7 @@ async def create_room(redis_url: str, room: Room) -> None:
     try:
         scripts = LuaScripts(client)
         await scripts.load_all()
-        await RoomStore(client, scripts, RedisKeys(PREFIX)).put(room, int(time.time() * 1000))
+        await RoomStore(RedisCalls.batched(client, scripts), RedisKeys(PREFIX)).put(room, int(time.time() * 1000))
     finally:
         await client.aclose()
 

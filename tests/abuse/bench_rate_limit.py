@@ -18,7 +18,7 @@ from stagedoor import rate_limit
 from stagedoor.metrics import BaseMetrics
 from stagedoor.rate_limit import Rate, RateLimitStore
 from stagedoor.settings import load_settings
-from stagedoor.web import KEYS, REDIS, SCRIPTS, base_app
+from stagedoor.web import CALLS, KEYS, REDIS, base_app
 
 N = 6000
 CONCURRENCY = 32
@@ -45,7 +45,7 @@ async def main() -> None:
     await runner.setup()
     try:
         request = make_mocked_request("POST", "/api/rooms/r/join", app=app)
-        store = RateLimitStore(app[REDIS], app[SCRIPTS], app[KEYS])
+        store = RateLimitStore(app[CALLS], app[KEYS])
         bucket = Rate(999_999, 1000)
         ip_key = store.bucket_key("join", "ip", "192.0.2.1")
         for _ in range(3):

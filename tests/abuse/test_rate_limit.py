@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.lua import LuaScripts
 from stagedoor.rate_limit import Rate, RateLimitStore, parse_rate, policy_for
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings, SettingsError
 from tests.abuse.conftest import limited_app
@@ -25,7 +26,7 @@ T0 = 1_800_000_000_000  # an arbitrary "now" in ms: the store never reads a cloc
 async def store(redis_client: redis_asyncio.Redis, redis_prefix: str) -> RateLimitStore:
     scripts = LuaScripts(redis_client)
     await scripts.load_all()
-    return RateLimitStore(redis_client, scripts, RedisKeys(redis_prefix))
+    return RateLimitStore(RedisCalls.batched(redis_client, scripts), RedisKeys(redis_prefix))
 
 
 # ---------------------------------------------------------------- the script, through its store
@@ -111,7 +112,7 @@ async def test_buckets_are_taken_after_script_flush(tmp_path: Path) -> None:
     try:
         scripts = LuaScripts(client)
         await scripts.load_all()
-        store = RateLimitStore(client, scripts, RedisKeys("t"))
+        store = RateLimitStore(RedisCalls.batched(client, scripts), RedisKeys("t"))
         await client.script_flush()
         buckets = [(store.bucket_key("hold", "ip", "192.0.2.1"), Rate(1, 1000), 1),
                    (store.bucket_key("hold", "subject", "u"), Rate(1, 1000), 1)]

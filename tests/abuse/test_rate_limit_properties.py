@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from stagedoor.lua import LuaScripts
 from stagedoor.rate_limit import Rate, RateLimitStore
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
 T0 = 1_800_000_000_000
@@ -27,7 +28,7 @@ SHARED_CLIENT = hypothesis.settings(max_examples=60, deadline=None, database=Non
 @hypothesis.given(rate=rates, requests=traffic)
 async def test_no_window_admits_more_than_burst_plus_refill(redis_client: redis_asyncio.Redis, redis_prefix: str,
                                                             rate: Rate, requests: list[tuple[int, int]]) -> None:
-    store = RateLimitStore(redis_client, LuaScripts(redis_client), RedisKeys(redis_prefix))
+    store = RateLimitStore(RedisCalls.batched(redis_client, LuaScripts(redis_client)), RedisKeys(redis_prefix))
     key = store.bucket_key("search", "ip", uuid.uuid4().hex)
     try:
         now, admitted = T0, []
@@ -53,7 +54,7 @@ async def test_no_window_admits_more_than_burst_plus_refill(redis_client: redis_
 @hypothesis.given(rate=rates, drain=st.integers(1, 30), cost=st.integers(1, 10))
 async def test_a_retry_after_the_announced_wait_passes(redis_client: redis_asyncio.Redis, redis_prefix: str,
                                                        rate: Rate, drain: int, cost: int) -> None:
-    store = RateLimitStore(redis_client, LuaScripts(redis_client), RedisKeys(redis_prefix))
+    store = RateLimitStore(RedisCalls.batched(redis_client, LuaScripts(redis_client)), RedisKeys(redis_prefix))
     key = store.bucket_key("login", "subject", uuid.uuid4().hex)
     try:
         cost = min(cost, rate.burst)

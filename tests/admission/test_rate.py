@@ -21,6 +21,7 @@ from admission.metrics import AdmissionMetrics
 from rooms.queue_store import QueueStore
 from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
 from stagedoor.tasks import stop_tasks
@@ -42,8 +43,9 @@ async def replicas(n: int, settings: Settings, redis_url: str) -> AsyncIterator[
         scripts = LuaScripts(client)
         await scripts.load_all()
         keys = RedisKeys(settings.redis_key_prefix)
-        controllers.append(AdmissionController(settings, RoomStore(client, scripts, keys),
-                                               QueueStore(client, scripts, keys), AdmissionMetrics()))
+        calls = RedisCalls.batched(client, scripts)
+        controllers.append(AdmissionController(settings, RoomStore(calls, keys), QueueStore(calls, keys),
+                                               AdmissionMetrics()))
     tasks = [asyncio.create_task(c.run()) for c in controllers]
     try:
         yield controllers
@@ -60,7 +62,8 @@ async def _setup(redis_client: Any, settings: Settings, rate: float, max_active:
     scripts = LuaScripts(redis_client)
     await scripts.load_all()
     keys = RedisKeys(settings.redis_key_prefix)
-    rooms, queue = RoomStore(redis_client, scripts, keys), QueueStore(redis_client, scripts, keys)
+    calls = RedisCalls.batched(redis_client, scripts)
+    rooms, queue = RoomStore(calls, keys), QueueStore(calls, keys)
     now_ms = int(time.time() * 1000)
     await rooms.put(_room(rate, max_active, now_ms), now_ms)
     for _ in range(visitors):

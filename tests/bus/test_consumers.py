@@ -27,7 +27,7 @@ from stagedoor.bus import EMITTER, OutboxRelay, StreamConsumer
 from stagedoor.bus_envelope import Envelope
 from stagedoor.bus_metrics import BusMetrics
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.web import KEYS, REDIS, SCRIPTS
+from stagedoor.web import CALLS, KEYS
 from tests.bus.conftest import Recorder
 from tests.bus.test_emission import wait_outbox
 from tests.ticketing.conftest import buy, hold_seats, seat_map
@@ -54,10 +54,10 @@ async def drain(consumer: StreamConsumer, rounds: int = 20) -> int:
 
 
 async def open_room(app: Any, event_id: str, now_ms: int, max_active: int) -> tuple[RoomStore, QueueStore]:
-    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    rooms = RoomStore(app[CALLS], app[KEYS])
     await rooms.put(room_from_config("hall", RoomConfig(event_id=event_id, rate_per_s=100.0, max_active=max_active),
                                      now_ms), now_ms)
-    return rooms, QueueStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    return rooms, QueueStore(app[CALLS], app[KEYS])
 
 
 async def admitted(queue: QueueStore, now_ms: int) -> str:

@@ -15,6 +15,7 @@ from rooms.queue_store import QueueStore
 from rooms.store import Room, RoomPatch, RoomStore
 from stagedoor.connections import make_redis
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_tasks
 
@@ -33,7 +34,8 @@ async def test_two_controllers_on_a_cluster_admit_the_configured_rate(make_setti
         for client in clients:
             scripts = LuaScripts(client)
             await scripts.load_all()
-            stores.append((RoomStore(client, scripts, keys), QueueStore(client, scripts, keys)))
+            calls = RedisCalls.from_settings(settings, client, scripts)
+            stores.append((RoomStore(calls, keys), QueueStore(calls, keys)))
         rooms, queue = stores[0]
         now_ms = int(time.time() * 1000)
         await rooms.put(Room(room="hot", event_id=None, mode="fifo", opens_at_ms=now_ms - 60_000,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from stagedoor.connections import make_redis
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
 from ticketing.holds.store import HoldStore
@@ -22,7 +23,8 @@ async def test_updating_the_meta_of_an_event_not_loaded_writes_nothing_on_a_clus
         scripts = LuaScripts(client)
         await scripts.load_all()
         keys = RedisKeys(cluster_settings.redis_key_prefix)
-        await HoldStore(client, scripts, keys).update_meta("424242", {"max_per_order": 2})
+        await HoldStore(RedisCalls.from_settings(cluster_settings, client, scripts), keys).update_meta(
+            "424242", {"max_per_order": 2})
         assert await client.exists(keys.inventory_meta("424242")) == 0
     finally:
         await client.aclose()

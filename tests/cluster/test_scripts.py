@@ -1,6 +1,7 @@
-"""The Lua loader and both script batchers on a real 3-master Redis Cluster: scripts are on every
-master, EVALSHA is routed by key, a master that lost its script cache is reloaded transparently,
-and the sweeper's restart check reads every master's run_id."""
+"""The Lua loader and the stores' Redis calls (batched through the cluster client's pipelines) on a
+real 3-master Redis Cluster: scripts are on every master, EVALSHA is routed by key, a master that
+lost its script cache is reloaded transparently, and the sweeper's restart check reads every
+master's run_id."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from redis.asyncio.cluster import RedisCluster
 from rooms.queue_store import BUCKET_MS, QueueStore
 from stagedoor.connections import make_redis, redis_run_id
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.script_batcher import ScriptBatcher
 from stagedoor.settings import Settings
 
 ROOMS = [f"room-{i}" for i in range(24)]
@@ -61,11 +62,12 @@ async def test_batched_calls_spanning_every_master_survive_a_master_losing_its_s
     keys = RedisKeys(cluster_settings.redis_key_prefix)
     try:
         scripts, victim = await _rooms_and_a_master_without_scripts(client, keys)
-        batcher = ScriptBatcher(client, scripts)
+        calls = RedisCalls.from_settings(cluster_settings, client, scripts)
+        assert not calls.pipelined  # on a cluster: batched in the cluster client's pipelines, routed by slot
 
         async def mark(i: int, room: str) -> Any:
             # mark_sold_out touches the room's cfg + st keys (one slot); any script would do
-            return await batcher.call("mark_sold_out", [keys.room_config(room), keys.room_state(room)],
+            return await calls.script("mark_sold_out", [keys.room_config(room), keys.room_state(room)],
                                       ["1", 1_700_000_000_000 + i])
 
         results = await asyncio.gather(*(mark(i, r) for i, r in enumerate(ROOMS)))
@@ -83,8 +85,8 @@ async def test_the_waiting_rooms_beacon_marks_rooms_on_every_master_even_after_a
     keys = RedisKeys(cluster_settings.redis_key_prefix)
     scripts, _ = await _rooms_and_a_master_without_scripts(cluster_client, keys)
     now_ms = 1_700_000_000_000
-    hot = ScriptBatcher(cluster_client, scripts)  # the services' hot client on a cluster: a batch per slot
-    await QueueStore(cluster_client, scripts, keys, hot=hot).mark_heard(ROOMS, now_ms)
+    calls = RedisCalls.from_settings(cluster_settings, cluster_client, scripts)  # as the services build it
+    await QueueStore(calls, keys).mark_heard(ROOMS, now_ms)
     seen = [keys.room_seen(room, now_ms // BUCKET_MS) for room in ROOMS]
     assert len(_masters_of(cluster_client, seen)) == 3
     for key in seen:

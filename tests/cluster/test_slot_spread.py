@@ -10,6 +10,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
 
@@ -28,7 +29,7 @@ async def test_rooms_and_events_land_on_every_master_each_in_one_slot(cluster_se
     keys = RedisKeys(cluster_settings.redis_key_prefix)
     scripts = LuaScripts(cluster_client)
     await scripts.load_all()
-    store = RoomStore(cluster_client, scripts, keys)
+    store = RoomStore(RedisCalls.from_settings(cluster_settings, cluster_client, scripts), keys)
     now_ms = int(time.time() * 1000)
     for room in ROOMS:
         await store.put(_room(room, now_ms), now_ms)

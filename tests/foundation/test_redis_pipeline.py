@@ -1,6 +1,7 @@
-"""The hot paths' pipelining Redis client (stagedoor/redis_pipeline.py) against a real Redis:
+"""The pipelined path of the stores' Redis calls (stagedoor/redis_pipeline.py) against a real Redis:
 replies reach the right caller under concurrency, errors map to redis-py's exceptions, NOSCRIPT
-reloads, a lost connection fails its calls and the next call reconnects, a silent server times out."""
+reloads, a lost connection fails its calls and the next call reconnects, a silent server times out;
+and RedisCalls (stagedoor/redis_calls.py) picks it or the batched path by configuration."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis import exceptions as rx
 
-from stagedoor.connections import make_hot_redis
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_pipeline import PipelinedRedis
 from stagedoor.script_batcher import ScriptBatcher
 from stagedoor.settings import Settings
@@ -201,12 +202,44 @@ def test_it_works_on_uvloop_as_the_services_run(redis_url: str, redis_prefix: st
     assert sorted(uvloop.run(main())) == list(range(1, 101))
 
 
-def test_the_hot_client_is_the_batcher_on_a_cluster_over_tls_or_when_pipelining_is_off(settings: Settings,
-                                                                                        redis_client: Any) -> None:
+def test_calls_are_batched_on_a_cluster_over_tls_or_when_pipelining_is_off(settings: Settings,
+                                                                          redis_client: Any) -> None:
     import msgspec
 
     scripts = LuaScripts(redis_client)
-    assert isinstance(make_hot_redis(settings, redis_client, scripts), PipelinedRedis)
+    calls = RedisCalls.from_settings(settings, redis_client, scripts)
+    assert calls.pipelined and isinstance(calls.script.__self__, PipelinedRedis)  # type: ignore[attr-defined]
     for change in ({"redis_cluster": True}, {"redis_pipelining": False}, {"redis_url": "rediss://h:6380/0"}):
-        assert isinstance(make_hot_redis(msgspec.structs.replace(settings, **change), redis_client, scripts),
-                          ScriptBatcher)
+        calls = RedisCalls.from_settings(msgspec.structs.replace(settings, **change), redis_client, scripts)
+        assert not calls.pipelined and isinstance(calls.script.__self__, ScriptBatcher)  # type: ignore[attr-defined]
+        assert calls.redis is redis_client and calls.scripts is scripts
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_one_api_on_either_path(make_settings: Any, redis_client: Any, redis_prefix: str,
+                                      pipelining: bool) -> None:
+    """script, command, commands and batch_per_turn answer alike, pipelined or batched; a
+    turn's batches leave in that turn (one script call per key), each caller its own row."""
+    scripts = LuaScripts(redis_client)
+    await scripts.load_all()
+    calls = RedisCalls.from_settings(make_settings(redis_pipelining=pipelining), redis_client, scripts)
+    assert calls.pipelined is pipelining and calls.redis is redis_client
+    try:
+        key = f"{redis_prefix}:{{b}}:bucket"
+        assert await calls.script("rate_limit", [key], [1_000, 3, 1_000, 1]) == [1, 2, 0]
+        assert await calls.command("SET", f"{redis_prefix}:a", "A", "EX", 60) in (b"OK", True)
+        assert await calls.commands(("SET", f"{redis_prefix}:b", "x", "NX"), ("GET", f"{redis_prefix}:b"),
+                                    ("GET", f"{redis_prefix}:a")) in ([b"OK", b"x", b"A"], [True, b"x", b"A"])
+        sent: list[tuple[str, int, list[Any]]] = []
+
+        async def take(bucket: str, now_ms: int, costs: list[Any]) -> list[Any]:
+            sent.append((bucket, now_ms, list(costs)))  # one call per bucket: the rows of its callers
+            return [await calls.script("rate_limit", [f"{redis_prefix}:{{b}}:{bucket}"], [now_ms, 10, 1_000, c])
+                    for c in costs]
+
+        batches = calls.batch_per_turn(take)
+        rows = await asyncio.gather(*(batches.submit(bucket, 1_000 + i, 1) for i, bucket in enumerate("xxyxy")))
+        assert len(sent) == 2 and {b: t for b, t, _ in sent} == {"x": 1_003, "y": 1_004}  # by its latest call
+        assert [r[1] for r in rows] == [9, 8, 9, 7, 8]  # tokens left: each caller its own row, in order
+    finally:
+        await calls.aclose()

@@ -12,6 +12,7 @@ from admission.metrics import AdmissionMetrics
 from rooms.queue_store import QueueStore
 from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from tests.notifications.conftest import metric
 from ticketing.notifications.your_turn import YourTurnDrain
@@ -21,7 +22,8 @@ async def _room(redis_client: Any, prefix: str) -> tuple[RoomStore, QueueStore, 
     scripts = LuaScripts(redis_client)
     await scripts.load_all()
     keys = RedisKeys(prefix)
-    rooms, queue = RoomStore(redis_client, scripts, keys), QueueStore(redis_client, scripts, keys)
+    calls = RedisCalls.batched(redis_client, scripts)
+    rooms, queue = RoomStore(calls, keys), QueueStore(calls, keys)
     now_ms = int(time.time() * 1000)
     # 0.01 admissions/s with a one-token bucket: nobody is admitted on join, each tick far in
     # the future admits exactly one visitor.

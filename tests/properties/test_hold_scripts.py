@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from ticketing.holds import errors
 from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
@@ -94,7 +95,7 @@ class HoldScripts(RuleBasedStateMachine):
                                                                  "redis://127.0.0.1:6379/0"))
         scripts = LuaScripts(self.redis)
         self.run(scripts.load_all())
-        self.store = HoldStore(self.redis, scripts, RedisKeys(self.prefix))
+        self.store = HoldStore(RedisCalls.batched(self.redis, scripts), RedisKeys(self.prefix))
         self.model = Model()
         self.serial = 0
 

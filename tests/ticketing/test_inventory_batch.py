@@ -1,5 +1,6 @@
-"""The script batcher: concurrent calls share one pipeline, each keeps its own reply or error,
-and a NOSCRIPT after SCRIPT FLUSH (own server) is retried transparently."""
+"""The batched path of the stores' Redis calls (``RedisCalls.batched``, stagedoor/script_batcher.py):
+concurrent calls share one pipeline, each keeps its own reply or error, and a NOSCRIPT after
+SCRIPT FLUSH (own server) is retried transparently."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from redis.exceptions import ResponseError
 
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.script_batcher import ScriptBatcher
 from ticketing.holds.errors import SeatUnavailable
 from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
 
@@ -23,7 +24,7 @@ async def test_concurrent_holds_batch_and_survive_a_script_flush(tmp_path: Path)
     try:
         scripts = LuaScripts(client)
         await scripts.load_all()
-        store = HoldStore(client, scripts, RedisKeys("b"))
+        store = HoldStore(RedisCalls.batched(client, scripts), RedisKeys("b"))
         meta = InventoryMeta(status="on_sale", currency="EUR", max_per_order=4, hold_ttl_ms=60_000)
         await store.load("1", meta, [StagedTier(code="A", price=10, capacity=0, sold=0, general_admission=False)],
                          [(f"s{i}", "A", False) for i in range(1, 11)], "g")
@@ -42,13 +43,13 @@ async def test_concurrent_holds_batch_and_survive_a_script_flush(tmp_path: Path)
 async def test_each_call_of_a_batch_gets_its_own_error(redis_client: redis_asyncio.Redis, redis_prefix: str) -> None:
     scripts = LuaScripts(redis_client)
     await scripts.load_all()
-    batcher = ScriptBatcher(redis_client, scripts)
+    batcher = RedisCalls.batched(redis_client, scripts)
     key = f"{redis_prefix}:{{ev:1}}:inv:tiers"
     await redis_client.set(key, "not a hash")  # a wrong-type key makes one script fail inside Redis
     # (the calls below are coroutines: they run, batched together, at the gather)
-    good = batcher.call("release_hold", [f"{redis_prefix}:{{ev:2}}:{k}" for k in "abcdef"], ["x", 1])
-    bad = batcher.call("sweep_expired_holds", [key] + [f"{redis_prefix}:{{ev:1}}:{k}" for k in "bcdefg"],
-                       [1, 10, 0, 10])
+    good = batcher.script("release_hold", [f"{redis_prefix}:{{ev:2}}:{k}" for k in "abcdef"], ["x", 1])
+    bad = batcher.script("sweep_expired_holds", [key] + [f"{redis_prefix}:{{ev:1}}:{k}" for k in "bcdefg"],
+                         [1, 10, 0, 10])
     await redis_client.zadd(f"{redis_prefix}:{{ev:1}}:c", {"1-" + "0" * 24: 0})
     await redis_client.hset(f"{redis_prefix}:{{ev:1}}:d", "1-" + "0" * 24,
                             '{"u":"u","st":"held","k":"g","t":"A","q":1,"i":{},"tot":1,"cur":"EUR","c":0,"e":0}')
@@ -63,7 +64,7 @@ async def test_grouped_commands_stay_in_order_in_one_pipeline_even_at_the_batch_
     in order, even when the queue is about to hit max_batch."""
     scripts = LuaScripts(redis_client)
     await scripts.load_all()
-    batcher = ScriptBatcher(redis_client, scripts, max_batch=3)
+    batcher = RedisCalls.batched(redis_client, scripts, max_batch=3)
     key = f"{redis_prefix}:{{idem:u}}:k"
     filler = [batcher.command("INCR", f"{redis_prefix}:n{i}") for i in range(2)]
     claims = [batcher.commands(("SET", key, f"v{i}", "NX", "EX", 60), ("GET", key)) for i in range(10)]
@@ -80,7 +81,7 @@ async def test_a_plain_command_error_is_that_callers_alone(redis_client: redis_a
                                                            redis_prefix: str) -> None:
     scripts = LuaScripts(redis_client)
     await scripts.load_all()
-    batcher = ScriptBatcher(redis_client, scripts)
+    batcher = RedisCalls.batched(redis_client, scripts)
     await redis_client.set(f"{redis_prefix}:s", "text")
     ok = batcher.command("SET", f"{redis_prefix}:t", "1", "EX", 60)
     bad = batcher.command("HGET", f"{redis_prefix}:s", "f")  # wrong type

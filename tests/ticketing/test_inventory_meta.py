@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis.asyncio as redis_asyncio
 
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
 
@@ -15,7 +16,7 @@ async def test_meta_updates_a_loaded_inventory_and_never_creates_one(redis_clien
     scripts = LuaScripts(redis_client)
     await scripts.load_all()
     keys = RedisKeys(redis_prefix)
-    store = HoldStore(redis_client, scripts, keys)
+    store = HoldStore(RedisCalls.batched(redis_client, scripts), keys)
     await store.update_meta("7", {"max_per_order": 2})
     assert await redis_client.exists(keys.inventory_meta("7")) == 0
 

@@ -9,16 +9,16 @@ from rooms.queue_store import QueueStore
 from rooms.store import RoomConfig, RoomStore, room_from_config
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.clock import ManualClock
-from stagedoor.web import KEYS, REDIS, SCRIPTS
+from stagedoor.web import CALLS, KEYS
 from tests.ticketing.conftest import buy, seat_map
 
 
 async def _admitted_visitor(client, event_id: str, now_ms: int) -> str:
     app = client.app
-    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    rooms = RoomStore(app[CALLS], app[KEYS])
     await rooms.put(room_from_config("hall", RoomConfig(event_id=event_id, rate_per_s=100.0, max_active=10), now_ms),
                     now_ms)
-    queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    queue = QueueStore(app[CALLS], app[KEYS])
     joined = await queue.join("hall", None, now_ms, burst_s=1.0)
     if joined.outcome != "admitted":
         await queue.admit_tick("hall", now_ms + 1_000, max_batch=10, burst_s=1.0)
@@ -43,9 +43,9 @@ async def test_a_purchase_through_the_queue_finishes_the_shopper_and_the_last_se
     resp = await buy(client, fan, hold["hold_id"], headers={"X-Admission-Token": token})
     assert resp.status == 201, await resp.text()
     app = client.app
-    queue = QueueStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    queue = QueueStore(app[CALLS], app[KEYS])
     assert not await queue.is_active("hall", visitor, manual_clock.now_ms())
-    rooms = RoomStore(app[REDIS], app[SCRIPTS], app[KEYS])
+    rooms = RoomStore(app[CALLS], app[KEYS])
     for _ in range(100):  # the sell-out is checked off the request path
         if (await rooms.stats("hall", manual_clock.now_ms(), 10_000)).sold_out:
             break

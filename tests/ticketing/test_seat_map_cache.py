@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from stagedoor.clock import ManualClock
-from stagedoor.web import KEYS, REDIS, SCRIPTS
+from stagedoor.redis_calls import RedisCalls
+from stagedoor.web import CALLS, KEYS, REDIS
 from ticketing.catalog.seat_map_cache import SeatMapCache
 from ticketing.holds.store import HoldStore
 
@@ -61,7 +62,7 @@ async def test_another_process_hold_shows_within_the_cache_age(clocked_client, m
     event = await make_event(client, hold_ttl_s=60)
     app = client.server.app
     assert (await _states(client, event["id"]))["s2"] == "free"  # cached by this process
-    other = HoldStore(app[REDIS], app[SCRIPTS], app[KEYS], batch_calls=False)  # as in a second process
+    other = HoldStore(RedisCalls.batched(app[REDIS], app[CALLS].scripts), app[KEYS])  # as in a second process
     await other.hold_seats(event["id"], f"{event['id']}-other", "u-other", ["s2"], manual_clock.now_ms(),
                            admitted=True)
     manual_clock.advance(settings.seat_map_cache_ms - 1)

@@ -12,6 +12,7 @@ import redis.asyncio as redis_asyncio
 from rooms.queue_store import QueueStore
 from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
 
@@ -24,8 +25,9 @@ class Stores:
         self.redis = redis
         self.scripts = scripts
         self.keys = keys
-        self.rooms = RoomStore(redis, scripts, keys)
-        self.queue = QueueStore(redis, scripts, keys)
+        self.calls = RedisCalls.batched(redis, scripts)
+        self.rooms = RoomStore(self.calls, keys)
+        self.queue = QueueStore(self.calls, keys)
 
     async def join(self, room: str, now_ms: int, visitor_id: str | None = None, **kw: Any) -> Any:
         return await self.queue.join(room, visitor_id, now_ms, burst_s=BURST_S, **kw)

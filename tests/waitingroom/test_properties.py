@@ -24,6 +24,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 from rooms.queue_store import QueueStore
 from rooms.store import RoomStore
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from tests.waitingroom.conftest import T0, room_config
 
@@ -41,12 +42,13 @@ class QueueMachine(RuleBasedStateMachine):
         self.redis = redis_asyncio.Redis.from_url(REDIS_URL["url"])
         self.keys = RedisKeys("hyp" + uuid.uuid4().hex[:10])
         self.scripts = LuaScripts(self.redis)
-        self.queue = QueueStore(self.redis, self.scripts, self.keys)
+        self.calls = RedisCalls.batched(self.redis, self.scripts)
+        self.queue = QueueStore(self.calls, self.keys)
         self.now = T0
         self.waiting: list[str] = []
         self.active: dict[str, int] = {}
         self.run(self.scripts.load_all())
-        self.run(RoomStore(self.redis, self.scripts, self.keys).put(
+        self.run(RoomStore(self.calls, self.keys).put(
             room_config("p", rate_per_s=1000, max_active=MAX_ACTIVE, session_ttl_s=TTL_MS // 1000), T0))
 
     def run(self, coro: Any) -> Any:
@@ -162,7 +164,7 @@ class AbandonMachine(QueueMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.run(RoomStore(self.redis, self.scripts, self.keys).put(
+        self.run(RoomStore(self.calls, self.keys).put(
             room_config("p", rate_per_s=1000, max_active=MAX_ACTIVE, session_ttl_s=TTL_MS // 1000,
                         abandon_after_s=ABANDON_S), T0))
         self.heard: dict[int, set[str]] = {}  # bucket -> waiting visitors heard in it

@@ -14,6 +14,7 @@ import redis.asyncio as redis_asyncio
 from rooms.queue_store import QueueStore
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from tests.waitingroom.conftest import T0, Stores, room_config
 
@@ -301,7 +302,7 @@ async def test_sold_out_reaches_every_waiting_visitor_and_stops_admission(stores
 
     await make_room(rate_per_s=1)
     ids = [(await stores.join("r1", T0)).visitor_id for i in range(50)]
-    await mark_sold_out(stores.redis, stores.scripts, stores.keys, "r1", T0 + 100)
+    await mark_sold_out(stores.calls, stores.keys, "r1", T0 + 100)
     states = {(await stores.queue.status("r1", v, T0 + 101)).state for v in ids}
     assert states == {"sold_out"}
     assert (await stores.tick("r1", T0 + 10_000)).admitted == 0
@@ -359,15 +360,13 @@ async def test_scripts_reload_after_script_flush(tmp_path: Path) -> None:
 async def test_batched_calls_each_get_their_own_reply_and_survive_a_script_flush(tmp_path: Path) -> None:
     import asyncio
 
-    from stagedoor.script_batcher import ScriptBatcher
-
     server = EmbeddedRedis(tmp_path / "r", persist=False).start()
     client = redis_asyncio.Redis.from_url(server.url)
     try:
         scripts = LuaScripts(client)
         await scripts.load_all()
         keys = RedisKeys("b")
-        queue = QueueStore(client, scripts, keys, hot=ScriptBatcher(client, scripts))
+        queue = QueueStore(RedisCalls.batched(client, scripts), keys)  # the path on a cluster
         await Stores(client, scripts, keys).rooms.put(room_config("r1"), T0)
         joined = await asyncio.gather(*(queue.join("r1", None, T0, burst_s=0.5) for _ in range(300)))
         assert sorted(j.position for j in joined) == list(range(1, 301))

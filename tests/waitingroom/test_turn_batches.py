@@ -1,5 +1,5 @@
-"""Joins and status polls batched per room and loop turn (stagedoor/turn_batches.py) into
-lua/join_many.lua and lua/status_many.lua.
+"""Joins and status polls batched per room and loop turn (``RedisCalls.batch_per_turn``,
+stagedoor/turn_batches.py) into lua/join_many.lua and lua/status_many.lua.
 
 - Hypothesis: a join_many call of N new visitors leaves Redis exactly as N join_queue calls one
   after another would (queue, sessions, token bucket, seq, heartbeat bits), and gives each
@@ -28,6 +28,7 @@ from redis import exceptions as rx
 
 from rooms.queue_store import BUCKET_MS, RATE_TAU_MS, QueueStore, join_result, queue_status
 from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.redis_pipeline import PipelinedRedis
 from stagedoor.turn_batches import MAX_BATCH, TurnBatches
@@ -97,7 +98,7 @@ async def _twin_rooms(redis_url: str) -> AsyncIterator[Stores]:
 
 async def _compare(redis_url: str, state: dict[str, Any], steps: list[tuple[int, int]], ints: list[int]) -> None:
     async with _twin_rooms(redis_url) as stores:
-        redis, keys, scripts = stores.redis, stores.keys, stores.scripts
+        redis, keys, calls = stores.redis, stores.keys, stores.calls
         for room in ("batched", "single") if state["exists"] else ():
             await stores.rooms.put(room_config(
                 room, mode=state["mode"], paused=state["paused"], starts_at_ms=T0 + state["starts_in_ms"],
@@ -112,9 +113,9 @@ async def _compare(redis_url: str, state: dict[str, Any], steps: list[tuple[int,
             now += dt
             args = _entropy(ints, n, offset)
             offset += n
-            rows = await scripts.call("join_many", _script_keys(keys, "batched", now),
+            rows = await calls.script("join_many", _script_keys(keys, "batched", now),
                                       [now, BUCKET_MS, BURST_S, RATE_TAU_MS, *args])
-            singles = [await scripts.call("join_queue", _script_keys(keys, "single", now),
+            singles = [await calls.script("join_queue", _script_keys(keys, "single", now),
                                           ["", "", now, args[2 * i], BUCKET_MS, BURST_S, args[2 * i + 1], RATE_TAU_MS])
                        for i in range(n)]
             assert len(rows) == n
@@ -155,7 +156,7 @@ status_rooms = st.fixed_dictionaries({
 async def _compare_statuses(redis_url: str, state: dict[str, Any], joined: int, admitted: int, evicted: list[int],
                             polls: list[list[int]], dt: int) -> None:
     async with _twin_rooms(redis_url) as stores:
-        redis, keys, scripts = stores.redis, stores.keys, stores.scripts
+        redis, keys, calls = stores.redis, stores.keys, stores.calls
         reference = redis.register_script(REFERENCE_STATUS.read_text(encoding="utf-8"))
         vids: list[str] = []
         for room in ("batched", "single"):
@@ -186,7 +187,7 @@ async def _compare_statuses(redis_url: str, state: dict[str, Any], joined: int, 
             args: list[Any] = []
             for v in chosen:
                 args += [v, int(v.split("_")[0], 36)]
-            rows = await scripts.call("status_many", _script_keys(keys, "batched", now),
+            rows = await calls.script("status_many", _script_keys(keys, "batched", now),
                                       [now, BUCKET_MS, RATE_TAU_MS, *args])
             singles = [await reference(keys=_script_keys(keys, "single", now),
                                        args=[v, int(v.split("_")[0], 36), now, BUCKET_MS, RATE_TAU_MS])
@@ -304,8 +305,8 @@ def test_max_batch_must_be_positive() -> None:
 
 async def test_simultaneous_new_joins_are_distinct_places_in_few_calls(stores: Stores, redis_url: str) -> None:
     await stores.rooms.put(room_config("crowd", paused=True, starts_at_ms=T0 - 60_000), T0)
-    hot = PipelinedRedis(redis_url, stores.scripts)
-    queue = QueueStore(stores.redis, stores.scripts, stores.keys, hot=hot)
+    hot = RedisCalls(PipelinedRedis(redis_url, stores.scripts))
+    queue = QueueStore(hot, stores.keys)
     before = await _evalsha_calls(stores.redis)
     try:
         results = await asyncio.gather(*(queue.join("crowd", None, T0 + 1, burst_s=BURST_S) for _ in range(300)))
@@ -324,8 +325,8 @@ async def test_simultaneous_new_joins_are_distinct_places_in_few_calls(stores: S
 async def test_simultaneous_polls_answer_each_visitor_in_few_calls(stores: Stores, redis_url: str) -> None:
     await stores.rooms.put(room_config("polls", paused=True, starts_at_ms=T0 - 60_000), T0)
     joined = [await stores.join("polls", T0) for _ in range(300)]
-    hot = PipelinedRedis(redis_url, stores.scripts)
-    queue = QueueStore(stores.redis, stores.scripts, stores.keys, hot=hot)
+    hot = RedisCalls(PipelinedRedis(redis_url, stores.scripts))
+    queue = QueueStore(hot, stores.keys)
     before = await _evalsha_calls(stores.redis)
     try:
         statuses = await asyncio.gather(*(queue.status("polls", j.visitor_id, T0 + 10) for j in reversed(joined)))
@@ -341,8 +342,8 @@ async def test_batched_joins_fill_an_empty_room_up_to_its_capacity(stores: Store
     # selling, nobody waiting, a full token bucket of 5 and room for 3 shoppers: the first 3 of
     # the batch are admitted at once, everyone after them queues in arrival order
     await stores.rooms.put(room_config("open", rate_per_s=10, max_active=3), T0 - 60_000)
-    hot = PipelinedRedis(redis_url, stores.scripts)
-    queue = QueueStore(stores.redis, stores.scripts, stores.keys, hot=hot)
+    hot = RedisCalls(PipelinedRedis(redis_url, stores.scripts))
+    queue = QueueStore(hot, stores.keys)
     try:
         results = await asyncio.gather(*(queue.join("open", None, T0, burst_s=BURST_S) for _ in range(8)))
     finally:

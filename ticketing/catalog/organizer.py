@@ -13,15 +13,15 @@ from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
-from redis.asyncio import Redis
 
 from rooms import sessions
 from stagedoor.auth import require_principal
 from stagedoor.errors import Forbidden
 from stagedoor.openapi import Api
 from stagedoor.policy import NO_RESOURCE, Action, Resource, authorize, is_allowed
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.web import KEYS, REDIS, decode_query, json_response
+from stagedoor.web import CALLS, KEYS, decode_query, json_response
 from ticketing.appkeys import EVENTS
 from ticketing.catalog.store import EventStore
 
@@ -59,16 +59,14 @@ class OrganizerEventPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-
-
-async def list_organizer_events(events: EventStore, redis: Redis, keys: RedisKeys, organizer_id: str | None,
+async def list_organizer_events(events: EventStore, calls: RedisCalls, keys: RedisKeys, organizer_id: str | None,
                                 query: OrganizerEventsQuery) -> OrganizerEventPage:
     """One page of events (``organizer_id`` None: everybody's)."""
     rows = await events.organizer_events(organizer_id, query.status, int(query.cursor) if query.cursor else None,
                                          query.limit + 1)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    rooms = await sessions.rooms_of_events(redis, keys, [row["id"] for row in rows])
+    rooms = await sessions.rooms_of_events(calls, keys, [row["id"] for row in rows])
     items = [
         OrganizerEvent(
             id=row["id"], organizer_id=row["organizer_id"], status=row["status"], title=row["title"],
@@ -98,4 +96,4 @@ async def organizer_events(request: web.Request) -> web.Response:
             raise Forbidden("organizers list only their own events")
         organizer_id = own
     app = request.app
-    return json_response(await list_organizer_events(app[EVENTS], app[REDIS], app[KEYS], organizer_id, query))
+    return json_response(await list_organizer_events(app[EVENTS], app[CALLS], app[KEYS], organizer_id, query))

@@ -12,11 +12,9 @@ from stagedoor.clock import SystemClock
 from stagedoor.openapi import Api
 from stagedoor.policy import Action, authorize
 from stagedoor.web import (
+    CALLS,
     DB,
-    HOT_REDIS,
     KEYS,
-    REDIS,
-    SCRIPTS,
     SETTINGS,
     decode_body,
     decode_json,
@@ -114,7 +112,7 @@ async def inventory_ctx(app: web.Application) -> AsyncIterator[None]:
     """Builds the catalog/hold stores over the app's Redis and PostgreSQL (after redis_ctx, db_ctx)."""
     if CLOCK not in app:
         app[CLOCK] = SystemClock()
-    app[HOLDS] = HoldStore(app[REDIS], app[SCRIPTS], app[KEYS], hot=app[HOT_REDIS])
+    app[HOLDS] = HoldStore(app[CALLS], app[KEYS])
     app[EVENTS] = EventStore(app[DB])
     app[INVENTORY] = Inventory(app[EVENTS], app[HOLDS], app[SETTINGS])
     yield

@@ -14,7 +14,7 @@ from stagedoor.auth import Principal, require_principal, require_user
 from stagedoor.bus import EMITTER
 from stagedoor.errors import StagedoorError
 from stagedoor.openapi import Api
-from stagedoor.web import KEYRING, KEYS, REDIS, SETTINGS, decode_body, json_response
+from stagedoor.web import CALLS, KEYRING, KEYS, SETTINGS, decode_body, json_response
 from ticketing.appkeys import CLOCK, HOLDS, INVENTORY, METRICS
 from ticketing.holds import holds, shopper_session
 from ticketing.holds.holds import MAX_SEATS_PER_REQUEST
@@ -76,8 +76,7 @@ async def create_hold(request: web.Request) -> web.Response:
         claims = verify_admission_token(app[KEYRING], token, event_id) if token else None
         now_ms = app[CLOCK].now_ms()
         # A valid token counts only while its shopper session lasts (evicted/finished -> not admitted).
-        admitted = claims is not None and await shopper_session.is_active(app[REDIS], app[KEYS], claims, now_ms,
-                                                                          batcher=app[HOLDS].batcher)
+        admitted = claims is not None and await shopper_session.is_active(app[CALLS], app[KEYS], claims, now_ms)
         try:
             hold = await holds.place_hold(app[INVENTORY], event_id, principal.id, seat_ids=body.seats,
                                           tier=body.tier, quantity=body.quantity, now_ms=now_ms, admitted=admitted)

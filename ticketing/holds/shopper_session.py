@@ -11,12 +11,13 @@ at the visitor's next request (no cache: the answer is at most one Redis round t
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from rooms import sessions
 from stagedoor.admission_tokens import AdmissionClaims
 from stagedoor.bus_envelope import Envelope
 from stagedoor.errors import Forbidden
+from stagedoor.redis_calls import RedisCalls
+from stagedoor.redis_keys import RedisKeys
 
 
 class ShopperSessionEnded(Forbidden):
@@ -35,37 +36,37 @@ def session_ended(claims: AdmissionClaims) -> ShopperSessionEnded:
         "join the queue again")
 
 
-async def is_active(redis: Any, keys: Any, claims: AdmissionClaims, now_ms: int, batcher: Any = None) -> bool:
-    """True while the token's visitor holds a live shopper session in the token's room. With
-    ``batcher`` (the app's hot-path Redis client) the ZSCORE shares the process's pipelines."""
+async def is_active(calls: RedisCalls, keys: RedisKeys, claims: AdmissionClaims, now_ms: int) -> bool:
+    """True while the token's visitor holds a live shopper session in the token's room (one
+    ZSCORE, sharing the process's round trips)."""
     command = sessions.active_session_command(keys, claims.room, claims.visitor_id)
-    reply = await (batcher.command(*command) if batcher is not None else redis.execute_command(*command))
-    return sessions.session_is_live(reply, now_ms)
+    return sessions.session_is_live(await calls.command(*command), now_ms)
 
 
 class AdmissionHooks:
     """Tells the waiting room about purchases (rooms.sessions): a shopper finished, the event
     sold out; and checks that an admission token's shopper session is still live."""
 
-    def __init__(self, redis: Any, scripts: Any, keys: Any) -> None:
-        self._args = (redis, scripts, keys)
+    def __init__(self, calls: RedisCalls, keys: RedisKeys) -> None:
+        self._calls = calls
+        self._keys = keys
 
     async def finish_shopper(self, room: str, visitor_id: str, now_ms: int) -> None:
-        await sessions.finish_shopper(*self._args, room, visitor_id, now_ms)
+        await sessions.finish_shopper(self._calls, self._keys, room, visitor_id, now_ms)
 
     async def mark_sold_out(self, room: str, now_ms: int) -> None:
-        await sessions.mark_sold_out(*self._args, room, now_ms)
+        await sessions.mark_sold_out(self._calls, self._keys, room, now_ms)
 
     def event_room_command(self, event_id: str) -> tuple[str, str]:
         """The read of the room gating the event, for the Idempotency-Key claim's round trip."""
-        return sessions.event_room_command(self._args[2], event_id)
+        return sessions.event_room_command(self._keys, event_id)
 
     async def room_of_event(self, event_id: str) -> str | None:
-        return await sessions.room_of_event(self._args[0], self._args[2], event_id)
+        return await sessions.room_of_event(self._calls, self._keys, event_id)
 
     def session_command(self, admission: AdmissionClaims) -> tuple[str, str, str]:
         """The shopper-session check as one command for the Idempotency-Key claim's round trip."""
-        return sessions.active_session_command(self._args[2], admission.room, admission.visitor_id)
+        return sessions.active_session_command(self._keys, admission.room, admission.visitor_id)
 
     def require_active(self, admission: AdmissionClaims, reply: object, now_ms: int) -> None:
         """403 shopper-session-ended once the token's session is over (evicted, finished, expired);

@@ -15,14 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from stagedoor.connections import HotRedis
+from stagedoor import hold_record as rec
 from stagedoor.errors import redis_unavailable_reason
-from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from stagedoor.script_batcher import ScriptBatcher
 from ticketing.holds.errors import (
     ActiveHoldExists,
     AdmissionNeeded,
@@ -99,14 +97,10 @@ def _s(value: Any) -> str:
 
 
 class HoldStore:
-    def __init__(self, redis: Redis, scripts: LuaScripts, keys: RedisKeys, batch_calls: bool = True,
-                 hot: HotRedis | None = None) -> None:
-        self.redis = redis
-        self.scripts = scripts
+    def __init__(self, calls: RedisCalls, keys: RedisKeys) -> None:
+        self.calls = calls
+        self.redis = calls.redis
         self.keys = keys
-        # Concurrent script calls of this process share pipelined round trips: the app's hot-path
-        # client (stagedoor/connections.py make_hot_redis), else a batcher of our own.
-        self._batcher: HotRedis | None = hot or (ScriptBatcher(redis, scripts) if batch_calls else None)
         # event id -> how many seat-state writes this process has finished for it: a cached seat
         # map (ticketing/catalog/seat_map_cache.py) read before the last write is not served again.
         self._versions: dict[str, int] = {}
@@ -118,21 +112,12 @@ class HoldStore:
         """After (never before) a write to the event's inventory has been answered."""
         self._versions[event_id] = self._versions.get(event_id, 0) + 1
 
-    @property
-    def batcher(self) -> HotRedis | None:
-        """The process's hot-path Redis client (None when batching is off); the purchase path's
-        plain commands ride in the same pipelines."""
-        return self._batcher
-
     # ------------------------------------------------------------ helpers
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any], event_id: str) -> list[Any]:
         """Run one inventory script of ``event_id`` (every one of them may change seat states)."""
         try:
             with redis_or_unavailable():
-                if self._batcher is not None:
-                    reply = await self._batcher.call(name, keys, args)
-                else:
-                    reply = await self.scripts.call(name, keys, args)
+                reply = await self.calls.script(name, keys, args)
         finally:
             self._touched(event_id)
         return [_s(x) if isinstance(x, bytes) else x for x in reply]
@@ -143,16 +128,18 @@ class HoldStore:
         return ("HGET", self.keys.hold_records(event_of_hold_id(hold_id)), hold_id)
 
     def hold_from_record(self, hold_id: str, raw: bytes | str) -> Hold:
+        """The hold of a record the hold scripts wrote (fields: lua/hold_record.md)."""
         r = msgspec.json.decode(raw)
-        if r["k"] == "s":
-            items = tuple(HoldItem(seat=i[0], tier=i[1], price=int(i[2])) for i in r["i"])
+        if r[rec.KIND] == rec.KIND_SEATS:
+            items = tuple(HoldItem(seat=i[0], tier=i[1], price=int(i[2])) for i in r[rec.ITEMS])
             kind, tier = "seats", None
         else:
-            items = tuple(HoldItem(seat=None, tier=r["t"], price=int(r["p"])) for _ in range(int(r["q"])))
-            kind, tier = "general_admission", r["t"]
-        return Hold(id=hold_id, event_id=event_of_hold_id(hold_id), user_id=r["u"], state=r["st"], kind=kind,
-                    items=items, tier=tier, quantity=int(r["q"]), total=int(r["tot"]), currency=r["cur"],
-                    created_ms=int(r["c"]), expires_ms=int(r["e"]))
+            items = tuple(HoldItem(seat=None, tier=r[rec.TIER], price=int(r[rec.UNIT_PRICE]))
+                          for _ in range(int(r[rec.QUANTITY])))
+            kind, tier = "general_admission", r[rec.TIER]
+        return Hold(id=hold_id, event_id=event_of_hold_id(hold_id), user_id=r[rec.USER], state=r[rec.STATE],
+                    kind=kind, items=items, tier=tier, quantity=int(r[rec.QUANTITY]), total=int(r[rec.TOTAL]),
+                    currency=r[rec.CURRENCY], created_ms=int(r[rec.CREATED_MS]), expires_ms=int(r[rec.EXPIRES_MS]))
 
     def _refuse(self, reply: list[Any], requested: int) -> None:
         status = reply[0]
@@ -422,7 +409,7 @@ class HoldStore:
         args = [x for field, value in fields.items() for x in (field, value)]
         if args:
             try:
-                await self.scripts.call("update_inventory_meta", [self.keys.inventory_meta(event_id)], args)
+                await self.calls.script("update_inventory_meta", [self.keys.inventory_meta(event_id)], args)
             finally:
                 self._touched(event_id)
 

@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 
-from stagedoor.connections import HotRedis
+from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from ticketing.holds.store import redis_or_unavailable
 from ticketing.orders.errors import IdempotencyKeyRequired, IdempotencyKeyReused, PurchaseInProgress
@@ -70,12 +69,10 @@ def check_replay(fp: str, stored_fp: str, status: int, body: bytes) -> Replay:
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Redis, keys: RedisKeys, inflight_ttl_s: int, done_ttl_s: int,
-                 batcher: HotRedis | None = None) -> None:
-        self.redis = redis
-        # When set, claim and finish share the process's pipelines with the hold scripts
-        # (stagedoor/connections.py make_hot_redis): fewer writes and connection checkouts under load.
-        self.batcher = batcher
+    def __init__(self, calls: RedisCalls, keys: RedisKeys, inflight_ttl_s: int, done_ttl_s: int) -> None:
+        # claim and finish share the process's round trips with the hold scripts
+        self.calls = calls
+        self.redis = calls.redis
         self.keys = keys
         self.inflight_ttl_s = inflight_ttl_s
         self.done_ttl_s = done_ttl_s
@@ -98,13 +95,7 @@ class IdempotencyStore:
             *also,
         )
         with redis_or_unavailable("Redis is unavailable"):
-            if self.batcher is not None:
-                replies = await self.batcher.commands(*commands)
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for command in commands:
-                        pipe.execute_command(*command)
-                    replies = await pipe.execute()
+            replies = await self.calls.commands(*commands)
         claimed, current, *extra = replies
         if claimed:
             return Claim(redis_key=redis_key, key=key, fingerprint=fp, nonce=nonce), extra
@@ -119,10 +110,7 @@ class IdempotencyStore:
 
     async def finish(self, claim: Claim, status: int, body: bytes) -> None:
         value = f"d:{claim.fingerprint}:{status}:".encode() + body
-        if self.batcher is not None:
-            await self.batcher.command("SET", claim.redis_key, value, "EX", self.done_ttl_s)
-        else:
-            await self.redis.set(claim.redis_key, value, ex=self.done_ttl_s)
+        await self.calls.command("SET", claim.redis_key, value, "EX", self.done_ttl_s)
 
     async def abandon(self, claim: Claim) -> None:
         """Drop our claim (the purchase failed) so the same key may be retried."""

@@ -15,7 +15,7 @@ from stagedoor.bus import EMITTER
 from stagedoor.openapi import Api
 from stagedoor.problems import render_error
 from stagedoor.tasks import stop_task
-from stagedoor.web import DB, KEYRING, KEYS, REDIS, SCRIPTS, SETTINGS, decode_body, json_response
+from stagedoor.web import CALLS, DB, KEYRING, KEYS, SETTINGS, decode_body, json_response
 from ticketing.appkeys import CLOCK, GATEWAY, HOLDS, METRICS, ORDERS, PURCHASES
 from ticketing.holds import shopper_session
 from ticketing.holds.shopper_session import AdmissionHooks
@@ -39,9 +39,9 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     app[ORDERS] = OrderStore(app[DB])
-    admission = AdmissionHooks(app[REDIS], app[SCRIPTS], app[KEYS])
-    idempotency = IdempotencyStore(app[REDIS], app[KEYS], settings.idempotency_inflight_ttl_s,
-                                   settings.idempotency_ttl_s, batcher=app[HOLDS].batcher)
+    admission = AdmissionHooks(app[CALLS], app[KEYS])
+    idempotency = IdempotencyStore(app[CALLS], app[KEYS], settings.idempotency_inflight_ttl_s,
+                                   settings.idempotency_ttl_s)
     app[PURCHASES] = PurchaseDeps(
         holds=app[HOLDS], orders=app[ORDERS],
         payments=Payments.from_settings(settings, metrics, app.get(GATEWAY)),

@@ -22,7 +22,7 @@ from aiohttp import web
 from rooms import sessions
 from stagedoor import errors
 from stagedoor.pages import render, tr
-from stagedoor.web import KEYS, REDIS, SETTINGS
+from stagedoor.web import CALLS, KEYS, SETTINGS
 from ticketing.appkeys import CLOCK, INVENTORY
 from ticketing.catalog import events
 from ticketing.catalog.types import EventSearch
@@ -113,7 +113,7 @@ def _filter_problem(exc: Exception) -> str:
 
 
 async def _event_room(request: web.Request, event_id: str) -> str | None:
-    return await sessions.room_of_event(request.app[REDIS], request.app[KEYS], event_id)
+    return await sessions.room_of_event(request.app[CALLS], request.app[KEYS], event_id)
 
 
 def _not_found(request: web.Request) -> web.Response:
