@@ -177,7 +177,7 @@ def test_dockerfile_is_multi_stage_non_root_and_ships_every_package() -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert re.search(r'^ENTRYPOINT \["stagedoor"\]', text, re.M)
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    top_level = {p.split(".")[0] for p in pyproject["tool"]["setuptools"]["packages"]}
+    top_level = {p.rstrip("*").split(".")[0] for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
     for directory in top_level | {"lua", "templates", "ops/docker"}:
         assert re.search(rf"^COPY {re.escape(directory)} ", text, re.M), f"Dockerfile does not COPY {directory}/"
     ignored = (ROOT / ".dockerignore").read_text().split()

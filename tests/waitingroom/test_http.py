@@ -437,7 +437,17 @@ async def test_a_lost_redis_is_503_to_retry_and_the_queue_answers_again_when_it_
             assert (await resp.json())["type"] == "/problems/redis-unavailable"
         restarted = EmbeddedRedis(tmp_path / "redis", port=server.port, persist=False).start()
         try:
-            await put_room(adm, admin_headers, paused=True)  # the data went with it: the organizer sets the room again
+            # the data went with it: the organizer sets the room again, retrying a 503 as its Retry-After says
+            # (a connection that failed a moment ago is retried after a short backoff, not on every call)
+            for _ in range(20):
+                resp = await adm.put("/admin/rooms/r1", headers=admin_headers, json={
+                    "opens_at": iso(-60), "starts_at": iso(-30), "rate_per_s": 5, "max_active": 100,
+                    "shop_url": "https://shop.example/e/7", "event_id": "7", "paused": True})
+                if resp.status != 503:
+                    break
+                assert resp.headers["Retry-After"] and (await resp.json())["type"] == "/problems/redis-unavailable"
+                await asyncio.sleep(0.3)
+            assert resp.status in (200, 201), await resp.text()
             statuses = []
             for _ in range(30):  # a pooled connection that died with the old server fails once: poll, as pages do
                 resp = await wr.post("/api/rooms/r1/join", json={})
