@@ -20,7 +20,7 @@ from aiohttp import web
 
 from stagedoor.cli import COMPONENTS
 from stagedoor.keys import KeyRing
-from tests.conftest import ADMIN_KEY
+from tests.support.settings import ADMIN_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAS_CHROMIUM = CHROMIUM.exists()

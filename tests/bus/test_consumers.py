@@ -17,38 +17,20 @@ import time
 from typing import Any
 
 import asyncpg
-import msgspec
 import redis.asyncio as redis_asyncio
 
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.bus import EMITTER, OutboxRelay, StreamConsumer
-from stagedoor.bus_envelope import Envelope
 from stagedoor.bus_metrics import BusMetrics
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import KEYS, REDIS, SCRIPTS
-from tests.bus.conftest import Recorder
-from tests.bus.test_emission import wait_outbox
-from tests.ticketing.conftest import buy, hold_seats, seat_map
+from tests.support.bus import Recorder, drain, stream_envelopes, wait_outbox
+from tests.support.events import buy, hold_seats, seat_map
 from ticketing.bus_consumers import CONSUMER_FACTORIES, AdmissionSignals, CancellationRefunds
 from ticketing.gateway import Charge, MockGateway
 from ticketing.routes_orders import PURCHASES
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import RoomConfig, RoomStore, room_from_config
-
-
-async def stream_envelopes(redis: Any, keys: RedisKeys) -> list[tuple[bytes, Envelope]]:
-    return [(sid, msgspec.json.decode(f[b"env"], type=Envelope)) for sid, f in await redis.xrange(keys.bus_stream())]
-
-
-async def drain(consumer: StreamConsumer, rounds: int = 20) -> int:
-    """Run the consumer until a round handles nothing (bounded); returns how many it handled."""
-    total = 0
-    for _ in range(rounds):
-        handled = await consumer.run_once()
-        total += handled
-        if not handled:
-            return total
-    return total
 
 
 async def open_room(app: Any, event_id: str, now_ms: int, max_active: int) -> tuple[RoomStore, QueueStore]:

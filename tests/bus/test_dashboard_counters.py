@@ -17,8 +17,8 @@ import asyncpg
 from stagedoor.bus import OutboxRelay, StreamConsumer, stream_fields
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import KEYS, REDIS
-from tests.bus.test_consumers import drain, stream_envelopes
-from tests.ticketing.conftest import buy, count_sales, hold_seats
+from tests.support.bus import count_sales, drain, stream_envelopes
+from tests.support.events import buy, hold_seats
 from ticketing.bus_consumers import CONSUMER_FACTORIES
 from ticketing.dashboard_counters import (
     COUNTED_TYPES,

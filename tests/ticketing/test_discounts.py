@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from stagedoor.web import DB
-from tests.ticketing.conftest import buy, hold_seats
+from tests.support.events import buy, hold_seats
 from ticketing.holds import ManualClock
 
 

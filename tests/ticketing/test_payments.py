@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from stagedoor.web import DB
-from tests.ticketing.conftest import buy, hold_seats
+from tests.support.events import buy, hold_seats
 from ticketing.gateway import Charge, MockGateway
 from ticketing.holds import ManualClock
 

@@ -7,7 +7,7 @@ import asyncio
 
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.web import KEYS, REDIS, SCRIPTS
-from tests.ticketing.conftest import buy, seat_map
+from tests.support.events import buy, seat_map
 from ticketing.holds import ManualClock
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import RoomConfig, RoomStore, room_from_config
