@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.waitingroom.test_http import PROBLEM, put_room
+from tests.support.rooms import PROBLEM, put_room
 
 # answers differ in these by nature (a clock, a new id, a new token)
 _VARYING_HEADERS = {"date", "x-request-id", "set-cookie", "content-length"}

@@ -23,7 +23,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multip
 
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
-from tests.waitingroom.conftest import T0, room_config
+from tests.support.rooms import T0, room_config
 from waitingroom.queue_store import QueueStore
 from waitingroom.rooms import RoomStore
 

@@ -14,7 +14,7 @@ import redis.asyncio as redis_asyncio
 from stagedoor.embedded import EmbeddedRedis
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
-from tests.waitingroom.conftest import T0, Stores, room_config
+from tests.support.rooms import T0, Stores, room_config
 from waitingroom.queue_store import QueueStore
 
 

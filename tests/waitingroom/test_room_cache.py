@@ -10,7 +10,7 @@ import pytest
 
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
-from tests.waitingroom.conftest import T0, Stores
+from tests.support.rooms import T0, Stores
 from waitingroom.errors import RoomNotFound
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.queue import ROOM_CACHE_S, WaitingRoom

@@ -29,7 +29,7 @@ from redis import exceptions as rx
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.redis_pipeline import PipelinedRedis
-from tests.waitingroom.conftest import T0, Stores, room_config
+from tests.support.rooms import T0, Stores, room_config
 from waitingroom.queue_store import BUCKET_MS, RATE_TAU_MS, QueueStore, join_result, queue_status
 from waitingroom.turn_batches import MAX_BATCH, TurnBatches
 
