@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from stagedoor.cli import COMPONENTS
-from tests.notifications.conftest import envelope
+from tests.support.notifications import envelope
 from ticketing.notifications.dev_mail import MailSink, add_dev_mail
 from ticketing.notifications.handlers import on_order_confirmed
 
