@@ -13,7 +13,7 @@ import pytest
 
 from loadtest.flashsale import SalePlan, Snapshot, admitted_rate, out_of_order, pick_seats, run_sale, visitor_seq
 from loadtest.scenarios.flash_sale import create_sale, sale_figures
-from tests.loadtest.stack import running_stack
+from tests.support.stack import running_stack
 
 
 def test_visitor_ids_carry_their_arrival_number_in_base_36() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loadtest.stack import running_stack
+from tests.support.stack import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[2]
