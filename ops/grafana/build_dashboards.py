@@ -333,7 +333,7 @@ def render(document: dict[str, object]) -> str:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    from tests.ops.support import EXTERNAL_METRICS, exported_metric_names
+    from tests.support.ops import EXTERNAL_METRICS, exported_metric_names
 
     files, omitted = build(exported_metric_names() | set(EXTERNAL_METRICS))
     stale = [name for name, doc in files.items()

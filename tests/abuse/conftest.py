@@ -1,5 +1,5 @@
-"""Fixtures for the abuse-defence tests: settings without a database, and a tiny app whose
-routes call the mechanisms exactly as the service handlers do."""
+"""Fixtures of the abuse-defence tests: settings without a database (the tiny app whose routes
+call the mechanisms as the service handlers do is tests/support/abuse.py ``limited_app``)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 import pytest
-from aiohttp import web
 
-from stagedoor.metrics import BaseMetrics
-from stagedoor.openapi import Api
-from stagedoor.rate_limit import enforce
 from stagedoor.settings import Settings, load_settings
-from stagedoor.web import base_app, json_response
 
 
 @pytest.fixture
@@ -33,20 +27,3 @@ def abuse_settings(redis_url: str, redis_prefix: str) -> Callable[..., Settings]
         return load_settings(environ={}, **values)
 
     return make
-
-
-class Ok(msgspec.Struct):
-    ok: bool
-
-
-def limited_app(settings: Settings) -> web.Application:
-    """POST /limited/{limit}?subject=...&ip=0 enforces that limit class and answers 200."""
-    api = Api(tag="test")
-
-    @api.post("/limited/{limit}", summary="rate-limited test route", response=Ok, errors=(429,))
-    async def limited(request: web.Request) -> web.Response:
-        await enforce(request, request.match_info["limit"], request.query.get("subject"),
-                      per_ip=request.query.get("ip") != "0")
-        return json_response(Ok(ok=True))
-
-    return base_app(settings, BaseMetrics("abusetest"), [api], title="abuse test", uses_db=False)

@@ -8,8 +8,7 @@ from typing import Any
 
 from stagedoor.pow import solve
 from stagedoor.settings import Settings
-from tests.abuse.test_pow import wrong_nonce
-from tests.abuse.test_security import assert_html_hardened
+from tests.support.abuse import assert_html_hardened, wrong_nonce
 
 
 async def _room(admission: Any, admin_headers: dict[str, str], room: str, **config: Any) -> None:

@@ -38,20 +38,17 @@ from stagedoor.pow import (
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import TEMPLATES_DIR, Settings
 from stagedoor.web import base_app, decode_body, decode_json, json_response
+from tests.support.abuse import POW_DIFFICULTY, wrong_nonce
 
 KEY = derive_key("a-test-secret-of-enough-length-000000")
 NOW = 1_800_000_000_000
-D = 8  # 256 hashes expected: fast in tests, the same code path as any difficulty
+D = POW_DIFFICULTY
 
 
 def solved(room: str = "room-a", subject: str | None = None, difficulty: int = D, now_ms: int = NOW,
            ttl_s: int = 60) -> tuple[PowChallenge, PowSolution]:
     ch = issue_challenge(KEY, room=room, difficulty=difficulty, now_ms=now_ms, ttl_s=ttl_s, subject=subject)
     return ch, PowSolution(challenge=ch.challenge, nonce=solve(ch.challenge, ch.difficulty))
-
-
-def wrong_nonce(challenge: str) -> str:
-    return next(str(n) for n in range(10_000) if pow_.leading_zero_bits(pow_.work_digest(challenge, str(n))) < D)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from stagedoor.rate_limit import Rate, RateLimitStore, parse_rate, policy_for
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings, SettingsError
-from tests.abuse.conftest import limited_app
+from tests.support.abuse import limited_app
 
 T0 = 1_800_000_000_000  # an arbitrary "now" in ms: the store never reads a clock itself
 

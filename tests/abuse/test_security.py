@@ -19,21 +19,7 @@ from stagedoor.openapi import Api
 from stagedoor.security import set_cookie
 from stagedoor.settings import Settings
 from stagedoor.web import SETTINGS, base_app, json_response
-
-HTML_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "Referrer-Policy", "X-Content-Type-Options",
-                "Permissions-Policy")
-
-
-def assert_html_hardened(headers: Any, where: str) -> None:
-    for name in HTML_HEADERS:
-        assert name in headers, f"{where}: {name} missing"
-    csp = dict(d.strip().split(" ", 1) for d in headers["Content-Security-Policy"].split(";"))
-    assert csp["frame-ancestors"] == "'none'", where
-    assert "'unsafe-inline'" not in csp["script-src"] and "'unsafe-eval'" not in csp["script-src"], where
-    assert csp["object-src"] == "'none'" and csp["base-uri"] == "'none'", where
-    assert headers["X-Content-Type-Options"] == "nosniff", where
-    assert headers["X-Frame-Options"] == "DENY", where
-    assert headers["Referrer-Policy"] in ("same-origin", "no-referrer", "strict-origin-when-cross-origin"), where
+from tests.support.abuse import assert_html_hardened
 
 
 def page_app(settings: Settings) -> web.Application:

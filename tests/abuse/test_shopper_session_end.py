@@ -4,7 +4,6 @@ behind it ends (SRE eviction, a finished purchase), although the JWT itself is s
 Three real apps on one Redis prefix and one key ring: the admission app (admin API + controller),
 the waiting room (join, status -> admission token) and ticketing (holds, purchases)."""
 
-# ruff: noqa: F811  (the fixtures imported from tests.ticketing.conftest are requested by name)
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from stagedoor.clock import ManualClock
-from tests.ticketing.conftest import buy, make_event, shop  # noqa: F401  (fixtures, used by name)
+from tests.support.events import buy
 
 
 def iso(offset_s: float) -> str:

@@ -21,31 +21,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from tests.support.world import (
+    World,
+    general_admission_event_body,
+    make_event,
+    make_hold,
+    make_order,
+    route_exists,
+    setup_ok,
+)
 from ticketing.appkeys import TOKENS
 
 PRINCIPALS = ("anonymous", "customer", "other_customer", "other_organizer", "owner_org", "admin", "api_client")
 DENY = frozenset({403, 404})
 NOT_YOURS = frozenset({403, 404, 409})
 Expect = int | frozenset[int]
-
-
-@dataclass
-class World:
-    """The callers and, created on demand, the resources the rows act on."""
-
-    client: Any
-    users: dict[str, Any]
-    headers: dict[str, dict[str, str]]
-    ids: dict[str, str] = field(default_factory=dict)
-    services: dict[str, Any] = field(default_factory=dict)  # other services' clients, for setups
-
-
 Setup = Callable[[World], Awaitable[dict[str, str]]]
 
 
@@ -64,46 +59,7 @@ class Row:
 
 
 # ---------------------------------------------------------------- resource builders (through the public API)
-
-def _event_body() -> dict[str, Any]:
-    starts = datetime.now(UTC) + timedelta(days=30)
-    return {
-        "title": "Matrix night", "description": "authorization matrix", "category": "concert",
-        "venue": {"name": "Hall", "city": "Oslo", "address": "Street 1"},
-        "starts_at": starts.isoformat().replace("+00:00", "Z"),
-        "ends_at": (starts + timedelta(hours=3)).isoformat().replace("+00:00", "Z"),
-        "currency": "EUR", "tiers": [{"code": "GA", "name": "General", "price": 2500, "quantity": 200}],
-        "max_tickets_per_order": 4,
-    }
-
-
-async def _ok(resp: Any, *statuses: int) -> dict[str, Any]:
-    assert resp.status in statuses, f"setup failed: {resp.status} {await resp.text()}"
-    return await resp.json()
-
-
-async def make_event(world: World) -> dict[str, str]:
-    body = await _ok(await world.client.post("/api/events", json=_event_body(), headers=world.headers["owner_org"]),
-                     201)
-    return {"event_id": str(body["id"])}
-
-
-async def make_hold(world: World) -> dict[str, str]:
-    ids = await make_event(world)
-    body = await _ok(await world.client.post(f"/api/events/{ids['event_id']}/holds", json={"tier": "GA", "quantity": 1},
-                                             headers=world.headers["customer"]), 201)
-    return {**ids, "hold_id": str(body["hold_id"])}
-
-
-async def make_order(world: World) -> dict[str, str]:
-    ids = await make_hold(world)
-    headers = {**world.headers["customer"], "Idempotency-Key": uuid.uuid4().hex}
-    body = await _ok(await world.client.post(
-        f"/api/holds/{ids['hold_id']}/purchase", headers=headers,
-        json={"payment": {"method": "card", "token": "tok_ok"}, "email": world.users["customer"].email}), 201)
-    ticket = body["tickets"][0]
-    return {**ids, "order_id": str(body["order_id"]), "ticket_id": str(ticket["id"]), "code": ticket["code"]}
-
+# (events, holds and orders: tests/support/world.py)
 
 async def make_event_and_room_name(world: World) -> dict[str, str]:
     return {**await make_event(world), "room": f"r{uuid.uuid4().hex[:12]}"}
@@ -113,7 +69,7 @@ async def make_room(world: World) -> dict[str, str]:
     """An event of owner_org and a room gating it, created on the admin API with the admin key."""
     ids = await make_event_and_room_name(world)
     admission = world.services["admission"]
-    await _ok(await admission.put(f"/admin/rooms/{ids['room']}", json={"event_id": ids["event_id"]},
+    await setup_ok(await admission.put(f"/admin/rooms/{ids['room']}", json={"event_id": ids["event_id"]},
                                   headers=world.headers["admin_key"]), 201)
     return ids
 
@@ -121,7 +77,7 @@ async def make_room(world: World) -> dict[str, str]:
 async def make_client_id(world: World) -> dict[str, str]:
     resp = await world.client.post("/api/clients", json={"name": "matrix target", "scopes": ["checkin"]},
                                    headers=world.headers["admin_key"])
-    return {"client_id": (await _ok(resp, 201))["client_id"]}
+    return {"client_id": (await setup_ok(resp, 201))["client_id"]}
 
 
 async def no_resource(world: World) -> dict[str, str]:
@@ -152,7 +108,7 @@ ROWS: list[Row] = [
         setup=no_resource, body=lambda w, ids: {"name": "Renamed"}),
     # catalog (organizers manage only their own events)
     Row("create event", "POST", "/api/events", (401, 403, 403, 201, 201, 201, 403), setup=no_resource,
-        fresh=True, body=lambda w, ids: _event_body()),
+        fresh=True, body=lambda w, ids: general_admission_event_body()),
     Row("read event", "GET", "/api/events/{event_id}", (200, 200, 200, 200, 200, 200, 200), setup=make_event),
     Row("update event", "PATCH", "/api/events/{event_id}", (401, 403, 403, DENY, 200, 200, 403),
         setup=make_event, body=lambda w, ids: {"title": "Renamed night"}),
@@ -208,18 +164,6 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {
 }
 
 
-def _route_exists(app: Any, method: str, path_template: str) -> bool:
-    import re
-
-    wanted = re.sub(r"\{[^}]+\}", "{}", path_template)
-    for resource in app.router.resources():
-        if re.sub(r"\{[^}]+\}", "{}", resource.canonical) != wanted:
-            continue
-        if any(route.method in (method, "*") for route in resource):
-            return True
-    return False
-
-
 @pytest.fixture
 async def world(service_client: Any, accounts_settings: Any, create_user: Any, admin_headers: dict[str, str]) -> Any:
     async def build(service: str) -> World:
@@ -254,7 +198,7 @@ async def test_authorization_matrix(row: Row, world: Callable[[str], Awaitable[W
     w = await world(row.service)
     for method, path in ((row.method, row.path), *row.requires):
         app = w.client.app if (method, path) == (row.method, row.path) else w.services["ticketing"].app
-        if not _route_exists(app, method, path):
+        if not route_exists(app, method, path):
             pytest.skip(f"{method} {path} is not served yet")
     setup_world = World(client=w.services["ticketing"], users=w.users, headers=w.headers, services=w.services)
     shared = await row.setup(setup_world) if row.setup and not row.fresh else {}

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from stagedoor.settings import Settings
-from tests.accounts.conftest import GOOD_PASSWORD, login, new_email, register, token_request
+from tests.support.accounts import GOOD_PASSWORD, login, new_email, register, token_request
 
 
 async def _stagedoor(settings: Settings, *args: str, stdin: str = "") -> tuple[int, str, str]:

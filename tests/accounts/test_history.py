@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from tests.accounts.test_authorization_matrix import World, _route_exists, make_order
+from tests.support.world import World, make_order, route_exists
 
 
 @pytest.fixture
 async def shop(service_client: Any, accounts_settings: Any, create_user: Any) -> World:
     client = await service_client("ticketing", accounts_settings())
-    if not _route_exists(client.app, "POST", "/api/holds/{hold_id}/purchase"):
+    if not route_exists(client.app, "POST", "/api/holds/{hold_id}/purchase"):
         pytest.skip("purchases are not served by ticketing yet")
     users = {"customer": await create_user(), "owner_org": await create_user(roles=["organizer"]),
              "other_customer": await create_user()}

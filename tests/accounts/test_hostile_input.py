@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.accounts.conftest import GOOD_PASSWORD
+from tests.support.accounts import GOOD_PASSWORD
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.accounts.conftest import GOOD_PASSWORD, login, new_email, register
+from tests.support.accounts import GOOD_PASSWORD, login, new_email, register
 
 
 async def _throttled_client(service_client: Any, accounts_settings: Any, **limits: int) -> Any:

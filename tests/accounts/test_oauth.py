@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 
 from stagedoor.keys import KeyRing
-from tests.accounts.conftest import GOOD_PASSWORD, login, new_email, register, token_request
+from tests.support.accounts import GOOD_PASSWORD, login, new_email, register, token_request
 from ticketing.appkeys import TOKENS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.accounts.conftest import GOOD_PASSWORD, login, new_email, register
+from tests.support.accounts import GOOD_PASSWORD, login, new_email, register
 
 
 async def test_registration_returns_the_account_without_secrets(client: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from stagedoor.embedded import EmbeddedRedis
-from tests.accounts.conftest import GOOD_PASSWORD, login, new_email, register
+from tests.support.accounts import GOOD_PASSWORD, login, new_email, register
 
 
 async def test_concurrent_registrations_of_one_email_have_exactly_one_winner(client: Any, db: Any) -> None:

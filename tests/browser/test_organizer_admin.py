@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ADMIN_KEY, signed_in_script
+from tests.support.browser import signed_in_script
+from tests.support.settings import ADMIN_KEY
 
 expect = pytest.importorskip("playwright.async_api", reason="browser tests need playwright").expect
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import signed_in_script
+from tests.support.browser import signed_in_script
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests need playwright")
 expect = playwright_api.expect

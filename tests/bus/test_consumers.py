@@ -17,40 +17,22 @@ import time
 from typing import Any
 
 import asyncpg
-import msgspec
 import redis.asyncio as redis_asyncio
 
 from rooms.queue_store import QueueStore
 from rooms.store import RoomConfig, RoomStore, room_from_config
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.bus import EMITTER, OutboxRelay, StreamConsumer
-from stagedoor.bus_envelope import Envelope
 from stagedoor.bus_metrics import BusMetrics
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import CALLS, KEYS
-from tests.bus.conftest import Recorder
-from tests.bus.test_emission import wait_outbox
-from tests.ticketing.conftest import buy, hold_seats, seat_map
+from tests.support.bus import Recorder, drain, stream_envelopes, wait_outbox
+from tests.support.events import buy, hold_seats, seat_map
 from ticketing.appkeys import PURCHASES
 from ticketing.consumers import CONSUMER_FACTORIES
 from ticketing.holds.shopper_session import AdmissionSignals
 from ticketing.orders.refunds import CancellationRefunds
 from ticketing.payments.gateway import Charge, MockGateway
-
-
-async def stream_envelopes(redis: Any, keys: RedisKeys) -> list[tuple[bytes, Envelope]]:
-    return [(sid, msgspec.json.decode(f[b"env"], type=Envelope)) for sid, f in await redis.xrange(keys.bus_stream())]
-
-
-async def drain(consumer: StreamConsumer, rounds: int = 20) -> int:
-    """Run the consumer until a round handles nothing (bounded); returns how many it handled."""
-    total = 0
-    for _ in range(rounds):
-        handled = await consumer.run_once()
-        total += handled
-        if not handled:
-            return total
-    return total
 
 
 async def open_room(app: Any, event_id: str, now_ms: int, max_active: int) -> tuple[RoomStore, QueueStore]:

@@ -17,8 +17,8 @@ import asyncpg
 from stagedoor.bus import OutboxRelay, StreamConsumer, stream_fields
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import KEYS, REDIS
-from tests.bus.test_consumers import drain, stream_envelopes
-from tests.ticketing.conftest import buy, count_sales, hold_seats
+from tests.support.bus import count_sales, drain, stream_envelopes
+from tests.support.events import buy, hold_seats
 from ticketing.appkeys import CLOCK, INVENTORY
 from ticketing.catalog.hold_sweeper import sweep_event
 from ticketing.consumers import CONSUMER_FACTORIES

@@ -3,7 +3,6 @@ agrees with the inventory (drive the ticketing app, relay the outbox, consume th
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -13,7 +12,8 @@ from stagedoor.bus import EMITTER, OutboxRelay
 from stagedoor.bus_envelope import Envelope
 from stagedoor.bus_events import decode_payload
 from stagedoor.redis_keys import RedisKeys
-from tests.ticketing.conftest import buy, hold_seats, seat_map
+from tests.support.bus import wait_outbox
+from tests.support.events import buy, hold_seats, seat_map
 from ticketing.appkeys import INVENTORY
 from ticketing.catalog.hold_sweeper import sweep_event
 from ticketing.catalog.read_model import ReadModel
@@ -26,14 +26,6 @@ async def relay_all(relay: OutboxRelay) -> None:
 
 async def envelopes(redis: Any, keys: RedisKeys) -> list[Envelope]:
     return [msgspec.json.decode(f[b"env"], type=Envelope) for _, f in await redis.xrange(keys.bus_stream())]
-
-
-async def wait_outbox(pool: asyncpg.Pool, event_type: str) -> None:
-    for _ in range(200):
-        if await pool.fetchval("SELECT count(*) FROM outbox WHERE event_type = $1", event_type):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no {event_type} outbox row")
 
 
 async def test_every_event_type_is_emitted(shop: Any, make_event: Any, create_user: Any, pool: asyncpg.Pool,

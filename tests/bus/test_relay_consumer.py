@@ -11,7 +11,7 @@ import redis.asyncio as redis_asyncio
 from stagedoor.bus import OutboxRelay
 from stagedoor.bus_envelope import Envelope
 from stagedoor.redis_keys import RedisKeys
-from tests.bus.conftest import Recorder, insert_outbox
+from tests.support.bus import Recorder, insert_outbox
 
 
 async def stream_envelopes(redis: redis_asyncio.Redis, keys: RedisKeys) -> list[Envelope]:

@@ -12,7 +12,7 @@ import pytest
 
 from loadtest.flashsale import SalePlan, run_sale
 from loadtest.scenarios.flash_sale import create_sale, sale_figures
-from tests.loadtest.stack import running_stack
+from tests.support.stack import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

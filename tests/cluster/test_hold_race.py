@@ -9,7 +9,7 @@ import random
 from typing import Any
 
 from stagedoor.settings import Settings
-from tests.cluster.conftest import event_body
+from tests.support.cluster import event_body
 
 FANS = 300
 SEATS = 24

@@ -13,7 +13,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
-from tests.cluster.conftest import event_body
+from tests.support.cluster import event_body
 
 
 async def test_join_admitted_hold_purchase_on_a_cluster(service_client: Any, cluster_settings: Settings,

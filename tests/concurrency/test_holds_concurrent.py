@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from stagedoor.auth import mint_access_token
-from tests.ticketing.conftest import clocked_client, make_event, manual_clock  # noqa: F401 - fixtures
 from ticketing.appkeys import HOLDS
 
 REQUESTS = 1_000
@@ -24,7 +23,7 @@ async def _users(db: Any, keyring: Any, n: int) -> list[tuple[str, str]]:
     return [(uid, mint_access_token(keyring, subject=uid, roles=["customer"], ttl_s=600)) for uid in ids]
 
 
-async def test_a_thousand_concurrent_holds_never_share_a_seat(clocked_client, make_settings, make_event, db,  # noqa: F811
+async def test_a_thousand_concurrent_holds_never_share_a_seat(clocked_client, make_settings, make_event, db,
                                                               keyring) -> None:
     client = await clocked_client(make_settings(rate_limits_enabled=False))
     event = await make_event(client, seat_map={"sections": [{"name": "Pit", "rows": [

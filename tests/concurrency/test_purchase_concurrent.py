@@ -18,7 +18,6 @@ import asyncpg
 
 from stagedoor.auth import mint_access_token
 from stagedoor.web import DB
-from tests.ticketing.conftest import make_event, manual_clock, shop  # noqa: F401 - fixtures
 from ticketing.appkeys import HOLDS
 from ticketing.orders.store import CommitRefused, NewOrder, NewTicket, OrderStore
 
@@ -39,7 +38,7 @@ def _pit(**extra: Any) -> dict[str, Any]:
         tiers=[{"code": "A", "name": "Pit", "price": 1000}], max_tickets_per_order=4, **extra)
 
 
-async def test_all_successful_holds_bought_concurrently_sell_each_seat_once(shop, make_event, db,  # noqa: F811
+async def test_all_successful_holds_bought_concurrently_sell_each_seat_once(shop, make_event, db,
                                                                             keyring) -> None:
     client = await shop(db_pool_max_size=20)
     event = await make_event(client, **_pit())
@@ -92,7 +91,7 @@ def _order(user_id: str, event_id: int, seat: str) -> NewOrder:
 
 
 async def test_concurrent_commits_of_one_seat_make_one_ticket_and_the_unguarded_control_sells_twice(
-        shop, make_event, db, keyring) -> None:  # noqa: F811
+        shop, make_event, db, keyring) -> None:
     client = await shop()
     event = await make_event(client, **_pit())
     event_id = int(event["id"])

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from stagedoor.embedded import free_port
-from tests.up_process import running_up
+from tests.support.up_process import running_up
 
 pytestmark = pytest.mark.slow
 

@@ -40,7 +40,7 @@ from stagedoor.metrics import BaseMetrics
 from stagedoor.openapi import Api
 from stagedoor.settings import Settings
 from stagedoor.web import base_app, decode_query, json_response
-from tests.conftest import ADMIN_KEY
+from tests.support.settings import ADMIN_KEY
 
 MAX_EXAMPLES = int(os.environ.get("STAGEDOOR_TEST_FUZZ_EXAMPLES", "20"))
 REQUEST_TIMEOUT_S = 10

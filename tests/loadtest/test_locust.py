@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loadtest.stack import running_stack
+from tests.support.stack import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +34,9 @@ def test_a_short_headless_on_sale_sells_tickets_without_server_errors(redis_url:
     print(line)
     assert summary["http_5xx"] == 0, (summary, output[-3000:])
     assert summary.get("no_response", 0) == 0, summary
-    assert summary["tickets_bought"] > 0 and summary["orders"] > 0, (summary, output[-4000:])
-    assert summary.get("joined_before_start", 0) > 0 and summary.get("admitted", 0) > 0, summary
+    # an order holds 1 to 4 tickets, out of the 200 seats on sale, bought by admitted fans only
+    assert 0 < summary.get("orders", 0) <= summary["tickets_bought"] <= 200, (summary, output[-4000:])
+    assert summary.get("joined_before_start", 0) > 0 and summary.get("admitted", 0) >= summary["orders"], summary
     assert summary.get("bot_join_refused", 0) > 0, summary
     assert summary.get("bot_join_let_through", 0) == 0 and summary.get("bot_hold_let_through", 0) == 0, summary
     assert summary.get("rate_raised") == 1, summary

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stagedoor.embedded import free_port
-from tests.up_process import running_up
+from tests.support.up_process import running_up
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from stagedoor.cli import COMPONENTS
 from stagedoor.dev_mail import MailSink, add_dev_mail
-from tests.notifications.conftest import envelope
+from tests.support.notifications import envelope
 from ticketing.notifications.handlers import on_order_confirmed
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.notifications.conftest import FlakySink, closed_port, envelope, metric
+from tests.support.notifications import FlakySink, closed_port, envelope, metric
 from ticketing.notifications.errors import NotificationsIncomplete, PermanentSendFailure, TransientSendFailure
 from ticketing.notifications.handlers import on_order_confirmed
 from ticketing.notifications.sms import SmsMessage, WebhookSmsProvider, redact_phone, sms_provider
@@ -246,7 +246,7 @@ async def test_a_claim_left_by_a_crashed_sender_is_taken_over_once_stale(
 
 async def test_pooled_connections_are_reused_and_a_dropped_one_costs_no_attempt(
         start_smtp: Any, mail_settings: Any) -> None:
-    from tests.notifications.conftest import MailSink
+    from stagedoor.dev_mail import MailSink
     from ticketing.notifications.mailer import SmtpMailer
 
     class CountingSink(MailSink):

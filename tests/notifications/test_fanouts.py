@@ -9,7 +9,7 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
-from tests.notifications.conftest import envelope, metric
+from tests.support.notifications import envelope, metric
 from ticketing.notifications.handlers import on_event_cancelled, on_event_updated
 from ticketing.notifications.reminders import schedule_reminders
 from ticketing.notifications.service import reminder_job_id

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from icalendar import Calendar
 
-from tests.notifications.conftest import envelope, metric
+from tests.support.notifications import envelope, metric
 from ticketing.notifications.handlers import on_order_confirmed
 from ticketing.notifications.messages import render_qr_png
 from ticketing.notifications.sms import LoggingSmsProvider
@@ -97,7 +97,7 @@ async def test_two_consumers_racing_over_one_envelope_claim_it_once(
         start_smtp: Any, mail_settings: Any, make_notifications: Any, catalog: Any) -> None:
     """While one consumer is still sending, the other neither sends nor acknowledges: it raises,
     so the bus retries it later (and then finds the row sent)."""
-    from tests.notifications.conftest import FlakySink
+    from tests.support.notifications import FlakySink
     from ticketing.notifications.errors import NotificationsIncomplete
 
     gate = asyncio.Event()

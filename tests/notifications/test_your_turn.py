@@ -14,7 +14,7 @@ from rooms.store import Room, RoomStore
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from tests.notifications.conftest import metric
+from tests.support.notifications import metric
 from ticketing.notifications.your_turn import YourTurnDrain
 
 
@@ -85,7 +85,7 @@ async def test_a_waiting_visitor_who_left_an_address_is_emailed_once_when_admitt
 async def test_your_turn_send_failure_is_retried_on_the_next_pass(
         settings: Any, redis_client: Any, redis_prefix: str, start_smtp: Any, mail_settings: Any,
         make_notifications: Any) -> None:
-    from tests.notifications.conftest import FlakySink
+    from tests.support.notifications import FlakySink
 
     rooms, queue, keys, now_ms = await _room(redis_client, redis_prefix)
     joined = await queue.join("hot", None, now_ms, burst_s=settings.admission_burst_s)

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from stagedoor.cli import COMPONENTS, build_parser
 from stagedoor.settings import Settings, load_settings
-from tests.ops.support import OPS, ROOT
+from tests.support.ops import OPS, ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
 SERVICES = {"waitingroom", "ticketing", "admission", "worker"}

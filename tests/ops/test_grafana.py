@@ -10,15 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.support import OPS, exported_metric_names, metrics_in_query, unknown_metrics
+from tests.support.ops import OPS, dashboard_queries, exported_metric_names, metrics_in_query, unknown_metrics
 
 GRAFANA = OPS / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 REQUIRED = {"stagedoor-queue", "stagedoor-shop", "stagedoor-latency", "stagedoor-dependencies"}
-
-
-def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
-    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
 def _load(path: Path) -> dict[str, Any]:

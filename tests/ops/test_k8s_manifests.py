@@ -11,7 +11,7 @@ import yaml
 
 from stagedoor.cli import COMPONENTS
 from stagedoor.settings import Settings, load_settings
-from tests.ops.support import OPS
+from tests.support.ops import OPS
 
 K8S = OPS / "k8s"
 K8S_VERSION = "1.30.0"

@@ -17,7 +17,7 @@ from stagedoor.cli import COMPONENTS
 from stagedoor.edge import add_route
 from stagedoor.logs import JsonFormatter, RequestIdFilter
 from stagedoor.settings import Settings
-from tests.ops.support import ROOT, SERVICE_PACKAGES
+from tests.support.ops import ROOT, SERVICE_PACKAGES
 
 probe_logger = logging.getLogger("tests.ops.log_probe")
 # Field names a log call must never pass (the formatter redacts them anyway; passing them is a bug).

@@ -26,8 +26,7 @@ from aiohttp import web
 from stagedoor.cli import COMPONENTS
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
-from tests.ops.support import OPS
-from tests.ops.test_grafana import dashboard_queries
+from tests.support.ops import OPS, dashboard_queries
 
 PROMETHEUS = shutil.which("prometheus")
 DEADLINE_S = 90.0

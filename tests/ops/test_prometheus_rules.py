@@ -1,5 +1,5 @@
 """Prometheus config and alert rules: promtool checks, rule unit tests, conventions, and every
-queried metric exported by the code (or by a scrape job: tests/ops/support.py EXTERNAL_METRICS)."""
+queried metric exported by the code (or by a scrape job: tests/support/ops.py EXTERNAL_METRICS)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.support import EXTERNAL_METRICS, OPS, exported_metric_names, metrics_in_query, unknown_metrics
+from tests.support.ops import EXTERNAL_METRICS, OPS, exported_metric_names, metrics_in_query, unknown_metrics
 
 PROM = OPS / "prometheus"
 PROMTOOL = shutil.which("promtool")

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.up_process import running_up
+from tests.support.up_process import running_up
 
 pytestmark = [
     pytest.mark.slow,

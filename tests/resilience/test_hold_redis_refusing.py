@@ -11,7 +11,6 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from stagedoor.embedded import EmbeddedRedis
-from tests.ticketing.conftest import make_event, manual_clock, shop  # noqa: F401 - fixtures
 
 REFUSE = {"out-of-memory": (("CONFIG", "SET", "maxmemory", 1), ("CONFIG", "SET", "maxmemory", 0)),
           "read-only": (("REPLICAOF", "127.0.0.1", "1"), ("REPLICAOF", "NO", "ONE"))}
@@ -19,7 +18,7 @@ REFUSE = {"out-of-memory": (("CONFIG", "SET", "maxmemory", 1), ("CONFIG", "SET",
 
 @pytest.mark.parametrize("refusal", sorted(REFUSE))
 async def test_a_hold_meeting_a_refusing_redis_is_a_503_and_holds_nothing(
-        refusal: str, shop: Any, make_event: Any, create_user: Any, tmp_path: Path) -> None:  # noqa: F811
+        refusal: str, shop: Any, make_event: Any, create_user: Any, tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
     control = redis_asyncio.Redis.from_url(server.url)
     try:

@@ -19,7 +19,6 @@ import redis.asyncio as redis_asyncio
 from stagedoor.auth import mint_access_token
 from stagedoor.embedded import EmbeddedRedis, free_port
 from stagedoor.web import DB
-from tests.ticketing.conftest import make_event, manual_clock, shop  # noqa: F401 - fixtures
 from ticketing.appkeys import HOLDS, INVENTORY
 
 SEATS = 200
@@ -83,7 +82,7 @@ class Sale:
             await asyncio.sleep(0.02)
 
 
-async def test_flushall_and_restart_mid_sale_rebuild_and_never_sell_twice(shop, make_event, db, keyring,  # noqa: F811
+async def test_flushall_and_restart_mid_sale_rebuild_and_never_sell_twice(shop, make_event, db, keyring,
                                                                          tmp_path: Path) -> None:
     port = free_port()
     server = EmbeddedRedis(tmp_path / "r1", port=port, persist=False).start()

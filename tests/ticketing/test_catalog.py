@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.ticketing.conftest import event_body, seat_map
+from tests.support.events import event_body, seat_map
 
 PROBLEM = "application/problem+json"
 

@@ -8,7 +8,7 @@ import uuid
 
 import jwt
 
-from tests.ticketing.conftest import buy, hold_seats
+from tests.support.events import buy, hold_seats
 from ticketing.tickets.codes import TICKET_AUDIENCE, sign_ticket_code, verify_ticket_code
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 from stagedoor.clock import ManualClock
 from stagedoor.web import DB
-from tests.ticketing.conftest import buy, hold_seats
+from tests.support.events import buy, hold_seats
 
 
 async def _discount(client, event, **body):

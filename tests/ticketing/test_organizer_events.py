@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from stagedoor.web import KEYS, REDIS
-from tests.ticketing.conftest import buy, hold_seats, seat_map
+from tests.support.events import buy, hold_seats, seat_map
 
 
 async def test_organizers_list_their_own_events_in_any_status_with_counts_and_room(

@@ -9,7 +9,7 @@ from typing import Any
 
 from stagedoor.clock import ManualClock
 from stagedoor.web import DB
-from tests.ticketing.conftest import buy, hold_seats
+from tests.support.events import buy, hold_seats
 from ticketing.payments.gateway import Charge, MockGateway
 
 

@@ -4,7 +4,7 @@ or when the gateway fails for some of them (those are retried by the next run)."
 from __future__ import annotations
 
 from stagedoor.web import DB
-from tests.ticketing.conftest import buy, hold_seats
+from tests.support.events import buy, hold_seats
 from ticketing.appkeys import ORDERS, PURCHASES
 from ticketing.orders.refunds import refund_event_orders
 from ticketing.payments.gateway import Charge, GatewayFailure, MockGateway

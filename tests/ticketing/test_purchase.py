@@ -12,7 +12,7 @@ from typing import Any
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.clock import ManualClock
 from stagedoor.web import DB, KEYS, REDIS
-from tests.ticketing.conftest import buy, hold_seats
+from tests.support.events import buy, hold_seats
 from ticketing.appkeys import CLOCK
 from ticketing.payments.gateway import Charge, MockGateway
 
@@ -243,7 +243,7 @@ async def test_the_per_account_ticket_limit_is_enforced_in_the_transaction(shop,
 
 
 async def test_selling_the_last_seat_marks_the_event_sold_out(shop, make_event, create_user) -> None:
-    from tests.ticketing.conftest import seat_map
+    from tests.support.events import seat_map
 
     client = await shop()
     event = await make_event(client, seat_map=seat_map(rows=1, per_row=2, tiers=("A",)),

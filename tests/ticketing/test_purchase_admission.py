@@ -10,7 +10,7 @@ from rooms.store import RoomConfig, RoomStore, room_from_config
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.clock import ManualClock
 from stagedoor.web import CALLS, KEYS
-from tests.ticketing.conftest import buy, seat_map
+from tests.support.events import buy, seat_map
 
 
 async def _admitted_visitor(client, event_id: str, now_ms: int) -> str:

@@ -4,7 +4,8 @@ from Redis."""
 
 from __future__ import annotations
 
-from tests.ticketing.conftest import buy, count_sales, hold_seats
+from tests.support.bus import count_sales
+from tests.support.events import buy, hold_seats
 
 
 async def test_sales_show_sold_held_free_revenue_and_orders_over_time(shop, make_event, create_user) -> None:

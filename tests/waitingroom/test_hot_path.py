@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from stagedoor.settings import Settings
-from tests.waitingroom.test_http import PROBLEM, put_room
+from tests.support.rooms import PROBLEM, put_room
 
 # answers differ in these by nature (a clock, a new id, a new token)
 _VARYING_HEADERS = {"date", "x-request-id", "set-cookie", "content-length"}

@@ -21,23 +21,9 @@ from stagedoor.embedded import EmbeddedRedis
 from stagedoor.keys import InvalidToken, KeyRing
 from stagedoor.queue_tokens import mint_queue_token
 from stagedoor.settings import Settings
+from tests.support.rooms import PROBLEM, iso, put_room
 from waitingroom.queue import StatusOut
 from waitingroom.routes import SSE_CHECK_MAX_S, next_check_s
-
-PROBLEM = "application/problem+json"
-
-
-def iso(offset_s: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + offset_s))
-
-
-async def put_room(adm: Any, admin_headers: dict[str, str], room: str = "r1", **body: Any) -> dict[str, Any]:
-    payload = {"opens_at": iso(-60), "starts_at": iso(-30), "rate_per_s": 5, "max_active": 100,
-               "shop_url": "https://shop.example/e/7", "event_id": "7"}
-    payload.update(body)
-    resp = await adm.put(f"/admin/rooms/{room}", json=payload, headers=admin_headers)
-    assert resp.status in (200, 201), await resp.text()
-    return await resp.json()
 
 
 async def test_join_gives_a_place_a_token_and_a_cookie_and_rejoining_keeps_it(clients: Any,

@@ -26,7 +26,7 @@ from rooms.store import RoomStore
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from tests.waitingroom.conftest import T0, room_config
+from tests.support.rooms import T0, room_config
 
 MAX_ACTIVE = 3
 TTL_MS = 10_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
@@ -16,7 +17,7 @@ from stagedoor.embedded import EmbeddedRedis
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from tests.waitingroom.conftest import T0, Stores, room_config
+from tests.support.rooms import T0, Stores, room_config
 
 
 async def _dump(stores: Stores, room: str) -> dict[bytes, Any]:
@@ -413,7 +414,7 @@ def test_scores_and_suffixes_come_from_the_buffered_csprng_without_repeats(monke
     assert len(set(scores)) == len(scores)
     assert abs(sum(scores) / len(scores) - 0.5) < 0.05
     suffix = queue_store.new_suffix()
-    assert len(suffix) == 6 and int(suffix, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{6}", suffix), suffix  # 3 bytes of entropy, in hex
     queue_store._entropy.reset()  # what os.register_at_fork runs in a forked child
     queue_store.new_suffix()
     assert len(drawn) == 5

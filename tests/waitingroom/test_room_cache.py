@@ -12,7 +12,7 @@ from rooms.errors import RoomNotFound
 from rooms.store import RoomPatch
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
-from tests.waitingroom.conftest import T0, Stores
+from tests.support.rooms import T0, Stores
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.queue import ROOM_CACHE_S, WaitingRoom
 

@@ -14,7 +14,7 @@ import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tests.waitingroom.conftest import T0, Stores
+from tests.support.rooms import T0, Stores
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.queue import StatusOut
 from waitingroom.routes import SSE_CHECK_MAX_S, SSE_POSITION_EVERY_S, next_check_s

@@ -32,7 +32,7 @@ from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.redis_pipeline import PipelinedRedis
 from stagedoor.turn_batches import MAX_BATCH, TurnBatches
-from tests.waitingroom.conftest import T0, Stores, room_config
+from tests.support.rooms import T0, Stores, room_config
 
 BURST_S = 0.5
 REFERENCE_STATUS = Path(__file__).with_name("get_queue_status_reference.lua")

@@ -17,6 +17,7 @@ import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ROOT / "ops"
@@ -127,6 +128,11 @@ def metrics_in_query(expr: str) -> set[str]:
     # Grouping after the aggregation: `sum(x) by (a)` was removed above; numbers/durations:
     text = re.sub(r"\b\d+(\.\d+)?([smhdwy]|ms)?\b", "0", text)
     return {m for m in _IDENT_RE.findall(text) if m.lower() not in _KEYWORDS}
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    """The PromQL expressions of a Grafana dashboard's panels."""
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
 def unknown_metrics(exprs: Iterable[str], exported: set[str]) -> dict[str, set[str]]:
