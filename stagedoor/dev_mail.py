@@ -50,8 +50,6 @@ class MailSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        if isinstance(raw, str):
-            raw = raw.encode()
         if self.maildir is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.maildir.add, raw)
         async with self.received:
