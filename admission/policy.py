@@ -17,7 +17,8 @@ async def event_organizer(db: asyncpg.Pool | None, event_id: str | None) -> str 
     if not event_id or db is None:
         return None
     try:
-        return await db.fetchval(OWNER_SQL, int(event_id))
+        owner: str | None = await db.fetchval(OWNER_SQL, int(event_id))
+        return owner
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, ValueError):
         return None
 

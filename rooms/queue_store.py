@@ -115,9 +115,9 @@ def active_session_command(keys: RedisKeys, room: str, visitor_id: str) -> tuple
     return ("ZSCORE", keys.room_active(room), visitor_id)
 
 
-def session_is_live(reply: object, now_ms: int) -> bool:
+def session_is_live(reply: bytes | str | float | None, now_ms: int) -> bool:
     """The active set scores a shopper by session expiry (ms); absent or past = not a shopper."""
-    return reply is not None and float(reply) > now_ms  # type: ignore[arg-type]
+    return reply is not None and float(reply) > now_ms
 
 
 class QueueStore:

@@ -12,7 +12,7 @@ import math
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import msgspec
 
@@ -175,7 +175,7 @@ def _to_hash(room: Room) -> dict[str, str]:
 def _from_hash(room_id: str, raw: dict[bytes, bytes]) -> Room:
     h = {k.decode(): v.decode() for k, v in raw.items()}
     return Room(
-        room=room_id, event_id=h.get("event_id") or None, mode=h["mode"],  # type: ignore[arg-type]
+        room=room_id, event_id=h.get("event_id") or None, mode=cast(Mode, h["mode"]),  # written from a Room
         opens_at_ms=int(h["opens_at"]), starts_at_ms=int(h["starts_at"]), closes_at_ms=int(h["closes_at"]),
         rate_per_s=float(h["rate"]), max_active=int(h["max_active"]), session_ttl_s=int(h["ttl_ms"]) // 1000,
         abandon_after_s=int(h["abandon_ms"]) // 1000, pow_difficulty=int(h["pow"]),
@@ -191,7 +191,8 @@ class RoomStore:
         self._keys = keys
 
     async def get(self, room_id: str) -> Room | None:
-        raw = await self._redis.hgetall(self._keys.room_config(room_id))
+        # bytes throughout: our clients do not decode replies (redis-py types them for either way)
+        raw = cast(dict[bytes, bytes], await self._redis.hgetall(self._keys.room_config(room_id)))
         return _from_hash(room_id, raw) if raw else None
 
     async def require(self, room_id: str) -> Room:
@@ -203,7 +204,7 @@ class RoomStore:
     async def _check_event_free(self, room: Room) -> None:
         if not room.event_id:
             return
-        other = await self._redis.get(self._keys.event_room(room.event_id))
+        other = cast(bytes | None, await self._redis.get(self._keys.event_room(room.event_id)))
         if other and other.decode() != room.room and await self._redis.exists(self._keys.room_config(other.decode())):
             raise EventAlreadyGated(f"event {room.event_id} is already gated by room {other.decode()!r}",
                                     room=other.decode())
@@ -212,7 +213,7 @@ class RoomStore:
         """Point event_room at this room; drop the old event's link when it was ours."""
         if old_event_id and old_event_id != room.event_id:
             key = self._keys.event_room(old_event_id)
-            if (await self._redis.get(key) or b"").decode() == room.room:
+            if (cast(bytes | None, await self._redis.get(key)) or b"").decode() == room.room:
                 await self._redis.delete(key)
         if room.event_id:
             await self._redis.set(self._keys.event_room(room.event_id), room.room)
@@ -225,7 +226,7 @@ class RoomStore:
         for field, value in _to_hash(room).items():
             args += [field, value]
         keys = [self._keys.room_config(room.room), self._keys.room_state(room.room)]
-        outcome = (await self._calls.script("put_room_config", keys, args))[0].decode()
+        outcome: str = (await self._calls.script("put_room_config", keys, args))[0].decode()
         await self._redis.sadd(self._keys.rooms_index(), room.room)
         await self._relink(room, old.event_id if old else None)
         return outcome == "created"
@@ -266,7 +267,7 @@ class RoomStore:
         return True
 
     async def room_ids(self) -> list[str]:
-        return sorted(m.decode() for m in await self._redis.smembers(self._keys.rooms_index()))
+        return sorted(m.decode() for m in cast(set[bytes], await self._redis.smembers(self._keys.rooms_index())))
 
     async def stats(self, room_id: str, now_ms: int, tau_ms: int) -> RoomStats:
         k = self._keys

@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from stagedoor.errors import Forbidden, Unauthorized
 from stagedoor.keys import InvalidToken, KeyRing
 from stagedoor.redis_keys import RedisKeys
+from stagedoor.request_view import RequestView
 from stagedoor.web import KEYRING, KEYS, REDIS, SETTINGS
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 ACCESS_AUDIENCE = "stagedoor-api"
 ROLES = ("customer", "organizer", "admin")
 SubjectKind = Literal["user", "client"]
-
-PRINCIPAL = web.RequestKey("principal", object)
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +77,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return self.is_admin or any(r in self.roles for r in roles)
 
 
+PRINCIPAL = web.RequestKey("principal", Principal)
+
 ADMIN_KEY_PRINCIPAL = Principal(kind="admin_key", id="admin-key", roles=frozenset({"admin"}))
 
 
@@ -101,7 +102,7 @@ def mint_access_token(keyring: KeyRing, *, subject: str, roles: Iterable[str], t
     return keyring.sign(claims)
 
 
-def bearer_token(request: web.Request) -> str | None:
+def bearer_token(request: RequestView) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -219,9 +220,9 @@ async def principal_from_token(request: web.Request, token: str) -> Principal:
 
 async def authenticate(request: web.Request) -> Principal | None:
     """The caller's principal, or None when no credential was presented (cached per request)."""
-    cached = request.get(PRINCIPAL)
+    cached: Principal | None = request.get(PRINCIPAL)  # aiohttp types Request.get without RequestKey
     if cached is not None:
-        return cached  # type: ignore[return-value]
+        return cached
     token = bearer_token(request)
     if token is None:
         return None

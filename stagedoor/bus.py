@@ -30,13 +30,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import asyncpg
+import asyncpg.pool
 import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT, StreamIdT
 
 from stagedoor.bus_envelope import Envelope, Handler
 from stagedoor.bus_metrics import BusMetrics
@@ -70,7 +72,7 @@ def successor(sid: StreamId) -> StreamId:
     return sid[0], sid[1] + 1
 
 
-def stream_fields(envelope: Envelope) -> dict[str, bytes | str]:
+def stream_fields(envelope: Envelope) -> dict[FieldT, EncodableT]:
     return {"type": envelope.event_type, "id": envelope.event_id, "env": _encode(envelope)}
 
 
@@ -123,10 +125,10 @@ class OutboxRelay:
         stream = self.keys.bus_stream()
         async with self.redis.pipeline(transaction=False) as pipe:
             for env in envelopes:
-                pipe.xadd(stream, stream_fields(env))  # type: ignore[arg-type]
+                pipe.xadd(stream, stream_fields(env))
             await pipe.execute()
 
-    async def stamp(self, conn: asyncpg.Connection, ids: list[int]) -> None:
+    async def stamp(self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, ids: list[int]) -> None:
         await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", ids)
 
     async def trim(self) -> int:
@@ -163,7 +165,7 @@ async def trim_stream(redis: Redis, stream: str, maxlen: int, step: int = TRIM_S
     excess = length - maxlen
     if excess <= 0:
         return 0
-    oldest = await redis.xrange(stream, "-", "+", count=min(excess, step))
+    oldest = cast(list[_Entry], await redis.xrange(stream, "-", "+", count=min(excess, step)))
     if not oldest:
         return 0
     cut = successor(parse_id(oldest[-1][0]))
@@ -184,6 +186,20 @@ async def trim_stream(redis: Redis, stream: str, maxlen: int, step: int = TRIM_S
 
 
 # ---------------------------------------------------------------- consumer
+
+# Stream replies as our clients read them (bytes: decode_responses is off). redis-py types them
+# for either setting, and xclaim's for its justid form too.
+_Entry = tuple[bytes, dict[bytes, bytes] | None]  # an id, and its fields (None: deleted meanwhile)
+
+
+class _Pending(TypedDict):
+    """One entry of XPENDING's extended form, as redis-py parses it."""
+
+    message_id: bytes
+    consumer: bytes
+    time_since_delivered: int
+    times_delivered: int
+
 
 class _Delivery(msgspec.Struct):
     stream_id: bytes
@@ -235,18 +251,20 @@ class StreamConsumer:
 
     # -- fetching
     def _backoff_ms(self, delivered: int) -> int:
-        return min(self.claim_idle_ms, self.retry_ms * 2 ** max(0, delivered - 1))
+        backoff: int = self.retry_ms * 2 ** max(0, delivered - 1)
+        return min(self.claim_idle_ms, backoff)
 
     async def _retry_own(self) -> list[_Delivery]:
         """Our own pending entries whose backoff has passed (failed handlers, or our previous life)."""
-        pending = await self.redis.xpending_range(self.stream, self.group, min="-", max="+", count=self.batch,
-                                                  consumername=self.name, idle=self.retry_ms)
+        pending = cast(list[_Pending], await self.redis.xpending_range(
+            self.stream, self.group, min="-", max="+", count=self.batch, consumername=self.name, idle=self.retry_ms))
         due = {p["message_id"]: p["times_delivered"] for p in pending
                if p["time_since_delivered"] >= self._backoff_ms(p["times_delivered"])}
         if not due:
             return []
-        claimed = await self.redis.xclaim(self.stream, self.group, self.name, min_idle_time=self.retry_ms,
-                                          message_ids=list(due))
+        ids: list[StreamIdT] = list(due)
+        claimed = cast(list[_Entry], await self.redis.xclaim(self.stream, self.group, self.name,
+                                                             min_idle_time=self.retry_ms, message_ids=ids))
         out = []
         for sid, fields in claimed:
             if fields is None:
@@ -279,8 +297,9 @@ class StreamConsumer:
         return out
 
     async def _read_new(self, block: bool) -> list[_Delivery]:
-        resp = await self.redis.xreadgroup(self.group, self.name, {self.stream: ">"}, count=self.batch,
-                                           block=self.block_ms if block and self.block_ms > 0 else None)
+        resp = cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None, await self.redis.xreadgroup(
+            self.group, self.name, {self.stream: ">"}, count=self.batch,
+            block=self.block_ms if block and self.block_ms > 0 else None))
         out = []
         for _stream, entries in resp or []:
             for sid, fields in entries:
@@ -317,7 +336,7 @@ class StreamConsumer:
         pending = await self.redis.xpending_range(self.stream, self.group, min="-", max="+", count=self.batch * 2,
                                                   consumername=self.name)
         ours = {p["message_id"] for p in pending}
-        mine = [sid for sid in ids if sid in ours]
+        mine: list[StreamIdT] = [sid for sid in ids if sid in ours]
         if mine:
             await self.redis.xclaim(self.stream, self.group, self.name, min_idle_time=0, message_ids=mine,
                                     justid=True)
@@ -338,7 +357,7 @@ class StreamConsumer:
         seen = self.keys.bus_seen(self.group, env.event_id)
         marker = f"run:{self.name}:{sid.decode()}".encode()
         if not await self.redis.set(seen, marker, nx=True, px=self.claim_idle_ms * 2):
-            current = await self.redis.get(seen)
+            current = cast(bytes | None, await self.redis.get(seen))  # bytes: decode_responses is off
             if current == b"done":
                 await self.redis.xack(self.stream, self.group, sid)
                 if self.metrics is not None:
@@ -447,7 +466,7 @@ class BusEmitter:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for env in batch:
-                    pipe.xadd(stream, stream_fields(env))  # type: ignore[arg-type]
+                    pipe.xadd(stream, stream_fields(env))
                 await pipe.execute()
         except Exception:
             logger.warning("bus_emit_failed", extra={"events": len(batch)}, exc_info=True)

@@ -146,4 +146,5 @@ def decode_payload(envelope: Envelope) -> BusEvent:
 
 
 def to_payload(event: BusEvent) -> dict[str, Any]:
-    return msgspec.to_builtins(event)  # type: ignore[no-any-return]
+    payload: dict[str, Any] = msgspec.to_builtins(event)
+    return payload

@@ -61,8 +61,8 @@ class BusMetrics:
     @classmethod
     def of(cls, metrics: BaseMetrics) -> BusMetrics:
         """The bus metrics registered in an app's registry (created on first use)."""
-        existing = getattr(metrics, "_bus_metrics", None)
+        existing: BusMetrics | None = getattr(metrics, "_bus_metrics", None)
         if existing is None:
             existing = cls(metrics.registry)
-            metrics._bus_metrics = existing  # type: ignore[attr-defined]
+            metrics._bus_metrics = existing
         return existing

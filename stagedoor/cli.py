@@ -240,7 +240,7 @@ async def _up(settings: Settings, keyring: KeyRing, seed: bool, mail_dir: Path |
     demo_lines = await seed_demo(settings, keyring) if seed else []
     sink = None
     if mail_dir is not None:
-        from stagedoor.dev_mail import MailSink, add_dev_mail, sink_port, start_sink
+        from stagedoor.dev_mail import MailSink, sink_port, start_sink
 
         try:
             sink = await start_sink(MailSink(mail_dir), "127.0.0.1", settings.smtp_port)
@@ -249,6 +249,8 @@ async def _up(settings: Settings, keyring: KeyRing, seed: bool, mail_dir: Path |
         settings = msgspec.structs.replace(settings, smtp_port=sink_port(sink))
     apps = [(c.create_app(settings, keyring), settings.host, c.port(settings)) for c in COMPONENTS.values()]
     if sink is not None and mail_dir is not None:
+        from stagedoor.dev_mail import add_dev_mail
+
         ticketing = dict(zip(COMPONENTS, apps, strict=True))["ticketing"][0]
         add_dev_mail(ticketing, mail_dir)
         demo_lines = [*demo_lines, f"  mail (dev):    {settings.url_of('ticketing')}/dev/mail/  "

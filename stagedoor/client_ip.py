@@ -15,8 +15,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from aiohttp import web
-
+from stagedoor.request_view import RequestView
 from stagedoor.settings import SettingsError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -81,7 +80,7 @@ def resolve_client_ip(peer: str | None, forwarded_for: list[str], trusted: tuple
     return str(client)
 
 
-def client_ip(request: web.Request, trusted_proxies: str) -> str:
+def client_ip(request: RequestView, trusted_proxies: str) -> str:
     """The request's client address (see the module docstring)."""
     peer = request.remote
     trusted = parse_networks(trusted_proxies)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as redis_asyncio
@@ -21,7 +21,8 @@ def make_redis(settings: Settings, **overrides: Any) -> Redis:
     require(settings, "redis_url")
     assert settings.redis_url is not None
     if settings.redis_cluster:
-        return make_redis_cluster(settings, **overrides)  # type: ignore[return-value]
+        # not a Redis subclass, but the same command API (what the services call on app[REDIS])
+        return cast(Redis, make_redis_cluster(settings, **overrides))
     options: dict[str, Any] = {
         "max_connections": settings.redis_max_connections,
         "timeout": settings.dependency_timeout_s * 5,  # wait for a free pooled connection
@@ -104,6 +105,6 @@ async def postgres_ready(pool: asyncpg.Pool, timeout_s: float) -> bool:
     try:
         async with asyncio.timeout(timeout_s):
             async with pool.acquire(timeout=timeout_s) as conn:
-                return await conn.fetchval("SELECT 1") == 1
+                return bool(await conn.fetchval("SELECT 1") == 1)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False

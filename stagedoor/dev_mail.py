@@ -50,8 +50,6 @@ class MailSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        if isinstance(raw, str):
-            raw = raw.encode()
         if self.maildir is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.maildir.add, raw)
         async with self.received:
@@ -66,7 +64,7 @@ class MailSink:
             await asyncio.wait_for(self.received.wait_for(lambda: len(self.messages) >= count), timeout_s)
 
     def parsed(self) -> list[EmailMessage]:
-        return [email.message_from_bytes(raw, policy=email.policy.default) for _, raw in self.messages]  # type: ignore[misc]
+        return [email.message_from_bytes(raw, policy=email.policy.default) for _, raw in self.messages]
 
 
 async def start_sink(handler: Any, host: str = "127.0.0.1", port: int = 0) -> asyncio.Server:
@@ -92,13 +90,16 @@ def _load(box: mailbox.Maildir, key: str) -> EmailMessage:
         raise MailNotFound(f"no message {key[:60]!r}")
     try:
         with box.get_file(key) as fh:
-            return email.message_from_binary_file(fh, policy=email.policy.default)  # type: ignore[return-value]
+            # typeshed's mailbox._ProxyFile lacks members (name, fileno...) its _WrappedBuffer protocol
+            # asks for and the parser never uses
+            msg: EmailMessage = email.message_from_binary_file(fh, policy=email.policy.default)  # type: ignore[call-overload]
+            return msg
     except (KeyError, FileNotFoundError):
         raise MailNotFound(f"no message {key[:60]!r}") from None
 
 
 def _parts(msg: EmailMessage) -> list[EmailMessage]:
-    return [p for p in msg.walk() if not p.is_multipart()]  # type: ignore[misc]
+    return [p for p in msg.walk() if not p.is_multipart()]
 
 
 def _summary(key: str, msg: EmailMessage) -> dict[str, str]:

@@ -37,7 +37,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -46,12 +46,15 @@ from stagedoor import errors
 from stagedoor.logs import request_id_var
 from stagedoor.metrics import BaseMetrics
 from stagedoor.problems import HTTP_CODES, problem_response, render_error, render_http_exception
+from stagedoor.request_view import RequestView, ResponseView
 from stagedoor.security import NON_HTML_HEADERS, csrf_guard, html_headers
 from stagedoor.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Req = TypeVar("Req", bound=RequestView)  # web.Request, or a hot route's HotRequest
+Resp = TypeVar("Resp", bound=ResponseView)  # web.StreamResponse, or a hot route's HotResponse
 
 UNMATCHED = "unmatched"  # the route label of the catch-all (bounded: never the raw path)
 REDIS_WARNING_EVERY_S = 1.0  # an outage meets every request: one log line a second, not one per request
@@ -80,7 +83,7 @@ _request_ids = _RequestIds()
 _redis_warned_at = float("-inf")
 
 
-def _warn_redis_unavailable(request: web.Request, reason: str, exc: Exception) -> None:
+def _warn_redis_unavailable(request: RequestView, reason: str, exc: Exception) -> None:
     global _redis_warned_at
     now = time.monotonic()
     if now - _redis_warned_at >= REDIS_WARNING_EVERY_S:
@@ -88,7 +91,7 @@ def _warn_redis_unavailable(request: web.Request, reason: str, exc: Exception) -
         logger.warning("redis_unavailable", extra={"reason": reason, "path": request.path, "error": str(exc)})
 
 
-def _internal_error(request: web.Request, metrics: BaseMetrics) -> web.Response:
+def _internal_error(request: RequestView, metrics: BaseMetrics) -> web.Response:
     """The 500 of an unexpected exception (call from its ``except``): logged with its traceback,
     answered without internals."""
     logger.exception("unhandled_error", extra={"path": request.path, "method": request.method})
@@ -111,7 +114,8 @@ class Edge:
         for name, value in self.html_headers if html else NON_HTML_HEADERS:
             headers.setdefault(name, value)
 
-    def wrap(self, handler: Handler, route: str, method: str) -> Handler:
+    def wrap(self, handler: Callable[[Req], Awaitable[Resp]], route: str,
+             method: str) -> Callable[[Req], Awaitable[Resp | web.Response]]:
         """``handler`` behind the edge; ``route`` is the template its latency is labelled with."""
         metrics, guard, secure = self.metrics, self.guard, self.secure
         problems_total = metrics.problems_total
@@ -119,13 +123,14 @@ class Edge:
         observer = metrics.http_request_duration_seconds.observer(metrics.app_name, route, method)
         perf_counter = time.perf_counter
 
-        async def edge(request: web.Request) -> web.StreamResponse:
+        async def edge(request: Req) -> Resp | web.Response:
             incoming = request.headers.get("X-Request-Id")
             rid = incoming if incoming and _REQUEST_ID_RE.match(incoming) else _request_ids.new()
             token = request_id_var.set(rid)
             in_flight.inc()
             start = perf_counter()
             status = 500
+            response: Resp | web.Response
             try:
                 try:
                     guard(request)
@@ -166,6 +171,7 @@ class Edge:
                 observer(status, perf_counter() - start)
                 request_id_var.reset(token)
 
+        # attributes on the function object (typeshed's function type declares no others)
         edge.__stagedoor_edge__ = True  # type: ignore[attr-defined]
         edge.__name__ = getattr(handler, "__name__", "handler")
         edge.__wrapped__ = handler  # type: ignore[attr-defined]
@@ -238,8 +244,9 @@ async def _finish_routes(app: web.Application) -> None:
     ]
     if unwrapped:
         raise RuntimeError(f"routes registered without the edge (use stagedoor.edge.add_route): {unwrapped}")
-    route = add_route(app, "*", "/{tail:.*}", _unmatched, label=UNMATCHED)
-    app[_CATCH_ALL] = route.resource  # type: ignore[assignment]
+    resource = add_route(app, "*", "/{tail:.*}", _unmatched, label=UNMATCHED).resource
+    assert resource is not None  # a route added through a resource has it
+    app[_CATCH_ALL] = resource
 
 
 def install(app: web.Application, settings: Settings, metrics: BaseMetrics) -> Edge:

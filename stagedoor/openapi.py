@@ -106,14 +106,15 @@ class Api:
         return self.route("DELETE", path, **kw)
 
 
-def _schema_for(types: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _schema_for(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
     return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
 
 
 def _resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if ref:
-        return components[ref.rsplit("/", 1)[-1]]
+        component: dict[str, Any] = components[ref.rsplit("/", 1)[-1]]
+        return component
     return schema
 
 

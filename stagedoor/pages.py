@@ -24,7 +24,8 @@ STRINGS_FILE = TEMPLATES_DIR / "strings.json"
 
 @lru_cache(maxsize=1)
 def strings() -> dict[str, str]:
-    return json.loads(STRINGS_FILE.read_text(encoding="utf-8"))
+    table: dict[str, str] = json.loads(STRINGS_FILE.read_text(encoding="utf-8"))
+    return table
 
 
 def money(amount: int | None, currency: str) -> str:

@@ -16,6 +16,7 @@ from aiohttp import web
 from stagedoor import errors
 from stagedoor.logs import request_id_var
 from stagedoor.metrics import BaseMetrics
+from stagedoor.request_view import RequestView
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -72,7 +73,7 @@ def problem_response(
     )
 
 
-def render_error(exc: errors.StagedoorError, request: web.Request | None = None) -> web.Response:
+def render_error(exc: errors.StagedoorError, request: RequestView | None = None) -> web.Response:
     status = status_of(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, errors.RateLimited):
@@ -96,7 +97,7 @@ HTTP_CODES = {
 }
 
 
-def render_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
+def render_http_exception(exc: web.HTTPException, request: RequestView) -> web.Response:
     status = exc.status
     code = HTTP_CODES.get(status, f"http-{status}")
     detail = exc.text if exc.text and not exc.text.startswith(f"{status}:") else exc.reason

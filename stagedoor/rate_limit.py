@@ -34,13 +34,13 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import msgspec
-from aiohttp import web
 from redis.exceptions import RedisError
 
-from stagedoor.client_ip import client_ip, ip_bucket, is_within, parse_ip, parse_networks
+from stagedoor.client_ip import IPNetwork, client_ip, ip_bucket, is_within, parse_ip, parse_networks
 from stagedoor.errors import RateLimited
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
+from stagedoor.request_view import RequestView
 from stagedoor.settings import Settings, SettingsError
 from stagedoor.web import CALLS, KEYS, METRICS, REDIS, SETTINGS
 
@@ -116,7 +116,7 @@ class RatePolicy(msgspec.Struct, frozen=True):
 
     enabled: bool
     rates: dict[str, Rate]  # "<class>_per_ip" / "<class>_per_subject" -> Rate
-    exempt: tuple[object, ...]
+    exempt: tuple[IPNetwork, ...]
     trusted_proxies: str
     timeout_s: float
 
@@ -125,7 +125,7 @@ class RatePolicy(msgspec.Struct, frozen=True):
 
     def is_exempt(self, ip: str) -> bool:
         addr = parse_ip(ip)
-        return addr is not None and is_within(addr, self.exempt)  # type: ignore[arg-type]
+        return addr is not None and is_within(addr, self.exempt)
 
 
 _policies: dict[int, tuple[Settings, RatePolicy]] = {}  # id(settings) -> (settings, its policy)
@@ -181,7 +181,7 @@ def _wall_ms() -> int:
 
 
 async def check(
-    request: web.Request,
+    request: RequestView,
     limit: str,
     subject: str | None = None,
     *,
@@ -241,7 +241,7 @@ async def check(
 
 
 async def enforce(
-    request: web.Request,
+    request: RequestView,
     limit: str,
     subject: str | None = None,
     *,

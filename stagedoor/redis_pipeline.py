@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 RECONNECT_BACKOFF_S = 0.25
 HEAD_CACHE_SIZE = 4096  # packed EVALSHA heads kept (script name x key set), cleared when full
 
-_ERRORS: dict[str, type[rx.ResponseError]] = {
+_ERRORS: dict[str, type[rx.RedisError]] = {
     "NOSCRIPT": rx.NoScriptError,
     "LOADING": rx.BusyLoadingError,
     "READONLY": rx.ReadOnlyError,

@@ -33,6 +33,7 @@ from aiohttp import web
 from stagedoor.client_ip import parse_networks
 from stagedoor.errors import Forbidden
 from stagedoor.problems import METRICS_KEY
+from stagedoor.request_view import RequestView
 from stagedoor.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -94,7 +95,7 @@ def html_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def csrf_refusal(request: web.Request, allowed: tuple[str, ...]) -> str | None:
+def csrf_refusal(request: RequestView, allowed: tuple[str, ...]) -> str | None:
     """Why this cookie-authenticated unsafe request is refused, or None when it may proceed."""
     if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
         return "cross_site"
@@ -115,12 +116,12 @@ def csrf_refusal(request: web.Request, allowed: tuple[str, ...]) -> str | None:
     return None
 
 
-def csrf_guard(settings: Settings) -> Callable[[web.Request], None]:
+def csrf_guard(settings: Settings) -> Callable[[RequestView], None]:
     """The CSRF check the edge (stagedoor/edge.py) runs before every handler:
     raises CsrfRefused for a cookie-authenticated unsafe request from elsewhere."""
     allowed = service_origins(settings)
 
-    def guard(request: web.Request) -> None:
+    def guard(request: RequestView) -> None:
         if (request.method in UNSAFE_METHODS and "Cookie" in request.headers
                 and "Authorization" not in request.headers):
             reason = csrf_refusal(request, allowed)

@@ -189,7 +189,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     environment: Literal["development", "test", "production"] = "production"
 
     def url_of(self, service: Literal["waitingroom", "ticketing", "admission", "worker"]) -> str:
-        public = getattr(self, f"public_{service}_url", None)
+        public: str | None = getattr(self, f"public_{service}_url", None)
         if public:
             return public.rstrip("/")
         port = getattr(self, f"{service}_port")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -47,7 +48,8 @@ async def _refresh_queue_gauge(app: web.Application) -> None:
     redis, keys = app[REDIS], app[KEYS]
     while True:
         try:
-            rooms = sorted(m.decode() for m in await redis.smembers(keys.rooms_index()))
+            # bytes: our clients do not decode replies (redis-py types them for either way)
+            rooms = sorted(m.decode() for m in cast(set[bytes], await redis.smembers(keys.rooms_index())))
             async with redis.pipeline(transaction=False) as pipe:
                 for room in rooms:
                     pipe.zcard(keys.room_waiting(room))

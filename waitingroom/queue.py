@@ -14,7 +14,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
@@ -131,7 +131,8 @@ class WaitingRoom:
         claims = verify_queue_token(self._secret, token, room=room_id, now_s=now_s, ttl_s=ttl_s)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
-        self._verified[token] = claims  # type: ignore[index]  # a verified token is a str
+        assert token is not None  # verified: a missing token was refused
+        self._verified[token] = claims
         return claims
 
     def _admission(self, room: Room, visitor_id: str, expiry_ms: int, now: float) -> tuple[str, int]:
@@ -220,7 +221,8 @@ class WaitingRoom:
             return StatusOut(state="waiting", position=status.position, ahead=status.position - 1,
                              waiting_total=status.waiting_total, eta_s=eta_s(status, now), starts_at=starts_at,
                              paused=status.paused)
-        return StatusOut(state=status.state, position=None, ahead=None,  # type: ignore[arg-type]
+        # expired, sold_out or closed (or admitted, its room gone): a State, as rooms' script answers
+        return StatusOut(state=cast(State, status.state), position=None, ahead=None,
                          waiting_total=status.waiting_total, eta_s=None, starts_at=starts_at)
 
 

@@ -20,10 +20,11 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal, get_args
 
 import msgspec
 
-from stagedoor.auth import ROLES, mint_access_token
+from stagedoor.auth import ROLES, SubjectKind, mint_access_token
 from stagedoor.keys import KeyRing
 from ticketing.accounts.accounts import Accounts
 from ticketing.accounts.oauth_store import ClientStore, RefreshOutcome
@@ -33,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 GRANT_TYPES = ("password", "refresh_token", "client_credentials")
 # Scopes an API client may hold. "admin" stands for every other scope (SRE automation).
-CLIENT_SCOPES = ("events:write", "rooms:write", "checkin", "sales:read", "orders:read", "admin")
+ClientScope = Literal["events:write", "rooms:write", "checkin", "sales:read", "orders:read", "admin"]
+CLIENT_SCOPES: tuple[ClientScope, ...] = get_args(ClientScope)
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")  # RFC 6749 3.3 scope-token
 
@@ -75,9 +77,10 @@ class TokenIssuer:
         self.refresh_ttl_s = refresh_ttl_s
         self._clock = clock
 
-    def _access_token(self, subject: str, roles: list[str], now: float, **kw: str | None) -> str:
+    def _access_token(self, subject: str, roles: list[str], now: float, *, kind: SubjectKind = "user",
+                      scope: str = "", on_behalf_of: str | None = None) -> str:
         return mint_access_token(self.keyring, subject=subject, roles=[r for r in roles if r in ROLES],
-                                 ttl_s=self.access_ttl_s, now=now, **kw)  # type: ignore[arg-type]
+                                 ttl_s=self.access_ttl_s, now=now, kind=kind, scope=scope, on_behalf_of=on_behalf_of)
 
     async def password_grant(self, *, username: str, password: str, ip: str) -> TokenResponse:
         if not username or not password:

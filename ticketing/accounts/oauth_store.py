@@ -122,6 +122,7 @@ class ClientStore:
         secret = CLIENT_SECRET_PREFIX + secrets.token_urlsafe(32)
         row = await self._pool.fetchrow(INSERT_CLIENT, client_id, digest(secret), name,
                                         uuid.UUID(owner_id) if owner_id else None, sorted(set(scopes)))
+        assert row is not None  # INSERT ... RETURNING
         return Client(**dict(row)), secret
 
     async def authenticate(self, client_id: str, secret: str) -> Client | None:

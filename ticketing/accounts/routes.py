@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 from urllib.parse import unquote
 
 import msgspec
@@ -27,7 +27,15 @@ from stagedoor.web import DB, KEYRING, KEYS, REDIS, SETTINGS, decode_body, decod
 from ticketing.accounts.accounts import Accounts, UserPage
 from ticketing.accounts.errors import ClientNotFound, NotAUserAccount
 from ticketing.accounts.history import HistoryQuery, OrderPage, TicketPage, UserHistoryStore
-from ticketing.accounts.oauth import CLIENT_SCOPES, GRANT_TYPES, OAuthError, TokenIssuer, TokenResponse, parse_scope
+from ticketing.accounts.oauth import (
+    CLIENT_SCOPES,
+    GRANT_TYPES,
+    ClientScope,
+    OAuthError,
+    TokenIssuer,
+    TokenResponse,
+    parse_scope,
+)
 from ticketing.accounts.oauth_store import Client, ClientStore, RefreshTokenStore
 from ticketing.accounts.passwords import Passwords
 from ticketing.accounts.store import User, UserStore
@@ -68,7 +76,7 @@ class UserSearch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class ClientRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
-    scopes: Annotated[list[Literal[CLIENT_SCOPES]], msgspec.Meta(min_length=1, max_length=len(CLIENT_SCOPES))]
+    scopes: Annotated[list[ClientScope], msgspec.Meta(min_length=1, max_length=len(CLIENT_SCOPES))]
     owner_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F-]{36}$")] | None = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import datetime
 
@@ -87,6 +88,7 @@ class UserStore:
             row = await self._pool.fetchrow(INSERT_USER, email, password_hash, name, roles)
         except asyncpg.UniqueViolationError as exc:
             raise EmailTaken("an account with this email already exists") from exc
+        assert row is not None  # INSERT ... RETURNING
         return _user(row)
 
     async def by_id(self, user_id: str) -> User | None:
@@ -132,7 +134,7 @@ class UserStore:
         rows = await self._pool.fetch(LIST_USERS, limit, prefix, after_at, after_id)
         return [_user(r) for r in rows]
 
-    async def reset_admin(self, *, email: str, password_hash: str, roles: list[str]) -> User | None:
+    async def reset_admin(self, *, email: str, password_hash: str, roles: builtins.list[str]) -> User | None:
         """Set password and roles of an existing account (CLI create-admin on an existing email)."""
         row = await self._pool.fetchrow(SET_PASSWORD_AND_ROLES, email, password_hash, roles)
         return _user(row) if row else None

@@ -56,7 +56,12 @@ class LoginThrottle:
         account_key, ip_key = self._keys_for(email, ip)
         try:
             async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(account_key).pttl(account_key).get(ip_key).pttl(ip_key)
+                # one command a statement: redis-py types a pipeline's commands as the client's
+                # (awaitables), not as the pipeline they return
+                pipe.get(account_key)
+                pipe.pttl(account_key)
+                pipe.get(ip_key)
+                pipe.pttl(ip_key)
                 account_n, account_ttl, ip_n, ip_ttl = await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning("login_throttle_fail_open", extra={"error": type(exc).__name__})
@@ -76,7 +81,8 @@ class LoginThrottle:
         try:
             async with asyncio.timeout(self._timeout_s), self._redis.pipeline(transaction=False) as pipe:
                 for key in (account_key, ip_key):
-                    pipe.set(key, 0, nx=True, px=window_ms).incr(key)
+                    pipe.set(key, 0, nx=True, px=window_ms)
+                    pipe.incr(key)
                 await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             logger.warning("login_throttle_fail_open", extra={"error": type(exc).__name__})

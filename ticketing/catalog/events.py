@@ -9,7 +9,7 @@ notifications follow from that row), then refuses new holds in Redis.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -27,6 +27,7 @@ from ticketing.catalog.types import (
     EventSummary,
     SeatMapOut,
     SeatOut,
+    SeatState,
     TierOut,
     VenueOut,
 )
@@ -237,21 +238,22 @@ async def get_seat_map(inventory: Inventory, event_id: int, principal: Principal
     version = inventory.holds.version(ev)  # before any Redis read: see ticketing/catalog/seat_map_cache.py
     cached = inventory.seat_maps.get(event_id, version, now_ms)
     if cached is not None:  # only maps of events on sale or sold out are kept: public, no query needed
-        return cached  # type: ignore[no-any-return]
+        return cached
     event = await inventory.events.get(event_id)
     if event is None or not _visible(event, principal):
         raise EventNotFound(f"no event {event_id}")
     rows = await inventory.events.seats(event_id)
-    states: dict[str, str] | None = None
+    states: dict[str, SeatState] | None = None
     earliest_expiry: int | None = None
     if event.status in ("on_sale", "sold_out"):
         await inventory.ensure_loaded(ev)
         version = inventory.holds.version(ev)  # a reload is a write too
-        states, earliest_expiry = await inventory.holds.seat_states(ev, now_ms)
-    default = "free" if event.status == "draft" else "sold"
+        seat_states, earliest_expiry = await inventory.holds.seat_states(ev, now_ms)
+        states = cast(dict[str, SeatState] | None, seat_states)  # each "free", "held" or "sold"
+    default: SeatState = "free" if event.status == "draft" else "sold"
     out = SeatMapOut(event_id=ev, seats=[
         SeatOut(id=r["id"], section=r["section"], row=r["row_label"], number=r["number"], tier=r["tier_code"],
-                state=(states.get(r["id"], default) if states is not None else default))  # type: ignore[arg-type]
+                state=(states.get(r["id"], default) if states is not None else default))
         for r in rows
     ])
     if states is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from typing import Any
 
 from stagedoor.clock import Clock
 from stagedoor.connections import redis_run_id
@@ -39,7 +40,7 @@ async def sweep_event(inventory: Inventory, event_id: str, now_ms: int, retentio
             return announced
         rows = []
         for hold_id, hold in batch:
-            payload = {"hold_id": hold_id, "event_id": event_id}
+            payload: dict[str, Any] = {"hold_id": hold_id, "event_id": event_id}
             if hold is not None:
                 payload.update(user_id=hold.user_id, seats=hold.seats, tier=hold.tier, quantity=hold.quantity,
                                expired_at_ms=hold.expires_ms)

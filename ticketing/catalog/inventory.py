@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
 
 from stagedoor.settings import Settings
 from ticketing.catalog.seat_map_cache import SeatMapCache
 from ticketing.catalog.store import EventStore
+from ticketing.catalog.types import SeatMapOut
 from ticketing.holds.errors import EventNotOnSale, InventoryUnavailable
 from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
 from ticketing.ids import EventNotFound
@@ -32,7 +32,7 @@ class Inventory:
         self.events = events
         self.holds = holds
         self.settings = settings
-        self.seat_maps: SeatMapCache[Any] = SeatMapCache(settings.seat_map_cache_ms)
+        self.seat_maps: SeatMapCache[SeatMapOut] = SeatMapCache(settings.seat_map_cache_ms)
 
     async def load_event(self, event_id: int | str) -> bool:
         """(Re)load the event's holdable state from PostgreSQL. False when it is not sellable.

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import asyncpg.pool
 import msgspec
 
 from stagedoor.bus_events import BusEvent, EventCreated, EventPublished, EventUpdated, to_payload
@@ -172,7 +173,8 @@ def search_sql(s: EventSearch) -> tuple[str, list[Any]]:
     return sql, args
 
 
-async def _announce(conn: asyncpg.Connection, aggregate_id: str, events: Sequence[BusEvent]) -> None:
+async def _announce(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, aggregate_id: str,
+                    events: Sequence[BusEvent]) -> None:
     """Outbox rows for catalog changes, in the caller's transaction (the relay publishes them)."""
     await conn.executemany(INSERT_OUTBOX, [(str(uuid.uuid4()), e.TYPE, aggregate_id, json.dumps(to_payload(e)))
                                            for e in events])

@@ -165,13 +165,16 @@ class EventPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+SeatState = Literal["free", "held", "sold"]
+
+
 class SeatOut(msgspec.Struct, kw_only=True):
     id: str
     section: str
     row: str
     number: str
     tier: str
-    state: Literal["free", "held", "sold"]
+    state: SeatState
 
 
 class SeatMapOut(msgspec.Struct, kw_only=True):

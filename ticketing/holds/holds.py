@@ -52,7 +52,12 @@ def validate_seat_request(seat_ids: list[str]) -> list[str]:
         raise InvalidHoldRequest(f"malformed seat id(s): {', '.join(repr(b[:40]) for b in bad[:10])}",
                                  errors=[{"field": "$.seats", "message": "malformed seat id"}])
     seen: set[str] = set()
-    dups = [s for s in seat_ids if s in seen or seen.add(s)]  # type: ignore[func-returns-value]
+    dups: list[str] = []
+    for s in seat_ids:
+        if s in seen:
+            dups.append(s)
+        else:
+            seen.add(s)
     if dups:
         raise InvalidHoldRequest(f"seat(s) listed twice: {', '.join(dups[:10])}",
                                  errors=[{"field": "$.seats", "message": "duplicate seat id"}])

@@ -68,7 +68,7 @@ class AdmissionHooks:
         """The shopper-session check as one command for the Idempotency-Key claim's round trip."""
         return sessions.active_session_command(self._keys, admission.room, admission.visitor_id)
 
-    def require_active(self, admission: AdmissionClaims, reply: object, now_ms: int) -> None:
+    def require_active(self, admission: AdmissionClaims, reply: bytes | str | float | None, now_ms: int) -> None:
         """403 shopper-session-ended once the token's session is over (evicted, finished, expired);
         ``reply`` is what :meth:`session_command` answered."""
         if not sessions.session_is_live(reply, now_ms):

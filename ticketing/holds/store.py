@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from stagedoor import hold_record as rec
 from stagedoor.errors import redis_unavailable_reason
@@ -130,6 +131,7 @@ class HoldStore:
     def hold_from_record(self, hold_id: str, raw: bytes | str) -> Hold:
         """The hold of a record the hold scripts wrote (fields: lua/hold_record.md)."""
         r = msgspec.json.decode(raw)
+        kind: Literal["seats", "general_admission"]
         if r[rec.KIND] == rec.KIND_SEATS:
             items = tuple(HoldItem(seat=i[0], tier=i[1], price=int(i[2])) for i in r[rec.ITEMS])
             kind, tier = "seats", None
@@ -351,11 +353,11 @@ class HoldStore:
         k, ev = self.keys, event_id
         staged = {w: k.inventory_staging(ev, w) for w in ("meta", "tiers", "seats", "seat_tiers")}
         await self.redis.delete(*staged.values())
-        tier_fields: dict[str, Any] = {}
+        tier_fields: dict[FieldT, EncodableT] = {}  # redis-py's hset mapping type
         seated_free: dict[str, int] = {}
         seated_sold: dict[str, int] = {}
-        chunk_states: dict[str, str] = {}
-        chunk_tiers: dict[str, str] = {}
+        chunk_states: dict[FieldT, EncodableT] = {}
+        chunk_tiers: dict[FieldT, EncodableT] = {}
 
         async def flush() -> None:
             if chunk_states:
@@ -366,6 +368,7 @@ class HoldStore:
                 chunk_states.clear()
                 chunk_tiers.clear()
 
+        sold: int  # a seat's sold flag here, a tier's sold count below
         for seat_id, tier, sold in seats:
             chunk_states[seat_id] = "s" if sold else "0"
             chunk_tiers[seat_id] = tier

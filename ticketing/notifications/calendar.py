@@ -36,4 +36,5 @@ def event_ics(event: EventInfo, *, url: str, sequence: int = 0, now: dt.datetime
     vevent.add("sequence", sequence)
     vevent.add("status", "CANCELLED" if event.status == "cancelled" else "CONFIRMED")
     cal.add_component(vevent)
-    return cal.to_ical()
+    ical: bytes = cal.to_ical()
+    return ical

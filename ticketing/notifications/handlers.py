@@ -75,5 +75,7 @@ def notification_handler(app: web.Application) -> Handler:
         if fn is not None:
             await fn(n, env)
 
-    handle.event_types = frozenset(HANDLERS)  # type: ignore[attr-defined]  # others are acked unread
+    # an attribute on the function object, read by the StreamConsumer (others are acked unread); typeshed's
+    # function type declares no others
+    handle.event_types = frozenset(HANDLERS)  # type: ignore[attr-defined]
     return handle

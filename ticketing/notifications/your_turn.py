@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -66,7 +67,8 @@ class YourTurnDrain:
         sent = 0
         while True:
             await self.redis.pexpire(self.keys.your_turn_lock(), LOCK_MS)  # ours (set NX above); keep it
-            entries = await self.redis.lrange(key, 0, BATCH - 1)
+            # bytes: our clients do not decode replies (redis-py types them for either way)
+            entries = cast(list[bytes], await self.redis.lrange(key, 0, BATCH - 1))
             if not entries:
                 return sent
             now_ms = int(self.clock() * 1000)

@@ -21,7 +21,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -114,6 +114,6 @@ class IdempotencyStore:
 
     async def abandon(self, claim: Claim) -> None:
         """Drop our claim (the purchase failed) so the same key may be retried."""
-        value = await self.redis.get(claim.redis_key)
+        value = cast(bytes | None, await self.redis.get(claim.redis_key))  # bytes: replies are not decoded
         if value is not None and value.decode().endswith(":" + claim.nonce):
             await self.redis.delete(claim.redis_key)

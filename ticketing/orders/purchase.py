@@ -145,7 +145,7 @@ async def _replay_committed(deps: PurchaseDeps, user_id: str, claim: Claim) -> R
 
 async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim, event_id: str,
                             room: str | None, hold_record: bytes | None,
-                            session: tuple[AdmissionClaims, object] | None) -> Replay:
+                            session: tuple[AdmissionClaims, bytes | str | float | None] | None) -> Replay:
     user_id, now_ms = req.principal.id, req.now_ms
     admission: AdmissionClaims | None = None
     if room is not None:
@@ -192,7 +192,7 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
             await _unlock(deps, held)
             await _announce_payment_failed(deps, hold, user_id, total, claim, exc)
             raise
-        gateway = deps.settings.payment_gateway
+        gateway: str = deps.settings.payment_gateway
     else:
         charge = Charge(id="free_" + claim.nonce, amount=0, currency=hold.currency)
         gateway = "none"

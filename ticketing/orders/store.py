@@ -274,7 +274,8 @@ class OrderStore:
             raise DependencyUnavailable(f"the order could not be stored ({type(exc).__name__})",
                                         retry_after_s=1) from exc
         assert row is not None
-        return row["ga_left"]
+        ga_left: int | None = row["ga_left"]
+        return ga_left
 
     async def record_failed_charge(self, *, user_id: str, gateway: str, charge_id: str, amount: int,
                                    currency: str, reason: str, refund_id: str | None) -> None:

@@ -58,7 +58,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import msgspec
@@ -294,7 +294,8 @@ def _text(value: bytes | str) -> str:
 
 
 async def _created_at_ms(redis: Redis, stream: str, start: str, count: int = 1) -> list[int]:
-    entries = await redis.xrange(stream, min=start, max="+", count=count)
+    # bytes: our clients do not decode replies (redis-py types them for either way)
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(stream, min=start, max="+", count=count))
     out = []
     for _sid, fields in entries:
         try:
