@@ -23,7 +23,7 @@ handler, and the app has no middleware. What a middleware gave for free is done 
 - a handler that streams (prepares its response itself: SSE) takes its headers from
   :func:`stream_headers` before it prepares.
 
-The hot path (stagedoor/hot_http.py) puts the same :meth:`Edge.wrap` around its handlers, so a
+The hot path (stagedoor/hot_http/) puts the same :meth:`Edge.wrap` around its handlers, so a
 status poll or a join gets the same request id, metrics, guard, problems and headers whichever
 way it is served.
 """

@@ -194,7 +194,7 @@ class BaseMetrics:
         )
         self.hot_http_total = LeanCounter(
             "stagedoor_hot_http_total",
-            "Requests the hot HTTP layer (stagedoor/hot_http.py) did not serve itself: 'passed' to aiohttp "
+            "Requests the hot HTTP layer (stagedoor/hot_http/) did not serve itself: 'passed' to aiohttp "
             "(the connection stays hot), or connections 'handed_off' to aiohttp for good (framing it leaves "
             "to aiohttp), or connections closed because a request's head or body did not arrive in time "
             "('timed_out'); hot requests are counted by http_request_duration_seconds",

@@ -157,7 +157,7 @@ def set_cookie(response: web.StreamResponse | Any, settings: Settings, name: str
     Tokens (the usual value) are written as the header directly: a SimpleCookie morsel costs more
     than the rest of a status poll's response; anything else is quoted by a morsel, as aiohttp's
     ``set_cookie`` does. Only the headers are touched, so a hot route's response
-    (stagedoor/hot_http.py) takes cookies the same way."""
+    (stagedoor/hot_http/) takes cookies the same way."""
     if _COOKIE_SAFE.match(value) and _COOKIE_SAFE.match(name) and _PATH_SAFE.match(path):
         attributes = _cookie_attributes(max_age_s, path, samesite, settings.cookie_secure)
         response.headers.add("Set-Cookie", f"{name}={value}{attributes}")

@@ -60,7 +60,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cookie_secure: bool = True
     trusted_proxies: str = ""  # comma-separated IPs/CIDRs allowed to set X-Forwarded-For
     # The waiting room's status and join served by our own HTTP/1.1 layer in front of aiohttp
-    # (stagedoor/hot_http.py). false: every request through plain aiohttp (an operator's escape
+    # (stagedoor/hot_http/). false: every request through plain aiohttp (an operator's escape
     # hatch, and the way to measure what the layer is worth).
     hot_http: bool = True
 

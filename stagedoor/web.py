@@ -62,7 +62,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def hot_json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HotResponse:
-    """:func:`json_response` for a route on the hot path (stagedoor/hot_http.py)."""
+    """:func:`json_response` for a route on the hot path (stagedoor/hot_http/)."""
     all_headers: CIMultiDict[str] = CIMultiDict(_JSON_HEADERS)
     if headers:
         all_headers.extend(headers)

@@ -121,7 +121,7 @@ async def join(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------- the same two on the hot path
-# (stagedoor/hot_http.py: what reaches these is a plain request, its JSON body within the limit)
+# (stagedoor/hot_http/: what reaches these is a plain request, its JSON body within the limit)
 
 async def hot_status(request: HotRequest) -> HotResponse:
     return hot_json(await _status(request, request.match_info["room"]), headers=NO_STORE)

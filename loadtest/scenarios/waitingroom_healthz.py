@@ -1,4 +1,4 @@
-"""GET /healthz on the waiting room: a request its hot HTTP layer (stagedoor/hot_http.py) does not
+"""GET /healthz on the waiting room: a request its hot HTTP layer (stagedoor/hot_http/) does not
 serve itself but passes to aiohttp on the same connection. Beside ``healthz`` (the same route on
 ticketing, whose app has no hot routes: aiohttp alone), the difference is what the pass-through
 costs every request that is not a status poll or a join (pages, static files, metrics).

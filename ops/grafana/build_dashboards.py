@@ -234,7 +234,7 @@ DASHBOARDS = [
             Panel("Hot HTTP layer: requests passed to aiohttp, connections handed off",
                   [(_rate("stagedoor_hot_http_total", "", "app, way"), "{{app}} {{way}}")],
                   {"stagedoor_hot_http_total"}, unit="reqps",
-                  description="stagedoor/hot_http.py serves status polls and joins itself; 'passed' are other "
+                  description="stagedoor/hot_http/ serves status polls and joins itself; 'passed' are other "
                               "requests aiohttp answered on the same connections, 'handed_off' connections it "
                               "gave aiohttp for good (chunked bodies, Expect, Upgrade, malformed heads). A "
                               "climbing hand-off rate means a client or proxy keeps most traffic off the hot path."),

@@ -16,7 +16,8 @@ from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import LUA_DIR
-from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
+from ticketing.holds.store import HoldStore
+from ticketing.holds.types import InventoryMeta, StagedTier
 
 SCHEMA = LUA_DIR / "hold_record.md"
 ROW_RE = re.compile(r"^\| `([a-z]+)` \| (string|integer|array) \| (always|general admission) \| (.+) \|$", re.M)

@@ -1,4 +1,4 @@
-"""stagedoor/hot_http.py over real sockets: the hot path answers what aiohttp would have answered,
+"""stagedoor/hot_http/ over real sockets: the hot path answers what aiohttp would have answered,
 hands everything else to aiohttp without losing a byte, keeps answers in order, and shuts down
 gracefully. The app here is a toy echo (no stores): the waiting room's own routes on the hot path
 are tested in tests/waitingroom/test_hot_path.py."""

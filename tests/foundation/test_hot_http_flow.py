@@ -1,4 +1,4 @@
-"""Flow control of stagedoor/hot_http.py over a real socket: a client that pipelines requests and
+"""Flow control of stagedoor/hot_http/ over a real socket: a client that pipelines requests and
 never reads the answers does not grow the server's memory. The server runs in a process of its
 own (as in production, on uvloop) so its resident memory can be read (psutil) while one client
 tries to push 50 MiB of requests at it; another client is answered meanwhile."""

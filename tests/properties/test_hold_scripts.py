@@ -25,7 +25,8 @@ from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from ticketing.holds import errors
-from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
+from ticketing.holds.store import HoldStore
+from ticketing.holds.types import InventoryMeta, StagedTier
 
 EVENT = "7"
 TTL_MS = 1_000

@@ -1,6 +1,6 @@
 """A service app under test: ``await service_client("ticketing")`` starts that app (waitingroom,
 ticketing, admission, worker) on pytest-aiohttp, served as stagedoor.cli serves it: through
-stagedoor/hot_http.py's HotSite (the waiting room's status and join on the hot path, everything
+stagedoor/hot_http/'s HotSite (the waiting room's status and join on the hot path, everything
 else handed to aiohttp), or through aiohttp's own TCPSite when the settings say ``hot_http=False``
 (``STAGEDOOR_TEST_HOT_HTTP=false`` makes that the default of ``make_settings``, to run the suite
 without the hot layer)."""

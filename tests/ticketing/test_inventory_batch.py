@@ -15,7 +15,8 @@ from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from ticketing.holds.errors import SeatUnavailable
-from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
+from ticketing.holds.store import HoldStore
+from ticketing.holds.types import InventoryMeta, StagedTier
 
 
 async def test_concurrent_holds_batch_and_survive_a_script_flush(tmp_path: Path) -> None:

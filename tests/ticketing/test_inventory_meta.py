@@ -8,7 +8,8 @@ import redis.asyncio as redis_asyncio
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
+from ticketing.holds.store import HoldStore
+from ticketing.holds.types import InventoryMeta, StagedTier
 
 
 async def test_meta_updates_a_loaded_inventory_and_never_creates_one(redis_client: redis_asyncio.Redis,

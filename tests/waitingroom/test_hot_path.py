@@ -1,4 +1,4 @@
-"""The waiting room's status and join on the hot path (stagedoor/hot_http.py): served there, and
+"""The waiting room's status and join on the hot path (stagedoor/hot_http/): served there, and
 answering exactly what the same routes answer through aiohttp (here reached by the same request
 with a detail that sends it the general way: a query string, a Content-Type parameter)."""
 

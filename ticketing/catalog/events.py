@@ -31,7 +31,7 @@ from ticketing.catalog.types import (
     TierOut,
     VenueOut,
 )
-from ticketing.holds.store import TierCount
+from ticketing.holds.types import TierCount
 from ticketing.ids import EventNotFound, outbox_id
 
 logger = logging.getLogger(__name__)

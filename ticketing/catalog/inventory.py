@@ -17,7 +17,8 @@ from ticketing.catalog.seat_map_cache import SeatMapCache
 from ticketing.catalog.store import EventStore
 from ticketing.catalog.types import SeatMapOut
 from ticketing.holds.errors import EventNotOnSale, InventoryUnavailable
-from ticketing.holds.store import HoldStore, InventoryMeta, StagedTier
+from ticketing.holds.store import HoldStore
+from ticketing.holds.types import InventoryMeta, StagedTier
 from ticketing.ids import EventNotFound
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,12 @@ Each says what happened; stagedoor/problems.py maps the category to the status.
 
 from __future__ import annotations
 
-from stagedoor.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable
+import contextlib
+from collections.abc import Iterator
+
+from redis.exceptions import RedisError
+
+from stagedoor.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable, redis_unavailable_reason
 
 
 class HoldNotFound(NotFound):
@@ -116,3 +121,16 @@ class AdmissionNeeded(Exception):
 class EventNotOnSale(Conflict):
     code = "event-not-on-sale"
     title = "The event is not on sale"
+
+
+@contextlib.contextmanager
+def redis_or_unavailable(detail: str = "seat inventory (Redis) is unavailable") -> Iterator[None]:
+    """Turn a Redis that cannot serve for now (unreachable, or refusing: out of memory, read-only...;
+    stagedoor.errors.redis_unavailable_reason) into InventoryUnavailable, a 503 to retry; any other
+    Redis error stays what it is (a bug)."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        if isinstance(exc, RedisError) and redis_unavailable_reason(exc) is None:
+            raise
+        raise InventoryUnavailable(detail) from exc

@@ -4,22 +4,19 @@ One method per operation; returns domain values (:class:`ticketing.holds.types.H
 domain errors (ticketing/holds/errors.py). Time always arrives as ``now_ms`` from the caller.
 
 Used by the purchase code (``get_hold``, ``lock_for_payment``, ``confirm_sold``,
-``release``), the hold routes, the sweeper (ticketing/worker.py) and the loader
-(ticketing/catalog/inventory.py).
+``release``), the hold routes, the hold sweeper (ticketing/catalog/hold_sweeper.py) and the
+inventory (ticketing/catalog/inventory.py: loading and rebuilding an event's holdable state).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from stagedoor import hold_record as rec
-from stagedoor.errors import redis_unavailable_reason
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from ticketing.holds.errors import (
@@ -39,58 +36,21 @@ from ticketing.holds.errors import (
     SeatUnavailable,
     TicketsUnavailable,
     UnknownSeats,
+    redis_or_unavailable,
 )
-from ticketing.holds.types import Hold, HoldItem, event_of_hold_id
-
-
-@contextlib.contextmanager
-def redis_or_unavailable(detail: str = "seat inventory (Redis) is unavailable") -> Iterator[None]:
-    """Turn a Redis that cannot serve for now (unreachable, or refusing: out of memory, read-only...;
-    stagedoor.errors.redis_unavailable_reason) into InventoryUnavailable, a 503 to retry; any other
-    Redis error stays what it is (a bug)."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        if isinstance(exc, RedisError) and redis_unavailable_reason(exc) is None:
-            raise
-        raise InventoryUnavailable(detail) from exc
+from ticketing.holds.types import (
+    Hold,
+    HoldItem,
+    InventoryMeta,
+    StagedTier,
+    SweepResult,
+    TierCount,
+    event_of_hold_id,
+)
 
 LOAD_CHUNK = 5_000
 # Expired holds reclaimed inline by a general-admission hold that finds its counter short.
 INLINE_RECLAIM_LIMIT = 100
-
-
-class TierCount(msgspec.Struct, frozen=True):
-    price: int
-    capacity: int
-    free: int
-    sold: int
-    general_admission: bool
-
-    @property
-    def held(self) -> int:
-        return max(0, self.capacity - self.free - self.sold)
-
-
-class InventoryMeta(msgspec.Struct, frozen=True, kw_only=True):
-    status: str
-    currency: str
-    max_per_order: int
-    hold_ttl_ms: int
-
-
-class StagedTier(msgspec.Struct, frozen=True, kw_only=True):
-    code: str
-    price: int
-    capacity: int
-    sold: int
-    general_admission: bool
-
-
-class SweepResult(msgspec.Struct, frozen=True):
-    reclaimed: int
-    more: bool
-    purged: int
 
 
 def _s(value: Any) -> str:

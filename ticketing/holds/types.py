@@ -1,5 +1,6 @@
 """The hold as the domain sees it: its items, its state, and its id (which names its event, so
-``/api/holds/{id}`` finds the event's keys without a lookup)."""
+``/api/holds/{id}`` finds the event's keys without a lookup); and the holdable inventory's values
+the hold store reads and writes (tier counts, the event's inventory meta, what a sweep did)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,36 @@ def event_of_hold_id(hold_id: str) -> str:
     if match is None:
         raise HoldNotFound(f"no hold {hold_id[:60]!r}")
     return match.group(1)
+
+
+class TierCount(msgspec.Struct, frozen=True):
+    price: int
+    capacity: int
+    free: int
+    sold: int
+    general_admission: bool
+
+    @property
+    def held(self) -> int:
+        return max(0, self.capacity - self.free - self.sold)
+
+
+class InventoryMeta(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    currency: str
+    max_per_order: int
+    hold_ttl_ms: int
+
+
+class StagedTier(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    price: int
+    capacity: int
+    sold: int
+    general_admission: bool
+
+
+class SweepResult(msgspec.Struct, frozen=True):
+    reclaimed: int
+    more: bool
+    purged: int

@@ -27,7 +27,7 @@ import msgspec
 
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
-from ticketing.holds.store import redis_or_unavailable
+from ticketing.holds.errors import redis_or_unavailable
 from ticketing.orders.errors import IdempotencyKeyRequired, IdempotencyKeyReused, PurchaseInProgress
 
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
