@@ -243,6 +243,12 @@ class QueueStore:
             [k.room_config(room), k.room_active(room), k.room_emails(room), k.room_your_turn(room)],
             [now_ms, max_batch, list_ttl_s * 1000]))
 
+    async def waiting_lengths(self, rooms: Sequence[str]) -> list[int]:
+        """How many visitors wait in each room, in order, in one round trip."""
+        if not rooms:
+            return []
+        return [int(n) for n in await self._calls.commands(*(("ZCARD", self._keys.room_waiting(r)) for r in rooms))]
+
     async def is_active(self, room: str, visitor_id: str, now_ms: int) -> bool:
         reply = await self._redis.execute_command(*active_session_command(self._keys, room, visitor_id))
         return session_is_live(reply, now_ms)

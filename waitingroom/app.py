@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -45,15 +44,11 @@ async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _refresh_queue_gauge(app: web.Application) -> None:
     metrics = app[METRICS]
-    redis, keys = app[REDIS], app[KEYS]
+    rooms_store, queue = RoomStore(app[CALLS], app[KEYS]), QueueStore(app[CALLS], app[KEYS])
     while True:
         try:
-            # bytes: our clients do not decode replies (redis-py types them for either way)
-            rooms = sorted(m.decode() for m in cast(set[bytes], await redis.smembers(keys.rooms_index())))
-            async with redis.pipeline(transaction=False) as pipe:
-                for room in rooms:
-                    pipe.zcard(keys.room_waiting(room))
-                lengths = await pipe.execute()
+            rooms = await rooms_store.room_ids()
+            lengths = await queue.waiting_lengths(rooms)
             for room, length in zip(rooms, lengths, strict=True):
                 metrics.queue_length.labels(room).set(length)
         except (RedisError, OSError) as exc:

@@ -51,6 +51,24 @@ async def test_join_gives_a_place_a_token_and_a_cookie_and_rejoining_keeps_it(cl
         "waiting", 1, 0, 2)
 
 
+async def test_the_queue_length_gauge_counts_each_rooms_waiting_visitors(clients: Any, admin_headers: Any) -> None:
+    wr, adm = clients
+    await put_room(adm, admin_headers, paused=True)
+    await put_room(adm, admin_headers, room="r2", paused=True, event_id="8")
+    for room in ("r1", "r1", "r1", "r2"):
+        wr.session.cookie_jar.clear()  # a new fan each time (the cookie would make it a rejoin)
+        assert (await wr.post(f"/api/rooms/{room}/join", json={})).status == 201
+    expected = ('waitingroom_queue_length{room="r1"} 3.0', 'waitingroom_queue_length{room="r2"} 1.0')
+    for _ in range(60):  # refreshed every 2 s
+        text = await (await wr.get("/metrics")).text()
+        if all(line in text for line in expected):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        exported = [line for line in text.splitlines() if "queue_length{" in line]
+        raise AssertionError(f"queue lengths not exported as expected: {exported}")
+
+
 async def test_pre_queue_status_before_the_sale_starts(clients: Any, admin_headers: Any) -> None:
     wr, adm = clients
     await put_room(adm, admin_headers, starts_at=iso(600))

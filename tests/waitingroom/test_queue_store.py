@@ -57,6 +57,17 @@ async def test_rejoining_keeps_the_original_position(stores: Stores, make_room: 
     assert await stores.redis.zcard(stores.keys.room_waiting("r1")) == 2
 
 
+async def test_waiting_lengths_count_each_rooms_queue_in_order(stores: Stores, make_room: Any) -> None:
+    await make_room("r1")
+    await make_room("r2")
+    for i in range(3):
+        await stores.join("r1", T0 + 10 + i)
+    await stores.join("r2", T0 + 20)
+    assert await stores.queue.waiting_lengths(["r2", "r1", "nobody"]) == [1, 3, 0]
+    assert await stores.queue.waiting_lengths([]) == []
+    assert await stores.rooms.room_ids() == ["r1", "r2"]
+
+
 async def test_pre_queue_visitors_all_precede_later_arrivals(stores: Stores, make_room: Any) -> None:
     await make_room(starts_at_ms=T0)
     early = {(await stores.join("r1", T0 - 5000 + i)).visitor_id for i in range(30)}

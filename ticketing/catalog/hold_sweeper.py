@@ -87,13 +87,9 @@ class HoldSweeper:
 
     async def tick(self) -> None:
         inventory = self.inventory
-        redis = inventory.holds.redis
-        lock = inventory.holds.keys.hold_sweeper_lock()
         interval_ms = int(self.settings.hold_sweep_interval_s * 1000)
-        held = await redis.set(lock, self.token, nx=True, px=max(5000, interval_ms * 5))
-        if not held and await redis.get(lock) != self.token.encode():
+        if not await inventory.holds.take_sweeper_lock(self.token, max(5000, interval_ms * 5)):
             return
-        await redis.pexpire(lock, max(5000, interval_ms * 5))
         await self.check_redis(inventory)
         now_ms = self.clock.now_ms()
         retention_ms = self.settings.hold_record_retention_s * 1000

@@ -376,6 +376,15 @@ class HoldStore:
             finally:
                 self._touched(event_id)
 
+    async def take_sweeper_lock(self, token: str, ttl_ms: int) -> bool:
+        """The hold sweeper's lock: taken (or kept, when ``token`` holds it) for ``ttl_ms``; False
+        when another worker holds it. One replica sweeps at a time."""
+        lock = self.keys.hold_sweeper_lock()
+        if not await self.redis.set(lock, token, nx=True, px=ttl_ms) and await self.redis.get(lock) != token.encode():
+            return False
+        await self.redis.pexpire(lock, ttl_ms)
+        return True
+
     async def on_sale_event_ids(self) -> list[str]:
         return sorted(_s(x) for x in await self.redis.smembers(self.keys.events_on_sale()))
 
