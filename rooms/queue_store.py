@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import msgspec
+from redis.asyncio import Redis
 
 from rooms.store import MAX_ABANDON_AFTER_S
 from stagedoor.queue_tokens import visitor_seq
@@ -252,3 +253,21 @@ class QueueStore:
     async def is_active(self, room: str, visitor_id: str, now_ms: int) -> bool:
         reply = await self._redis.execute_command(*active_session_command(self._keys, room, visitor_id))
         return session_is_live(reply, now_ms)
+
+
+PULSE_ROOM_FIELDS = ("mode", "paused", "starts_at", "closes_at", "abandon_ms")
+ZMSCORE_CHUNK = 1000  # visitors per ZMSCORE (one pipeline per pulse all the same)
+
+
+async def pulse_snapshot(redis: Redis, keys: RedisKeys, room: str,
+                         visitors: Sequence[str]) -> tuple[tuple[Any, ...], list[float | None]]:
+    """What a waiting-room pulse compares (waitingroom/sse_pulse.py), in one pipeline: the room's
+    fields that change every visitor's status (mode, paused, start, close, abandon window, sold
+    out), and each visitor's shopper-session expiry in the room's active set (None: not admitted)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.room_config(room), *PULSE_ROOM_FIELDS)
+        pipe.hget(keys.room_state(room), "sold_out")
+        for at in range(0, len(visitors), ZMSCORE_CHUNK):
+            pipe.zmscore(keys.room_active(room), list(visitors[at:at + ZMSCORE_CHUNK]))
+        replies = await pipe.execute()
+    return (*replies[0], replies[1]), [score for reply in replies[2:] for score in reply]

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Annotated, Literal, cast
 
 import msgspec
+from redis.asyncio import Redis
 
 from rooms.errors import EventAlreadyGated, RoomNotFound
 from stagedoor.errors import InvalidInput
@@ -182,6 +183,11 @@ def _from_hash(room_id: str, raw: dict[bytes, bytes]) -> Room:
         shop_url=h.get("shop_url") or None, paused=h.get("paused") == "1", title=h.get("title") or None)
 
 
+async def room_ids(redis: Redis, keys: RedisKeys) -> list[str]:
+    """Every room's id, sorted (the rooms index)."""
+    return sorted(m.decode() for m in cast(set[bytes], await redis.smembers(keys.rooms_index())))
+
+
 class RoomStore:
     """Room configs, their event links (``event_room``) and live stats."""
 
@@ -267,7 +273,7 @@ class RoomStore:
         return True
 
     async def room_ids(self) -> list[str]:
-        return sorted(m.decode() for m in cast(set[bytes], await self._redis.smembers(self._keys.rooms_index())))
+        return await room_ids(self._redis, self._keys)
 
     async def stats(self, room_id: str, now_ms: int, tau_ms: int) -> RoomStats:
         k = self._keys

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from rooms.queue_store import pulse_snapshot
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.tasks import stop_task
 from waitingroom.metrics import WaitingRoomMetrics
@@ -38,9 +39,7 @@ from waitingroom.metrics import WaitingRoomMetrics
 logger = logging.getLogger(__name__)
 
 SSE_PULSE_S = 0.5  # admission and room changes reach an open stream within this
-ZMSCORE_CHUNK = 1000  # visitors per ZMSCORE (one pipeline per pulse all the same)
 WARN_EVERY_S = 10.0
-ROOM_FIELDS = ("mode", "paused", "starts_at", "closes_at", "abandon_ms")
 
 
 class Watch:
@@ -142,14 +141,7 @@ class RoomPulses:
         if entry is None or not entry.watches:
             return 0
         visitors = list(entry.watches)
-        keys = self._keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.room_config(room), *ROOM_FIELDS)
-            pipe.hget(keys.room_state(room), "sold_out")
-            for at in range(0, len(visitors), ZMSCORE_CHUNK):
-                pipe.zmscore(keys.room_active(room), visitors[at:at + ZMSCORE_CHUNK])
-            replies = await pipe.execute()
-        state = (*replies[0], replies[1])
+        state, scores = await pulse_snapshot(self._redis, self._keys, room, visitors)
         changed, entry.state = entry.state is not None and state != entry.state, state
         if changed:
             woken = 0
@@ -170,7 +162,6 @@ class RoomPulses:
         self._count("registered", registered)
         admitted = 0
         now_ms = self._clock_ms()
-        scores = [score for reply in replies[2:] for score in reply]
         for visitor, score in zip(visitors, scores, strict=True):
             if score is not None and float(score) > now_ms:  # a live session: admitted
                 for watch in entry.watches.get(visitor, ()):

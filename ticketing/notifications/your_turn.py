@@ -20,6 +20,7 @@ from typing import cast
 import msgspec
 from redis.asyncio import Redis
 
+from rooms.store import room_ids
 from stagedoor.redis_keys import RedisKeys
 from ticketing.notifications.service import Notifications
 
@@ -54,8 +55,7 @@ class YourTurnDrain:
             return 0
         try:
             sent = 0
-            for raw in await self.redis.smembers(self.keys.rooms_index()):
-                room = raw.decode() if isinstance(raw, bytes) else str(raw)
+            for room in await room_ids(self.redis, self.keys):
                 sent += await self._drain_room(room)
             return sent
         finally:
