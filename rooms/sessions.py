@@ -1,4 +1,4 @@
-"""What ticketing tells admission: a shopper finished, the event sold out.
+"""Shopper sessions and the rooms gating events, as ticketing sees them.
 
 Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 
@@ -8,10 +8,12 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 - when the inventory runs out: ``await mark_sold_out(calls, keys, room, now_ms)``:
   admission stops and every waiting visitor's status reads ``sold_out`` from the next poll
   (SSE streams poll every 0.5 s, so within 1 s);
-- before a hold or purchase: ``await is_shopper_active(...)`` is False once the visitor was
-  evicted, finished or their session expired (the admission JWT alone stays valid until exp);
-  or send ``active_session_command(keys, room, visitor_id)`` in a pipeline of your own and read
-  its reply with ``session_is_live(reply, now_ms)`` (no round trip of its own).
+- before a hold or purchase: send ``active_session_command(keys, room, visitor_id)`` with the
+  request's other reads and judge its reply with ``session_is_live(reply, now_ms)``: False once
+  the visitor was evicted, finished or their session expired (the admission JWT alone stays
+  valid until exp);
+- which room gates an event: ``event_room_command`` / ``room_from_reply`` in a round trip of
+  your own, or ``room_of_event`` / ``rooms_of_events``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rooms.store import RoomStore
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
-__all__ = ["active_session_command", "event_room_command", "finish_shopper", "is_shopper_active", "mark_sold_out",
+__all__ = ["active_session_command", "event_room_command", "finish_shopper", "mark_sold_out",
            "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
 
 
@@ -37,10 +39,6 @@ async def mark_sold_out(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: i
     if await store.get(room) is not None:
         await store.set_sold_out(room, True, now_ms)
 
-
-async def is_shopper_active(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, now_ms: int) -> bool:
-    """True while the visitor holds a live shopper session in ``room``."""
-    return await QueueStore(calls, keys).is_active(room, visitor_id, now_ms)
 
 
 def event_room_command(keys: RedisKeys, event_id: str) -> tuple[str, str]:

@@ -112,6 +112,8 @@ async def get_own_hold(store: HoldStore, hold_id: str, user_id: str, is_admin: b
     return hold
 
 
-async def release_own_hold(store: HoldStore, hold_id: str, user_id: str, is_admin: bool, now_ms: int) -> None:
+async def release_own_hold(store: HoldStore, hold_id: str, user_id: str, is_admin: bool, now_ms: int) -> Hold:
+    """Release the caller's hold (an admin's: anyone's); returns the hold as it was before."""
     hold = await get_own_hold(store, hold_id, user_id, is_admin)
     await store.release(hold, now_ms)
+    return hold

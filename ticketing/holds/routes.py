@@ -109,8 +109,8 @@ async def release_hold(request: web.Request) -> web.Response:
     principal = await _holder(request)
     app = request.app
     now_ms = app[CLOCK].now_ms()
-    hold = await holds.get_own_hold(app[HOLDS], request.match_info["hold_id"], principal.id, principal.is_admin)
-    await app[HOLDS].release(hold, now_ms)
+    hold = await holds.release_own_hold(app[HOLDS], request.match_info["hold_id"], principal.id, principal.is_admin,
+                                        now_ms)
     if hold.is_live(now_ms):
         app[METRICS].holds_total.labels("released").inc()
         app[METRICS].hold_duration_seconds.labels("released").observe(

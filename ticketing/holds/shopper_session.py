@@ -1,9 +1,10 @@
-"""Is the admitted visitor still a shopper? Ticketing's check against the waiting room.
+"""Ticketing's link to the waiting room: is the admitted visitor still a shopper, and what a
+purchase or a sell-out tells the room (AdmissionHooks, and the bus fallback AdmissionSignals).
 
 An admission token is a signed JWT that stays valid until its ``exp``; the waiting room can
 end the shopper session earlier (an SRE evicts the visitor, the visitor bought and finished,
 the session TTL ran out). Holds and purchases on a gated event therefore also ask the room's
-``active`` sorted set (``rooms.sessions.is_shopper_active``: one ZSCORE) and refuse with
+``active`` sorted set (``rooms.sessions.active_session_command``: one ZSCORE) and refuse with
 ``403 /problems/shopper-session-ended`` once the session is over, so an eviction takes effect
 at the visitor's next request (no cache: the answer is at most one Redis round trip old).
 """
