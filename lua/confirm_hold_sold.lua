@@ -11,6 +11,8 @@
   KEYS[5]   sd:{ev:<id>}:holds:rec        hash  hold_id -> hold record (lua/hold_record.md)
   KEYS[6]   sd:{ev:<id>}:holds:users      hash  user_id -> hold_id
   KEYS[7]   sd:{ev:<id>}:holds:done       zset  hold_id -> finished_ms
+  KEYS[8]   sd:{ev:<id>}:adm:<jti>        hash  u, n: the admission the hold was placed with (only
+                                                when its record names one, field a)
   ARGV[1]   hold_id
   ARGV[2]   now_ms
   ARGV[3]   general-admission tier code, or "" for seats
@@ -21,6 +23,8 @@
                                              keeps its record; its purchase fails on PostgreSQL's
                                              unique constraint)
             {"already"}                      the record already says sold: nothing written
+            The tickets sold are added to n of the hold's admission (KEYS[8], when the record names
+            it and the binding has not expired), so the hold scripts can cap what one admission buys.
   Cost      O(seats of the hold)
 ]]
 local hold_id, now, ga_tier, ga_qty = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
@@ -57,6 +61,12 @@ end
 if r then
   r.st = 'sold'
   redis.call('HSET', KEYS[5], hold_id, cjson.encode(r))
+  if r.a and KEYS[8] and string.sub(KEYS[8], -(#r.a + 5)) == ':adm:' .. r.a
+      and redis.call('HEXISTS', KEYS[8], 'u') == 1 then
+    local sold = #ARGV - 4
+    if ga_tier ~= '' and ga_qty > 0 then sold = sold + ga_qty end
+    redis.call('HINCRBY', KEYS[8], 'n', sold)
+  end
   if redis.call('HGET', KEYS[6], r.u) == hold_id then redis.call('HDEL', KEYS[6], r.u) end
 end
 redis.call('ZREM', KEYS[4], hold_id)

@@ -10,6 +10,7 @@
   KEYS[7]   sd:{ev:<id>}:holds:done        zset  hold_id -> finished_ms
   KEYS[8]   sd:{ev:<id>}:holds:expired_log list  hold ids reclaimed as expired, to announce
   KEYS[9]   sd:{ev:<id>}:room              string, present when a waiting room gates the event
+  KEYS[10]  sd:{ev:<id>}:adm:<jti>         hash  u owner user id, n tickets bought (with ARGV[8] only)
   ARGV[1]   hold_id (new)
   ARGV[2]   user_id
   ARGV[3]   now_ms
@@ -17,15 +18,22 @@
   ARGV[5]   tier code
   ARGV[6]   quantity (>= 1)
   ARGV[7]   at most this many expired holds are reclaimed when the free counter is short
+  ARGV[8]   the admission token's jti when ARGV[4] is "1", else ""
+  ARGV[9]   ms to keep the admission's binding when it is new (the token's lifetime left + a grace)
 
   Returns   {"ok", expires_ms, total, currency, unit_price}
             {"not_loaded"} | {"admission_required"} | {"not_on_sale", status}
             {"over_limit", max_per_order} | {"active_hold", hold_id}
+            {"admission_in_use"}             the admission is bound to another user
+            {"admission_limit", max_per_order, bought}   quantity + tickets bought through the
+                                             admission would pass max_per_order
             {"unknown_tier"}                 no such general-admission tier
             {"sold_out", free}               fewer than quantity free
             Expired holds count as free: when the counter is short, expired holds are reclaimed
             first (as the sweeper would: seats freed, counters restored, hold id logged for
             BookingExpired). That changes no holdable state, so a refusal still changes nothing.
+            An admission (ARGV[8]) is bound to the first user who holds with it: KEYS[10] is created
+            with u = user, n = 0 and a PEXPIRE of ARGV[9]; confirm_hold_sold counts n.
   Cost      O(1), plus O(reclaimed holds x their seats) when the counter is short
   Includes  reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back
 ]]
@@ -36,6 +44,14 @@ if meta[1] ~= 'on_sale' then return {'not_on_sale', meta[1] or ''} end
 local hold_id, user_id, now, tier = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local qty = tonumber(ARGV[6])
 if qty < 1 or qty > tonumber(meta[3]) then return {'over_limit', meta[3]} end
+local jti = ARGV[8]
+local bound
+if jti ~= '' then
+  bound = redis.call('HMGET', KEYS[10], 'u', 'n')
+  if bound[1] and bound[1] ~= user_id then return {'admission_in_use'} end
+  local bought = tonumber(bound[2] or '0')
+  if qty + bought > tonumber(meta[3]) then return {'admission_limit', meta[3], bought} end
+end
 local t = redis.call('HMGET', KEYS[2], 'ga:' .. tier, 'p:' .. tier, 'f:' .. tier)
 if t[1] ~= '1' then return {'unknown_tier'} end
 
@@ -66,7 +82,11 @@ local total = price * qty
 redis.call('HINCRBY', KEYS[2], 'f:' .. tier, -qty)
 redis.call('HSET', KEYS[5], hold_id, cjson.encode({
   u = user_id, st = 'held', k = 'g', t = tier, p = price, q = qty, i = {}, tot = total, cur = meta[2],
-  c = now, e = expires}))
+  c = now, e = expires, a = bound and jti or nil}))
 redis.call('ZADD', KEYS[4], expires, hold_id)
 redis.call('HSET', KEYS[6], user_id, hold_id)
+if bound and not bound[1] then
+  redis.call('HSET', KEYS[10], 'u', user_id, 'n', 0)
+  redis.call('PEXPIRE', KEYS[10], ARGV[9])
+end
 return {'ok', expires, total, meta[2], price}

@@ -9,34 +9,50 @@
   KEYS[6]   sd:{ev:<id>}:holds:rec        hash  hold_id -> hold record (lua/hold_record.md)
   KEYS[7]   sd:{ev:<id>}:holds:users      hash  user_id -> hold_id
   KEYS[8]   sd:{ev:<id>}:room             string, present when a waiting room gates the event
+  KEYS[9]   sd:{ev:<id>}:adm:<jti>        hash  u owner user id, n tickets bought (with ARGV[5] only)
   ARGV[1]   hold_id (new)
   ARGV[2]   user_id
   ARGV[3]   now_ms
   ARGV[4]   "1" when the caller presented a valid admission token for this event, else "0"
-  ARGV[5..] seat_id, ... (distinct)
+  ARGV[5]   the admission token's jti when ARGV[4] is "1", else ""
+  ARGV[6]   ms to keep the admission's binding when it is new (the token's lifetime left + a grace)
+  ARGV[7..] seat_id, ... (distinct)
 
   Returns   {"ok", expires_ms, total, currency, tier1, price1, tier2, price2, ...}  (per seat, in order)
             {"not_loaded"}                  inventory absent (Redis lost it): rebuild, retry
             {"admission_required"}          gated event and no valid admission token
             {"not_on_sale", status}
             {"over_limit", max_per_order}
+            {"admission_in_use"}            the admission is bound to another user
+            {"admission_limit", max_per_order, bought}   seats + tickets bought through the
+                                            admission would pass max_per_order
             {"duplicate_seat", seat_id}
             {"active_hold", hold_id}        the user already has a live hold on this event
             {"unknown_seats", seat_id, ...}
             {"seat_unavailable", seat_id, ...}   every seat held by a live hold or sold
             Nothing is written unless the reply is "ok". A seat of an expired hold counts as free.
+            An admission (ARGV[5]) is bound to the first user who holds with it: KEYS[9] is created
+            with u = user, n = 0 and a PEXPIRE of ARGV[6]; confirm_hold_sold counts n.
   Cost      O(number of seats requested)
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
 local meta = redis.call('HMGET', KEYS[1], 'status', 'currency', 'max_per_order', 'hold_ttl_ms')
 if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[8]) == 1 then return {'admission_required'} end
 if meta[1] ~= 'on_sale' then return {'not_on_sale', meta[1] or ''} end
-local n = #ARGV - 4
+local n = #ARGV - 6
 if n < 1 or n > tonumber(meta[3]) then return {'over_limit', meta[3]} end
 
-local hold_id, user_id, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local hold_id, user_id, now, jti = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
+local bound
+if jti ~= '' then
+  bound = redis.call('HMGET', KEYS[9], 'u', 'n')
+  if bound[1] and bound[1] ~= user_id then return {'admission_in_use'} end
+  local bought = tonumber(bound[2] or '0')
+  if n + bought > tonumber(meta[3]) then return {'admission_limit', meta[3], bought} end
+end
+
 local seen = {}
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   if seen[ARGV[i]] then return {'duplicate_seat', ARGV[i]} end
   seen[ARGV[i]] = true
 end
@@ -50,10 +66,10 @@ if current then
   end
 end
 
-local states = redis.call('HMGET', KEYS[3], unpack(ARGV, 5))
+local states = redis.call('HMGET', KEYS[3], unpack(ARGV, 7))
 local unknown, taken = {}, {}
 for i, v in ipairs(states) do
-  local seat = ARGV[i + 4]
+  local seat = ARGV[i + 6]
   if not v then
     unknown[#unknown + 1] = seat
   elseif v == 's' then
@@ -67,13 +83,13 @@ if #unknown > 0 then return {'unknown_seats', unpack(unknown)} end
 if #taken > 0 then return {'seat_unavailable', unpack(taken)} end
 
 -- every check passed: write
-local tiers = redis.call('HMGET', KEYS[4], unpack(ARGV, 5))
+local tiers = redis.call('HMGET', KEYS[4], unpack(ARGV, 7))
 local expires = now + tonumber(meta[4])
 local value = hold_id .. ':' .. expires
 local total = 0
 local items, reply = {}, {'ok', expires, 0, meta[2]}
 for i, v in ipairs(states) do
-  local seat, tier = ARGV[i + 4], tiers[i]
+  local seat, tier = ARGV[i + 6], tiers[i]
   local price = tonumber(redis.call('HGET', KEYS[2], 'p:' .. tier))
   if v == '0' then redis.call('HINCRBY', KEYS[2], 'f:' .. tier, -1) end  -- an expired hold's seat was already not free
   redis.call('HSET', KEYS[3], seat, value)
@@ -84,7 +100,12 @@ for i, v in ipairs(states) do
 end
 reply[3] = total
 redis.call('HSET', KEYS[6], hold_id, cjson.encode({
-  u = user_id, st = 'held', k = 's', t = '', q = n, i = items, tot = total, cur = meta[2], c = now, e = expires}))
+  u = user_id, st = 'held', k = 's', t = '', q = n, i = items, tot = total, cur = meta[2], c = now, e = expires,
+  a = bound and jti or nil}))
 redis.call('ZADD', KEYS[5], expires, hold_id)
 redis.call('HSET', KEYS[7], user_id, hold_id)
+if bound and not bound[1] then
+  redis.call('HSET', KEYS[9], 'u', user_id, 'n', 0)
+  redis.call('PEXPIRE', KEYS[9], ARGV[6])
+end
 return reply

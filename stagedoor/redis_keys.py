@@ -120,6 +120,12 @@ class RedisKeys:
         """list: hold ids reclaimed as expired, not yet announced as BookingExpired."""
         return self.event(event_id, "holds:expired_log")
 
+    def admission_binding(self, event_id: str, jti: str) -> str:
+        """hash with PEXPIRE (the admission token's lifetime left + a grace): u = id of the user the
+        admission is bound to (the first who held with it), n = tickets bought through it. Written
+        by the hold scripts, n counted by confirm_hold_sold (docs/holds-and-purchases.md)."""
+        return self.event(event_id, f"adm:{jti}")
+
     def inventory_staging(self, event_id: str, what: str) -> str:
         """the loader writes a fresh inventory here, then load_inventory swaps it in atomically."""
         return self.event(event_id, f"inv:load:{what}")

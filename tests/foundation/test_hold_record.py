@@ -12,6 +12,7 @@ import msgspec
 import redis.asyncio as redis_asyncio
 
 from stagedoor import hold_record
+from stagedoor.admission_tokens import AdmissionClaims
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
@@ -20,7 +21,7 @@ from ticketing.holds.store import HoldStore
 from ticketing.holds.types import InventoryMeta, StagedTier
 
 SCHEMA = LUA_DIR / "hold_record.md"
-ROW_RE = re.compile(r"^\| `([a-z]+)` \| (string|integer|array) \| (always|general admission) \| (.+) \|$", re.M)
+ROW_RE = re.compile(r"^\| `([a-z]+)` \| (string|integer|array) \| (always|general admission|admission) \| (.+) \|$", re.M)
 TYPES: dict[str, type] = {"string": str, "integer": int, "array": list}
 
 
@@ -43,7 +44,7 @@ def _record_scripts() -> dict[str, tuple[str, str]]:
 def test_the_schema_table_names_every_field_once() -> None:
     rows = ROW_RE.findall(SCHEMA.read_text())
     fields = [r[0] for r in rows]
-    assert len(fields) == len(set(fields)) == 11
+    assert len(fields) == len(set(fields)) == 12
     table_lines = [line for line in SCHEMA.read_text().splitlines() if line.startswith("| `")]
     assert len(table_lines) == len(rows), "a table row the test cannot read"
 
@@ -79,7 +80,9 @@ def test_the_scripts_that_create_records_write_every_field_the_schema_requires()
             kind = re.search(r"\bk = '([a-z])'", body)
             assert kind is not None, f"{name} builds a record without its kind"
             built[f"{name}:{kind[1]}"] = set(re.findall(r"\b([a-z]+) =(?!=)", body))
-    assert built == {"hold_seats:s": always, "hold_general_admission:g": set(fields)}
+    admission = {f for f, (_, present) in fields.items() if present == "admission"}
+    assert admission == {hold_record.ADMISSION}
+    assert built == {"hold_seats:s": always | admission, "hold_general_admission:g": set(fields)}
 
 
 # ---------------------------------------------------------------- records on Redis
@@ -93,6 +96,8 @@ def _check(raw: bytes, fields: dict[str, tuple[str, str]]) -> dict[str, Any]:
     assert set(record) <= set(fields), sorted(set(record) - set(fields))
     for field, (kind, present) in fields.items():
         if field not in record:
+            if present == "admission":  # only holds placed with an admission token
+                continue
             assert present != "always" and record[hold_record.KIND] == hold_record.KIND_SEATS, field
             continue
         value = record[field]
@@ -124,8 +129,11 @@ async def test_records_written_by_the_scripts_match_the_schema_in_every_state(re
         seen[r[hold_record.KIND]].add(r[hold_record.STATE])
         return r
 
-    seats = await store.hold_seats(EVENT, f"{EVENT}-{1:024x}", "u1", ["a2", "a1"], NOW, admitted=True)
+    admission = AdmissionClaims(visitor_id="v1", room="r1", event_id=EVENT, jti="j" * 32, exp=NOW // 1000 + 600)
+    seats = await store.hold_seats(EVENT, f"{EVENT}-{1:024x}", "u1", ["a2", "a1"], NOW, admitted=True,
+                                   admission=admission)
     r = await record(seats.id)
+    assert r[hold_record.ADMISSION] == admission.jti
     assert r[hold_record.ITEMS] == [["a2", "A", 1250], ["a1", "A", 1250]]
     assert (r[hold_record.CREATED_MS], r[hold_record.EXPIRES_MS], r[hold_record.TOTAL]) == (NOW, NOW + 60_000, 2500)
     assert await store.get_hold(seats.id) == seats  # the store reads back what it was told

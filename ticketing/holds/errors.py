@@ -10,7 +10,15 @@ from collections.abc import Iterator
 
 from redis.exceptions import RedisError
 
-from stagedoor.errors import Conflict, Gone, InvalidInput, NotFound, Unavailable, redis_unavailable_reason
+from stagedoor.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+    redis_unavailable_reason,
+)
 
 
 class HoldNotFound(NotFound):
@@ -71,6 +79,28 @@ class OverOrderLimit(InvalidInput):
 
     def __init__(self, requested: int, limit: int) -> None:
         super().__init__(f"{requested} ticket(s) requested; at most {limit} per order", limit=limit)
+
+
+class AdmissionInUse(Forbidden):
+    """An admission is one fan's: bound to the first account that held with it."""
+
+    code = "admission-in-use"
+    title = "This admission belongs to another account"
+
+    def __init__(self) -> None:
+        super().__init__("the admission token was already used by another account; an admission is one fan's "
+                         "place in line: join the queue with your own")
+
+
+class AdmissionLimitReached(InvalidInput):
+    """Tickets held plus tickets already bought through one admission would pass the per-order limit."""
+
+    code = "admission-limit-reached"
+    title = "Over the ticket limit of this admission"
+
+    def __init__(self, requested: int, limit: int, bought: int) -> None:
+        super().__init__(f"{requested} ticket(s) requested and {bought} already bought through this admission; "
+                         f"at most {limit} per admission", limit=limit, bought=bought)
 
 
 class HoldExpired(Gone):

@@ -7,6 +7,10 @@ the sweeper later reclaims it and announces BookingExpired.
 
 The invariant "a seat is never in two live holds" is enforced by the ``hold_seats``
 script, which checks every seat before its first write, inside one Redis EVAL.
+
+On a gated event an admission is one fan's: the hold scripts bind the admission token's ``jti``
+to the first user who holds with it (every other user: AdmissionInUse, 403) and cap the tickets
+held plus bought through it at the event's max_tickets_per_order (AdmissionLimitReached, 422).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from stagedoor.admission_tokens import AdmissionRequired
+from stagedoor.admission_tokens import AdmissionClaims, AdmissionRequired
 from ticketing.holds.errors import (
     AdmissionNeeded,
     InvalidHoldRequest,
@@ -65,13 +69,13 @@ def validate_seat_request(seat_ids: list[str]) -> list[str]:
 
 
 async def hold_seats(store: HoldStore, event_id: str, user_id: str, seat_ids: list[str], now_ms: int,
-                     admitted: bool) -> Hold:
+                     admitted: bool, admission: AdmissionClaims | None = None) -> Hold:
     validate_seat_request(seat_ids)
-    return await store.hold_seats(event_id, new_hold_id(event_id), user_id, seat_ids, now_ms, admitted)
+    return await store.hold_seats(event_id, new_hold_id(event_id), user_id, seat_ids, now_ms, admitted, admission)
 
 
 async def hold_general_admission(store: HoldStore, event_id: str, user_id: str, tier: str, quantity: int,
-                                 now_ms: int, admitted: bool) -> Hold:
+                                 now_ms: int, admitted: bool, admission: AdmissionClaims | None = None) -> Hold:
     if not TIER_CODE_RE.match(tier):
         raise InvalidHoldRequest("malformed tier code", errors=[{"field": "$.tier", "message": "malformed"}])
     if quantity < 1:
@@ -79,23 +83,27 @@ async def hold_general_admission(store: HoldStore, event_id: str, user_id: str, 
     if quantity > MAX_SEATS_PER_REQUEST:
         raise OverOrderLimit(quantity, MAX_SEATS_PER_REQUEST)
     return await store.hold_general_admission(event_id, new_hold_id(event_id), user_id, tier, quantity, now_ms,
-                                              admitted)
+                                              admitted, admission)
 
 
 async def place_hold(inventory: InventoryLoader, event_id: str, user_id: str, *, seat_ids: list[str] | None,
-                     tier: str | None, quantity: int | None, now_ms: int, admitted: bool) -> Hold:
+                     tier: str | None, quantity: int | None, now_ms: int, admitted: bool,
+                     admission: AdmissionClaims | None = None) -> Hold:
     """Hold seats or general-admission tickets. If Redis lost the event's inventory, rebuild it
-    from PostgreSQL (one process does, the others wait) and try once more."""
+    from PostgreSQL (one process does, the others wait) and try once more.
+
+    ``admission``: the verified claims of the caller's admission token, given when ``admitted``
+    (its shopper session is live); the hold binds the admission to ``user_id`` and counts against it."""
     if (seat_ids is None) == (tier is None) or (tier is None) != (quantity is None):
         raise InvalidHoldRequest('send either {"seats": [...]} or {"tier": code, "quantity": n}',
                                  errors=[{"field": "$", "message": "seats xor tier+quantity"}])
     for attempt in (1, 2):
         try:
             if seat_ids is not None:
-                return await hold_seats(inventory.holds, event_id, user_id, seat_ids, now_ms, admitted)
+                return await hold_seats(inventory.holds, event_id, user_id, seat_ids, now_ms, admitted, admission)
             assert tier is not None and quantity is not None
             return await hold_general_admission(inventory.holds, event_id, user_id, tier, quantity, now_ms,
-                                                admitted)
+                                                admitted, admission)
         except InventoryNotLoaded:
             if attempt == 2:
                 raise

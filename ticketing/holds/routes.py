@@ -62,7 +62,7 @@ def hold_out(hold: Hold, now_ms: int) -> HoldOut:
 
 @api.post("/api/events/{event_id}/holds", body=HoldRequest, response=HoldOut, status=201,
           errors=(401, 403, 404, 409, 503), auth="bearer",
-          extra_responses={403: shopper_session.OPENAPI_403},
+          extra_responses={403: shopper_session.OPENAPI_403_HOLD},
           summary="Hold seats or general-admission tickets, all or nothing (409 with conflicts)")
 async def create_hold(request: web.Request) -> web.Response:
     app = request.app
@@ -79,7 +79,8 @@ async def create_hold(request: web.Request) -> web.Response:
         admitted = claims is not None and await shopper_session.is_active(app[CALLS], app[KEYS], claims, now_ms)
         try:
             hold = await holds.place_hold(app[INVENTORY], event_id, principal.id, seat_ids=body.seats,
-                                          tier=body.tier, quantity=body.quantity, now_ms=now_ms, admitted=admitted)
+                                          tier=body.tier, quantity=body.quantity, now_ms=now_ms, admitted=admitted,
+                                          admission=claims if admitted else None)
         except AdmissionRequired:
             if claims is not None:  # gated, and the session behind the token is over
                 raise shopper_session.session_ended(claims) from None

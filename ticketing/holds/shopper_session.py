@@ -29,6 +29,8 @@ class ShopperSessionEnded(Forbidden):
 OPENAPI_403 = ("Forbidden: no valid X-Admission-Token for this gated event (/problems/admission-required), "
                "the shopper session behind it ended: evicted, finished or expired "
                "(/problems/shopper-session-ended), or not allowed")
+OPENAPI_403_HOLD = (OPENAPI_403 + "; or the admission token is bound to another account "
+                    "(/problems/admission-in-use: an admission is one fan's)")
 
 
 def session_ended(claims: AdmissionClaims) -> ShopperSessionEnded:

@@ -17,10 +17,13 @@ import msgspec
 from redis.typing import EncodableT, FieldT
 
 from stagedoor import hold_record as rec
+from stagedoor.admission_tokens import AdmissionClaims
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from ticketing.holds.errors import (
     ActiveHoldExists,
+    AdmissionInUse,
+    AdmissionLimitReached,
     AdmissionNeeded,
     EventNotOnSale,
     HoldAlreadySold,
@@ -51,6 +54,15 @@ from ticketing.holds.types import (
 LOAD_CHUNK = 5_000
 # Expired holds reclaimed inline by a general-admission hold that finds its counter short.
 INLINE_RECLAIM_LIMIT = 100
+# An admission stays bound to its first user, with its count of tickets bought, for the admission
+# token's lifetime left plus a grace (clocks of app hosts and Redis differ a little), never longer
+# than a day: one small hash per admission in use, gone when the token is.
+ADMISSION_BINDING_GRACE_MS = 60_000
+ADMISSION_BINDING_MAX_MS = 86_400_000
+
+
+def admission_binding_ttl_ms(admission: AdmissionClaims, now_ms: int) -> int:
+    return min(max(0, admission.exp * 1000 - now_ms), ADMISSION_BINDING_MAX_MS) + ADMISSION_BINDING_GRACE_MS
 
 
 def _s(value: Any) -> str:
@@ -101,7 +113,16 @@ class HoldStore:
             kind, tier = "general_admission", r[rec.TIER]
         return Hold(id=hold_id, event_id=event_of_hold_id(hold_id), user_id=r[rec.USER], state=r[rec.STATE],
                     kind=kind, items=items, tier=tier, quantity=int(r[rec.QUANTITY]), total=int(r[rec.TOTAL]),
-                    currency=r[rec.CURRENCY], created_ms=int(r[rec.CREATED_MS]), expires_ms=int(r[rec.EXPIRES_MS]))
+                    currency=r[rec.CURRENCY], created_ms=int(r[rec.CREATED_MS]), expires_ms=int(r[rec.EXPIRES_MS]),
+                    admission=r.get(rec.ADMISSION))
+
+    def _admission(self, event_id: str, admission: AdmissionClaims | None, now_ms: int
+                   ) -> tuple[list[str], list[str | int]]:
+        """The hold scripts' admission key (none without one) and arguments (jti, binding ttl)."""
+        if admission is None:
+            return [], ["", 0]
+        return ([self.keys.admission_binding(event_id, admission.jti)],
+                [admission.jti, admission_binding_ttl_ms(admission, now_ms)])
 
     def _refuse(self, reply: list[Any], requested: int) -> None:
         status = reply[0]
@@ -113,6 +134,10 @@ class HoldStore:
             raise EventNotOnSale(f"the event is {reply[1] or 'not on sale'}")
         if status == "over_limit":
             raise OverOrderLimit(requested, int(reply[1]))
+        if status == "admission_in_use":
+            raise AdmissionInUse()
+        if status == "admission_limit":
+            raise AdmissionLimitReached(requested, int(reply[1]), int(reply[2]))
         if status == "duplicate_seat":
             raise InvalidHoldRequest(f"seat {reply[1]} listed twice")
         if status == "active_hold":
@@ -139,13 +164,16 @@ class HoldStore:
         return self.hold_from_record(hold_id, raw)
 
     async def hold_seats(self, event_id: str, hold_id: str, user_id: str, seat_ids: Sequence[str], now_ms: int,
-                         admitted: bool) -> Hold:
+                         admitted: bool, admission: AdmissionClaims | None = None) -> Hold:
+        """``admission``: the claims of the caller's admission token when ``admitted`` (gated event):
+        the hold binds it to ``user_id`` or is refused (AdmissionInUse, AdmissionLimitReached)."""
         k = self.keys
+        adm_keys, adm_args = self._admission(event_id, admission, now_ms)
         reply = await self._call("hold_seats", [
             k.inventory_meta(event_id), k.inventory_tiers(event_id), k.inventory_seats(event_id),
             k.inventory_seat_tiers(event_id), k.hold_expiry(event_id), k.hold_records(event_id),
-            k.hold_users(event_id), k.event_room(event_id),
-        ], [hold_id, user_id, now_ms, "1" if admitted else "0", *seat_ids], event_id)
+            k.hold_users(event_id), k.event_room(event_id), *adm_keys,
+        ], [hold_id, user_id, now_ms, "1" if admitted else "0", *adm_args, *seat_ids], event_id)
         if reply[0] != "ok":
             self._refuse(reply, len(seat_ids))
         expires_ms, total, currency = int(reply[1]), int(reply[2]), reply[3]
@@ -154,16 +182,19 @@ class HoldStore:
                       for i, seat in enumerate(seat_ids))
         return Hold(id=hold_id, event_id=event_id, user_id=user_id, state="held", kind="seats", items=items,
                     tier=None, quantity=len(items), total=total, currency=currency, created_ms=now_ms,
-                    expires_ms=expires_ms)
+                    expires_ms=expires_ms, admission=admission.jti if admission is not None else None)
 
     async def hold_general_admission(self, event_id: str, hold_id: str, user_id: str, tier: str, quantity: int,
-                                     now_ms: int, admitted: bool) -> Hold:
+                                     now_ms: int, admitted: bool, admission: AdmissionClaims | None = None) -> Hold:
+        """``admission``: as for :meth:`hold_seats`."""
         k = self.keys
+        adm_keys, adm_args = self._admission(event_id, admission, now_ms)
         reply = await self._call("hold_general_admission", [
             k.inventory_meta(event_id), k.inventory_tiers(event_id), k.inventory_seats(event_id),
             k.hold_expiry(event_id), k.hold_records(event_id), k.hold_users(event_id), k.holds_done(event_id),
-            k.holds_expired_log(event_id), k.event_room(event_id),
-        ], [hold_id, user_id, now_ms, "1" if admitted else "0", tier, quantity, INLINE_RECLAIM_LIMIT], event_id)
+            k.holds_expired_log(event_id), k.event_room(event_id), *adm_keys,
+        ], [hold_id, user_id, now_ms, "1" if admitted else "0", tier, quantity, INLINE_RECLAIM_LIMIT, *adm_args],
+            event_id)
         if reply[0] != "ok":
             if reply[0] == "sold_out":
                 raise TicketsUnavailable(tier, int(reply[1]))
@@ -172,7 +203,8 @@ class HoldStore:
         items = tuple(HoldItem(seat=None, tier=tier, price=price) for _ in range(quantity))
         return Hold(id=hold_id, event_id=event_id, user_id=user_id, state="held", kind="general_admission",
                     items=items, tier=tier, quantity=quantity, total=int(reply[2]), currency=reply[3],
-                    created_ms=now_ms, expires_ms=int(reply[1]))
+                    created_ms=now_ms, expires_ms=int(reply[1]),
+                    admission=admission.jti if admission is not None else None)
 
     async def lock_for_payment(self, hold: Hold, now_ms: int, window_ms: int) -> Hold:
         """Extend a live hold to now_ms + window_ms so it cannot expire mid-charge.
@@ -210,13 +242,15 @@ class HoldStore:
 
     async def confirm_sold(self, hold: Hold, now_ms: int) -> list[str]:
         """Mirror a committed sale: seats/tickets become sold. Never refuses (PostgreSQL is the
-        truth). Returns seats that were meanwhile in another live hold (normally empty)."""
+        truth). Returns seats that were meanwhile in another live hold (normally empty). The tickets
+        count against the admission the hold was placed with (``hold.admission``, read from its record)."""
         k, ev = self.keys, hold.event_id
         ga_tier = hold.tier or "" if hold.kind == "general_admission" else ""
         ga_qty = hold.quantity if hold.kind == "general_admission" else 0
+        adm_keys = [k.admission_binding(ev, hold.admission)] if hold.admission else []
         reply = await self._call("confirm_hold_sold", [
             k.inventory_tiers(ev), k.inventory_seats(ev), k.inventory_seat_tiers(ev), k.hold_expiry(ev),
-            k.hold_records(ev), k.hold_users(ev), k.holds_done(ev),
+            k.hold_records(ev), k.hold_users(ev), k.holds_done(ev), *adm_keys,
         ], [hold.id, now_ms, ga_tier, ga_qty, *hold.seats], ev)
         return list(reply[1:]) if reply[0] == "ok" else []
 

@@ -38,6 +38,7 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
     created_ms: int
     expires_ms: int
+    admission: str | None = None  # jti of the admission token it was placed with (gated events)
 
     @property
     def seats(self) -> list[str]:
