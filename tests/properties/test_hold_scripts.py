@@ -2,10 +2,16 @@
 lock_hold_for_payment, confirm_hold_sold, sweep_expired_holds) against a Python model of seat
 states, on the real Redis through the HoldStore, with a clock the test moves.
 
+Holds are placed with or without an admission (a token's jti): an admission is bound to the
+first user who holds with it (any other user: AdmissionInUse), and a hold whose tickets plus
+those already bought through its admission would pass max_per_order is refused
+(AdmissionLimitReached); confirm_sold counts the tickets sold against the hold's admission.
+
 Invariants after every step: a seat is never in two live holds; every live hold's seats point
 at it; the free/sold counters equal what the seat states say; GA free = capacity - sold -
-tickets in unreclaimed holds; at most one live hold per user; every hold's stored state is the
-model's.
+tickets in unreclaimed holds; at most one live hold per user; every hold's stored state and
+admission are the model's; each admission's binding in Redis (owner, tickets bought) is the
+model's, and what it bought plus what its live holds hold is within max_per_order.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from dataclasses import dataclass, field
 
 import msgspec
 import redis.asyncio as redis_asyncio
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from stagedoor.admission_tokens import AdmissionClaims
 from stagedoor.lua import LuaScripts
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
@@ -35,6 +42,13 @@ PRICES = {"A": 100, "B": 50, "G": 10}
 GA_CAPACITY = 5
 MAX_PER_ORDER = 4
 USERS = ("u1", "u2", "u3", "u4")
+ADMISSIONS = (None, "j1", "j2")  # a hold without an admission, or with one of two admission tokens
+ADMISSION_EXP_S = 10_000  # the tokens' exp: after every step's clock (the model starts at 1,000 s)
+
+
+def claims(jti: str | None) -> AdmissionClaims | None:
+    return None if jti is None else AdmissionClaims(visitor_id=f"v-{jti}", room="r1", event_id=EVENT, jti=jti,
+                                                    exp=ADMISSION_EXP_S)
 
 
 @dataclass
@@ -46,6 +60,7 @@ class ModelHold:
     state: str                     # held | locked | sold | released | expired
     exp: int
     before: int = 0                # expiry before the last lock_for_payment
+    adm: str | None = None         # the admission it was placed with
 
 
 @dataclass
@@ -55,6 +70,19 @@ class Model:
     holds: dict[str, ModelHold] = field(default_factory=dict)
     ga_sold: int = 0
     user_marker: dict[str, str] = field(default_factory=dict)
+    bindings: dict[str, list[object]] = field(default_factory=dict)  # jti -> [owner, tickets bought]
+
+    def admission_refusal(self, adm: str | None, user: str, qty: int) -> str | None:
+        if adm is None or adm not in self.bindings:
+            return None
+        owner, bought = self.bindings[adm]
+        if owner != user:
+            return "admission_in_use"
+        return "admission_limit" if qty + bought > MAX_PER_ORDER else None  # type: ignore[operator]
+
+    def bind(self, adm: str | None, user: str) -> None:
+        if adm is not None and adm not in self.bindings:
+            self.bindings[adm] = [user, 0]
 
     def live(self, hid: str) -> bool:
         h = self.holds[hid]
@@ -128,12 +156,15 @@ class HoldScripts(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ rules
     @rule(user=st.sampled_from(USERS), seats=st.lists(st.sampled_from(sorted(SEATS)), min_size=1, max_size=5,
-                                                      unique=True))
-    def hold_seats(self, user: str, seats: list[str]) -> None:
+                                                      unique=True), adm=st.sampled_from(ADMISSIONS))
+    def hold_seats(self, user: str, seats: list[str], adm: str | None) -> None:
         m = self.model
         hid = self.next_hold_id()
+        refusal = m.admission_refusal(adm, user, len(seats))
         if len(seats) > MAX_PER_ORDER:
             expected = "over_limit"
+        elif refusal is not None:
+            expected = refusal
         elif m.user_has_live(user):
             expected = "active_hold"
         elif any(m.seat_taken(s) for s in seats):
@@ -141,29 +172,38 @@ class HoldScripts(RuleBasedStateMachine):
         else:
             expected = "ok"
         try:
-            hold = self.run(self.store.hold_seats(EVENT, hid, user, seats, m.now, True))
+            hold = self.run(self.store.hold_seats(EVENT, hid, user, seats, m.now, True, claims(adm)))
             outcome = "ok"
         except errors.OverOrderLimit:
             outcome = "over_limit"
+        except errors.AdmissionInUse:
+            outcome = "admission_in_use"
+        except errors.AdmissionLimitReached:
+            outcome = "admission_limit"
         except errors.ActiveHoldExists:
             outcome = "active_hold"
         except errors.SeatUnavailable as exc:
             outcome = "seat_unavailable"
             assert set(exc.seat_ids) == {s for s in seats if m.seat_taken(s)}
         assert outcome == expected
+        event(f"outcome: {outcome}")
         if outcome == "ok":
-            assert hold.total == sum(PRICES[SEATS[s]] for s in seats)
-            m.holds[hid] = ModelHold(user, "s", list(seats), len(seats), "held", m.now + TTL_MS)
+            assert hold.total == sum(PRICES[SEATS[s]] for s in seats) and hold.admission == adm
+            m.holds[hid] = ModelHold(user, "s", list(seats), len(seats), "held", m.now + TTL_MS, adm=adm)
+            m.bind(adm, user)
             for s in seats:
                 m.seat[s] = hid
             m.user_marker[user] = hid
 
-    @rule(user=st.sampled_from(USERS), qty=st.integers(min_value=1, max_value=5))
-    def hold_general_admission(self, user: str, qty: int) -> None:
+    @rule(user=st.sampled_from(USERS), qty=st.integers(min_value=1, max_value=5), adm=st.sampled_from(ADMISSIONS))
+    def hold_general_admission(self, user: str, qty: int, adm: str | None) -> None:
         m = self.model
         hid = self.next_hold_id()
+        refusal = m.admission_refusal(adm, user, qty)
         if qty > MAX_PER_ORDER:
             expected = "over_limit"
+        elif refusal is not None:
+            expected = refusal
         elif m.user_has_live(user):
             expected = "active_hold"
         else:
@@ -171,18 +211,24 @@ class HoldScripts(RuleBasedStateMachine):
                 m.reclaim_all_expired()  # what the script does when its counter is short
             expected = "ok" if m.ga_counter() >= qty else "sold_out"
         try:
-            self.run(self.store.hold_general_admission(EVENT, hid, user, "G", qty, m.now, True))
+            self.run(self.store.hold_general_admission(EVENT, hid, user, "G", qty, m.now, True, claims(adm)))
             outcome = "ok"
         except errors.OverOrderLimit:
             outcome = "over_limit"
+        except errors.AdmissionInUse:
+            outcome = "admission_in_use"
+        except errors.AdmissionLimitReached:
+            outcome = "admission_limit"
         except errors.ActiveHoldExists:
             outcome = "active_hold"
         except errors.TicketsUnavailable:
             outcome = "sold_out"
         assert outcome == expected
+        event(f"outcome: {outcome}")
         if outcome == "ok":
-            m.holds[hid] = ModelHold(user, "g", [], qty, "held", m.now + TTL_MS)
+            m.holds[hid] = ModelHold(user, "g", [], qty, "held", m.now + TTL_MS, adm=adm)
             m.user_marker[user] = hid
+            m.bind(adm, user)
 
     @precondition(lambda self: self.model.holds)
     @rule(data=st.data())
@@ -213,6 +259,7 @@ class HoldScripts(RuleBasedStateMachine):
         except errors.HoldLocked:
             outcome = "locked"
         assert outcome == expected
+        event(f"outcome: {outcome}")
 
     @precondition(lambda self: self.model.holds)
     @rule(data=st.data(), window=st.integers(min_value=1, max_value=3_000))
@@ -241,6 +288,7 @@ class HoldScripts(RuleBasedStateMachine):
         except errors.HoldSeatLost:
             outcome = "seat_lost"
         assert outcome == expected
+        event(f"outcome: {outcome}")
         if outcome == "ok":
             h.before = hold.expires_ms
             h.state = "locked"
@@ -278,6 +326,8 @@ class HoldScripts(RuleBasedStateMachine):
             m.seat[s] = "sold"
         if h.kind == "g":
             m.ga_sold += h.qty
+        if h.adm is not None:
+            m.bindings[h.adm][1] += h.qty  # type: ignore[operator]
         h.state = "sold"
         if m.user_marker.get(h.user) == hid:
             del m.user_marker[h.user]
@@ -327,6 +377,7 @@ class HoldScripts(RuleBasedStateMachine):
         for hid in m.holds:
             stored = self.run(self.store.get_hold(hid))
             assert stored.state == m.holds[hid].state, (hid, stored.state, m.holds[hid].state)
+            assert stored.admission == m.holds[hid].adm
             if stored.is_live(m.now):
                 assert stored.user_id not in users
                 users.add(stored.user_id)
@@ -334,6 +385,23 @@ class HoldScripts(RuleBasedStateMachine):
                     assert s not in owners, f"{s} in {owners[s]} and {hid}"
                     owners[s] = hid
         assert sum(1 for t in SEATS.values() if t) == len(SEATS)
+
+    @invariant()
+    def an_admission_is_one_users_and_within_the_limit(self) -> None:
+        m = self.model
+        keys = self.store.keys
+        for jti in ADMISSIONS:
+            if jti is None:
+                continue
+            raw = self.run(self.redis.hgetall(keys.admission_binding(EVENT, jti)))
+            if jti not in m.bindings:
+                assert raw == {}
+                continue
+            owner, bought = m.bindings[jti]
+            assert raw == {b"u": str(owner).encode(), b"n": str(bought).encode()}
+            held = sum(h.qty for hid, h in m.holds.items() if h.adm == jti and m.live(hid) and h.state != "sold")
+            assert bought + held <= MAX_PER_ORDER  # type: ignore[operator]
+            assert all(h.user == owner for h in m.holds.values() if h.adm == jti)
 
 
 HoldScripts.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None,
