@@ -56,7 +56,7 @@ REDIS_LIMITS = (RedisScriptBench(
     label="Redis EVALSHA lua/hold_seats.lua (2 random seats of 50,000)",
     keys=tuple(f"{_EV}:{k}" for k in ("inv:meta", "inv:tiers", "inv:seats", "inv:seat_tiers", "holds:expiry",
                                       "holds:rec", "holds:users", "room")),
-    args=("1-h__rand_int__", "u__rand_int__", "1700000000000", "1", "s__rand_int__", "s__rand_int__"),
+    args=("1-h__rand_int__", "u__rand_int__", "1700000000000", "1", "", "0", "s__rand_int__", "s__rand_int__"),
 ),)
 
 

@@ -11,12 +11,16 @@ from typing import Any
 
 from rooms.queue_store import QueueStore
 from rooms.store import RoomConfig, RoomStore, room_from_config
-from stagedoor.admission_tokens import mint_admission_token
+from stagedoor.admission_tokens import AdmissionClaims, mint_admission_token
 from stagedoor.clock import ManualClock
+from stagedoor.lua import LuaScripts
+from stagedoor.redis_calls import RedisCalls
+from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import CALLS, KEYS
-from ticketing.appkeys import HOLDS
-from ticketing.holds.store import ADMISSION_BINDING_GRACE_MS
 from tests.support.events import buy, seat_map
+from ticketing.appkeys import HOLDS
+from ticketing.holds.store import ADMISSION_BINDING_GRACE_MS, HoldStore
+from ticketing.holds.types import InventoryMeta, StagedTier
 
 PROBLEM = "application/problem+json"
 ROOM = "hall"
@@ -203,3 +207,30 @@ async def test_holds_without_an_admission_are_unchanged_on_an_ungated_event(shop
     assert (await _hold(client, a, ev, {"seats": ["s3", "s4"]}, None)).status == 201  # no admission, no cap
     keys = client.app[KEYS]
     assert [k async for k in redis_client.scan_iter(match=f"{keys.event_tag(ev)}:adm:*")] == []
+
+
+async def test_a_sale_after_the_binding_expired_leaves_no_key_behind(redis_client, redis_prefix: str) -> None:
+    """confirm_hold_sold counts only into a live binding: once the admission's hash has expired it
+    is not created again (without a TTL it would stay for ever)."""
+    scripts = LuaScripts(redis_client)
+    await scripts.load_all()
+    keys = RedisKeys(redis_prefix)
+    store = HoldStore(RedisCalls.batched(redis_client, scripts), keys)
+    meta = InventoryMeta(status="on_sale", currency="EUR", max_per_order=4, hold_ttl_ms=60_000)
+    tiers = [StagedTier(code="A", price=100, capacity=0, sold=0, general_admission=False)]
+    await store.load("5", meta, tiers, [("s1", "A", False), ("s2", "A", False)], "g1")
+    now = 1_900_000_000_000
+    admission = AdmissionClaims(visitor_id="v1", room="r1", event_id="5", jti="f" * 32, exp=now // 1000 + 600)
+    binding = keys.admission_binding("5", admission.jti)
+
+    kept = await store.hold_seats("5", f"5-{1:024x}", "u1", ["s1"], now, True, admission)
+    assert 600_000 < await redis_client.pttl(binding) <= 600_000 + ADMISSION_BINDING_GRACE_MS
+    await store.confirm_sold(await store.lock_for_payment(kept, now + 1, 60_000), now + 2)
+    assert await redis_client.hgetall(binding) == {b"u": b"u1", b"n": b"1"}
+    assert await redis_client.pttl(binding) > 0  # counting keeps the binding's expiry
+
+    await redis_client.delete(binding)  # the token's lifetime is over
+    late = await store.hold_seats("5", f"5-{2:024x}", "u2", ["s2"], now + 3, True, admission)
+    await redis_client.delete(binding)
+    await store.confirm_sold(await store.lock_for_payment(late, now + 4, 60_000), now + 5)
+    assert not await redis_client.exists(binding)
