@@ -21,8 +21,8 @@ RACERS = 60
 async def _users(db: Any, keyring: Any, n: int) -> list[tuple[str, str]]:
     """n fresh accounts: (user id, access token)."""
     emails = [f"fan-{uuid.uuid4().hex[:12]}@example.test" for _ in range(n)]
-    ids = await db.fetch("INSERT INTO users (email, password_hash, name) SELECT e, 'x', 'Fan' FROM unnest($1::text[]) e "
-                         "RETURNING id::text AS id", emails)
+    ids = await db.fetch("INSERT INTO users (email, password_hash, name) "
+                         "SELECT e, 'x', 'Fan' FROM unnest($1::text[]) e RETURNING id::text AS id", emails)
     return [(r["id"], mint_access_token(keyring, subject=r["id"], roles=["customer"], ttl_s=600)) for r in ids]
 
 

@@ -21,7 +21,8 @@ from ticketing.holds.store import HoldStore
 from ticketing.holds.types import InventoryMeta, StagedTier
 
 SCHEMA = LUA_DIR / "hold_record.md"
-ROW_RE = re.compile(r"^\| `([a-z]+)` \| (string|integer|array) \| (always|general admission|admission) \| (.+) \|$", re.M)
+ROW_RE = re.compile(r"^\| `([a-z]+)` \| (string|integer|array) \| (always|general admission|admission) \| (.+) \|$",
+                    re.M)
 TYPES: dict[str, type] = {"string": str, "integer": int, "array": list}
 
 
