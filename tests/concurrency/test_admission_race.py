@@ -89,3 +89,22 @@ async def test_many_accounts_racing_one_admission_for_general_admission_exactly_
     assert await redis.hget(keys.admission_binding(ev, jti), "u") == winners[0].encode()
     detail = await (await client.get(f"/api/events/{ev}")).json()
     assert detail["tiers"][0]["available"] == 3 * RACERS - 3
+
+
+async def test_control_a_binding_checked_outside_the_hold_script_lets_several_accounts_in(
+        redis_client, redis_prefix: str) -> None:
+    """The same race with the binding read before the hold and written after it (two steps, as a
+    handler could do around the script): several accounts win, which shows the tests above can
+    catch the bug the in-script binding guards against."""
+    key = f"{redis_prefix}:control:adm"
+    winners: list[int] = []
+
+    async def unguarded(n: int) -> None:
+        owner = await redis_client.hget(key, "u")
+        if owner is None or owner == str(n).encode():
+            await redis_client.ping()  # the hold's own round trip
+            await redis_client.hset(key, "u", str(n))
+            winners.append(n)
+
+    await asyncio.gather(*(unguarded(n) for n in range(RACERS)))
+    assert len(winners) > 1, "the unguarded control should let several accounts use one admission"
