@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import secrets
 import time
 from collections.abc import Callable
@@ -61,6 +62,19 @@ def test_new_signs_with_its_key_id_and_previous_secrets_still_verify() -> None:
     # and the old secret alone does not verify what the new one signed
     with pytest.raises(InvalidQueueToken, match="unknown or retired key"):
         _verify(OLD, new_token)
+
+
+def test_each_step_of_a_rolling_rotation_verifies_what_its_neighbours_sign() -> None:
+    """docs/operations.md: (1) add NEW as a previous secret, (2) swap, (3) drop OLD. Pods of two
+    neighbouring steps serve side by side during a rolling update."""
+    steps = [QueueTokenKeys(OLD), QueueTokenKeys(OLD, [NEW]), QueueTokenKeys(NEW, [OLD]), QueueTokenKeys(NEW)]
+    for before, after in itertools.pairwise(steps):
+        for signer, verifier in ((before, after), (after, before)):
+            token = mint_queue_token(signer, visitor_id="1a_abcd1234", room="r1", now_s=NOW)
+            assert _verify(verifier, token) == "1a_abcd1234", (steps.index(signer), steps.index(verifier))
+    # only the last step, long after the swap, refuses what the first signed
+    with pytest.raises(InvalidQueueToken, match="unknown or retired key"):
+        _verify(steps[3], mint_queue_token(steps[0], visitor_id="1a_abcd1234", room="r1", now_s=NOW))
 
 
 def test_a_forged_key_id_gets_nothing() -> None:
