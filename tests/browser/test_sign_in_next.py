@@ -79,7 +79,7 @@ async def test_sign_in_follows_a_hostile_next_nowhere_but_home(start_stack: Any,
         return page.url
 
     # the control: a genuine path of ours is followed, query and fragment included
-    assert await sign_in_with(quote("/orders?x=1#top", safe="")) == f"{stack.shop}/orders?x=1#top"
+    assert await sign_in_with(quote("/me/orders?x=1#top", safe="")) == f"{stack.shop}/me/orders?x=1#top"
 
     for raw in HOSTILE:
         landed = await sign_in_with(raw)
@@ -114,6 +114,16 @@ async def test_sign_up_and_the_sign_up_link_follow_a_hostile_next_nowhere(start_
     assert foreign == [] and dialogs == []
 
     # a genuine next survives the trip through the sign-up link
-    await page.goto(f"{stack.shop}/signin?next={quote('/orders', safe='')}")
+    await page.goto(f"{stack.shop}/signin?next={quote('/me/orders', safe='')}")
     link = page.locator("#main").get_by_role("link", name="Sign up")
-    assert await link.get_attribute("href") == "/signup?next=%2Forders"
+    assert await link.get_attribute("href") == "/signup?next=%2Fme%2Forders"
+
+
+async def test_no_server_route_redirects_to_next_or_echoes_it(start_stack: Any) -> None:
+    stack = await start_stack(**CHEAP)
+    for path in ("/signin", "/signup", "/", "/me/orders"):
+        for raw in ("//evil.example", "/%09/evil.example", "https://evil.example"):
+            async with stack.http.get(f"{stack.shop}{path}?next={raw}", allow_redirects=False) as res:
+                assert res.status == 200, (path, raw)
+                assert "Location" not in res.headers
+                assert "evil.example" not in await res.text()
