@@ -34,7 +34,6 @@ from stagedoor.errors import Unauthorized
 from stagedoor.settings import Settings, SettingsError, split_secrets
 
 VERSION = "q2"
-LEGACY_VERSION = "q1"  # before key ids: verified under the signing secret only
 MAX_TOKEN_CHARS = 256
 KID_CHARS = 8
 _KEY_LABEL = b"stagedoor/queue-token/v1"

@@ -70,7 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     admin_api_key: str | None = None
     queue_token_secret: str | None = None  # signs new queue tokens (stagedoor/queue_tokens.py)
     # Rotation: earlier queue token secrets, comma-separated, that still verify the tokens they
-    # signed (each token names its key id) but sign nothing (docs/operations.md, "Rotating secrets").
+    # signed (each token names its key id) but sign nothing (docs/operations.md, "Rotating the
+    # queue token secret").
     queue_token_previous_secrets: str = ""
     signing_keys_dir: str | None = None  # directory of Ed25519 PEM keys; newest file signs
 
