@@ -117,7 +117,8 @@
   // address bar, so anyone can write it, and a URL parser forgives a lot: "/%09/evil.example"
   // (tabs and newlines are dropped, leaving "//evil.example"), "/\evil.example" (a backslash is
   // a slash), "https://evil.example", "javascript:...". So: no control characters, no
-  // backslashes, no "//" start, and the parsed URL must still be on our origin.
+  // backslashes, no "//" start, and the parsed URL must still be on our origin with a path
+  // that does not start with "//" (dot segments: "/.//evil.example" parses to "//evil.example").
   function safeNext() {
     var next = new URLSearchParams(location.search).get("next");
     if (!next || next.charAt(0) !== "/" || next.charAt(1) === "/" || /[\u0000-\u001f\u007f-\u009f\\]/.test(next)) {

@@ -34,6 +34,8 @@ HOSTILE = [
     "%20//evil.example",                 # a leading space
     "/%09%09//evil.example",
     "data:text/html,<script>alert(1)</script>",
+    "/.//evil.example",                  # dot segments: the parsed path becomes "//evil.example"
+    "/a/..//evil.example",
 ]
 
 
