@@ -64,9 +64,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # hatch, and the way to measure what the layer is worth).
     hot_http: bool = True
 
-    # Secrets: no defaults. `stagedoor up` generates them for a laptop.
+    # Secrets: no defaults. `stagedoor up` generates them for a laptop. The admin key and the
+    # queue token secrets are checked at load (``check_secrets``): SECRET_MIN_CHARS characters at
+    # least and never a template's placeholder.
     admin_api_key: str | None = None
-    queue_token_secret: str | None = None
+    queue_token_secret: str | None = None  # signs new queue tokens (stagedoor/queue_tokens.py)
+    # Rotation: earlier queue token secrets, comma-separated, that still verify the tokens they
+    # signed (each token names its key id) but sign nothing (docs/operations.md, "Rotating the
+    # queue token secret").
+    queue_token_previous_secrets: str = ""
     signing_keys_dir: str | None = None  # directory of Ed25519 PEM keys; newest file signs
 
     # Tokens.
@@ -200,6 +206,65 @@ class SettingsError(Exception):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
+# The admin API key is a bearer credential and the queue token secret an HMAC-SHA256 key (RFC
+# 2104 asks for at least the hash's 32 bytes). 32 URL-safe random characters carry 192 bits, out of
+# reach of guessing; a floor cannot measure randomness, but it keeps out words, short passwords and
+# half-filled templates. Generate them: python -c "import secrets; print(secrets.token_urlsafe(32))".
+SECRET_MIN_CHARS = 32
+MAX_PREVIOUS_QUEUE_SECRETS = 4
+# Placeholders of .env.example, ops/k8s/secret.template.yaml and the usual "changeme" family,
+# matched case-insensitively without separators. Long words only: a random 43-character token
+# contains one of them by chance less than once in 10^8 draws.
+_PLACEHOLDER_WORDS = ("replace", "changeme", "placeholder", "example", "yoursecret", "insertsecret")
+_PLACEHOLDER_MARKS = ("<", ">", "${", "...")
+_GENERATE_HINT = ("use at least 32 random characters, e.g. "
+                  "python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+
+
+def split_secrets(spec: str) -> tuple[str, ...]:
+    """"a, b" -> ("a", "b"): a comma-separated secret list (secrets hold no commas or edge spaces)."""
+    return tuple(item.strip() for item in spec.split(",") if item.strip())
+
+
+def _secret_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a secret (never quoting it), or None."""
+    squashed = re.sub(r"[\s_.-]", "", value.lower())
+    if any(word in squashed for word in _PLACEHOLDER_WORDS) or any(mark in value for mark in _PLACEHOLDER_MARKS):
+        return "is a placeholder, not a secret"
+    if len(value) < SECRET_MIN_CHARS:
+        return f"has {len(value)} characters, fewer than {SECRET_MIN_CHARS}"
+    return None
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse (SettingsError naming the variable, never the value) a short or placeholder admin
+    key or queue token secret, and a rotation list that could not work. Unset stays allowed here:
+    ``require`` refuses it where a component needs it."""
+    for field in ("admin_api_key", "queue_token_secret"):
+        value = getattr(settings, field)
+        problem = _secret_problem(value) if value else None
+        if problem:
+            raise SettingsError(f"invalid {env_name(field)}: it {problem}; {_GENERATE_HINT}")
+    if settings.admin_api_key and settings.admin_api_key == settings.queue_token_secret:
+        raise SettingsError(f"invalid {env_name('admin_api_key')}: it equals {env_name('queue_token_secret')}; "
+                            "give each its own random value")
+    previous = split_secrets(settings.queue_token_previous_secrets)
+    name = env_name("queue_token_previous_secrets")
+    if previous and not settings.queue_token_secret:
+        raise SettingsError(f"{name} is set but {env_name('queue_token_secret')} is not: the current secret signs")
+    if len(previous) > MAX_PREVIOUS_QUEUE_SECRETS:
+        raise SettingsError(f"invalid {name}: {len(previous)} secrets, at most {MAX_PREVIOUS_QUEUE_SECRETS}; "
+                            "drop those older than STAGEDOOR_QUEUE_TOKEN_TTL_S")
+    for number, value in enumerate(previous, start=1):
+        problem = _secret_problem(value)
+        if problem:
+            raise SettingsError(f"invalid {name}: secret {number} {problem}; {_GENERATE_HINT}")
+        if value == settings.queue_token_secret:
+            raise SettingsError(f"invalid {name}: secret {number} is the current {env_name('queue_token_secret')}")
+        if value in previous[:number - 1]:
+            raise SettingsError(f"invalid {name}: secret {number} is listed twice")
+
+
 _PATH_RE = re.compile(r"at `\$\.([a-z0-9_]+)`")
 
 
@@ -221,7 +286,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raw[field] = value
     raw.update(overrides)
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = _PATH_RE.search(message)
@@ -230,6 +295,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             message = _PATH_RE.sub("", message).strip(" -")
             raise SettingsError(f"invalid {name}: {message}") from None
         raise SettingsError(f"invalid settings: {message}") from None
+    check_secrets(settings)
+    return settings
 
 
 def require(settings: Settings, *fields: str) -> None:

@@ -23,7 +23,13 @@ from rooms.queue_store import QueueStatus, QueueStore, join_result, queue_status
 from rooms.store import Room, RoomStore, check_room_id, rfc3339
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.keys import KeyRing
-from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims, mint_queue_token, verify_queue_token
+from stagedoor.queue_tokens import (
+    InvalidQueueToken,
+    QueueTokenClaims,
+    keys_from_settings,
+    mint_queue_token,
+    verify_queue_token,
+)
 from stagedoor.settings import Settings
 from waitingroom.metrics import WaitingRoomMetrics
 
@@ -74,7 +80,7 @@ class WaitingRoom:
         self.keyring = keyring
         self.metrics = metrics
         self.clock = clock
-        self._secret = settings.queue_token_secret
+        self._token_keys = keys_from_settings(settings)  # the signing secret and the previous ones
         self._room_cache: dict[str, tuple[float, Room | None]] = {}
         self._room_reads: dict[str, asyncio.Future[Room | None]] = {}
         self._tokens: OrderedDict[tuple[str, str, int], tuple[str, int]] = OrderedDict()
@@ -128,7 +134,7 @@ class WaitingRoom:
         hit = self._verified.get(token) if token else None
         if hit is not None and hit.room == room_id and now_s - ttl_s <= hit.issued_at_s <= now_s + 60:
             return hit
-        claims = verify_queue_token(self._secret, token, room=room_id, now_s=now_s, ttl_s=ttl_s)
+        claims = verify_queue_token(self._token_keys, token, room=room_id, now_s=now_s, ttl_s=ttl_s)
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
         assert token is not None  # verified: a missing token was refused
@@ -177,7 +183,7 @@ class WaitingRoom:
         if outcome == "not_open":
             raise RoomNotOpen(f"room {room_id!r} opens at {rfc3339(room.opens_at_ms)}",
                               opens_at=rfc3339(room.opens_at_ms))
-        queue_token = mint_queue_token(self._secret, visitor_id=result.visitor_id, room=room_id, now_s=int(now))
+        queue_token = mint_queue_token(self._token_keys, visitor_id=result.visitor_id, room=room_id, now_s=int(now))
         if outcome == "admitted":
             token, exp = self._admission(room, result.visitor_id, result.expiry_ms, now)
             out = JoinOut(visitor_id=result.visitor_id, queue_token=queue_token, state="admitted", position=None,

@@ -113,9 +113,21 @@
     return false;
   }
 
+  // Where to go after signing in or up: a path on this origin, else "/". "next" comes from the
+  // address bar, so anyone can write it, and a URL parser forgives a lot: "/%09/evil.example"
+  // (tabs and newlines are dropped, leaving "//evil.example"), "/\evil.example" (a backslash is
+  // a slash), "https://evil.example", "javascript:...". So: no control characters, no
+  // backslashes, no "//" start, and the parsed URL must still be on our origin with a path
+  // that does not start with "//" (dot segments: "/.//evil.example" parses to "//evil.example").
   function safeNext() {
-    var next = new URLSearchParams(location.search).get("next") || "/";
-    return (next.charAt(0) === "/" && next.charAt(1) !== "/" && next.indexOf("\\") < 0) ? next : "/";
+    var next = new URLSearchParams(location.search).get("next");
+    if (!next || next.charAt(0) !== "/" || next.charAt(1) === "/" || /[\u0000-\u001f\u007f-\u009f\\]/.test(next)) {
+      return "/";
+    }
+    var url;
+    try { url = new URL(next, location.origin); } catch (e) { return "/"; }
+    if (url.origin !== location.origin || url.pathname.indexOf("//") === 0) return "/";
+    return url.pathname + url.search + url.hash;
   }
 
   // ---------------------------------------------------------------- header
@@ -131,9 +143,9 @@
     if (signedIn && user && $("#whoami")) $("#whoami").textContent = tr("signed_in_as", {name: user.name || user.email});
     var out = $("#signout");
     if (out) out.addEventListener("click", function () { session.clear(); location.href = "/"; });
+    var next = safeNext();  // passed on to the other sign-in page only when it would be followed
     $all("[data-keep-next]").forEach(function (a) {
-      var next = new URLSearchParams(location.search).get("next");
-      if (next) a.href = a.getAttribute("href") + "?next=" + encodeURIComponent(next);
+      if (next !== "/") a.href = a.getAttribute("href") + "?next=" + encodeURIComponent(next);
     });
   }
 

@@ -14,6 +14,7 @@ from stagedoor.queue_tokens import (
     InvalidQueueToken,
     _HmacSha256,
     derive_key,
+    key_id,
     mint_queue_token,
     verify_queue_token,
 )
@@ -36,7 +37,7 @@ def test_one_signer_gives_the_same_mac_every_time() -> None:
 def test_a_minted_token_is_the_documented_hmac_of_its_body() -> None:
     token = mint_queue_token(SECRET, visitor_id="1a_abcd1234", room="r1", now_s=1_800_000_000)
     body, _, mac = token.rpartition(".")
-    assert body == "q1.1a_abcd1234.r1.1800000000"
+    assert body == f"q2.1a_abcd1234.r1.1800000000.{key_id(SECRET)}"
     expected = hmac.new(derive_key(SECRET), body.encode(), hashlib.sha256).digest()
     assert mac == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
     claims = verify_queue_token(SECRET, token, room="r1", now_s=1_800_000_010, ttl_s=3600)
@@ -56,5 +57,5 @@ def test_a_changed_token_does_not_verify(mutate: object) -> None:
 
 def test_another_secret_does_not_verify() -> None:
     token = mint_queue_token(SECRET, visitor_id="1a_abcd1234", room="r1", now_s=1_800_000_000)
-    with pytest.raises(InvalidQueueToken, match="signature"):
+    with pytest.raises(InvalidQueueToken, match="unknown or retired key"):
         verify_queue_token(SECRET + "x", token, room="r1", now_s=1_800_000_000, ttl_s=3600)

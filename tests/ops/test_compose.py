@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import yaml
 from aiohttp import web
 
 from stagedoor.cli import COMPONENTS, build_parser
-from stagedoor.settings import Settings, load_settings
+from stagedoor.settings import Settings, SettingsError, load_settings
 from tests.support.ops import OPS, ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -121,13 +122,29 @@ def test_stores_and_observability_have_health_checks(compose: dict[str, Any]) ->
 
 
 def test_every_stagedoor_variable_is_a_valid_setting(compose: dict[str, Any]) -> None:
-    env_values = _env_example()
+    # .env.example's placeholders are refused at start (next test): fill in real values, as the README says
+    env_values = {k: secrets.token_urlsafe(32) if v.startswith("replace-with-") else v
+                  for k, v in _env_example().items()}
     for name, service in compose["services"].items():
         env = {k: _interpolate(v, env_values) for k, v in _environment(service).items() if k.startswith("STAGEDOOR_")}
         if env:
             settings = load_settings(environ=env)  # unknown names or bad values raise SettingsError
             if name in SERVICES:
                 assert settings.redis_url and settings.database_url and settings.signing_keys_dir == "/keys"
+
+
+@pytest.mark.parametrize("field", SECRET_FIELDS)
+def test_a_service_started_with_the_env_example_placeholder_refuses_to_start(compose: dict[str, Any],
+                                                                             field: str) -> None:
+    env_values = {k: secrets.token_urlsafe(32) if v.startswith("replace-with-") else v
+                  for k, v in _env_example().items()}
+    name = f"STAGEDOOR_{field.upper()}"
+    env_values[name] = _env_example()[name]
+    env = {k: _interpolate(v, env_values) for k, v in _environment(compose["services"]["ticketing"]).items()
+           if k.startswith("STAGEDOOR_")}
+    with pytest.raises(SettingsError, match=rf"^invalid {name}: it is a placeholder") as refused:
+        load_settings(environ=env)
+    assert env_values[name] not in str(refused.value)  # the message names the variable, never its value
 
 
 def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> None:

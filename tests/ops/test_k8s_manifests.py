@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import Any
 
 import pytest
 import yaml
 
 from stagedoor.cli import COMPONENTS
-from stagedoor.settings import Settings, load_settings
+from stagedoor.settings import Settings, SettingsError, load_settings
 from tests.support.ops import OPS
 
 K8S = OPS / "k8s"
@@ -111,9 +112,15 @@ def test_secret_template_holds_placeholders_only(by_kind: dict[str, Any]) -> Non
             assert "<" in value and ">" in value, "a Secret template must hold placeholders, never a value"
     values = secrets["stagedoor-secrets"]["stringData"]
     configmap = by_kind["ConfigMap"]["stagedoor-config"]["data"]
-    placeholders = {k: v.replace("<", "x").replace(">", "x") for k, v in values.items()}
-    settings = load_settings(environ=configmap | placeholders)
+    filled = {k: v.replace("<", "x").replace(">", "x") for k, v in values.items()}
+    filled |= {f"STAGEDOOR_{field.upper()}": token_urlsafe(32) for field in ("admin_api_key", "queue_token_secret")}
+    settings = load_settings(environ=configmap | filled)
     assert settings.admin_api_key and settings.queue_token_secret and settings.database_url and settings.redis_url
+    # a template applied unfilled does not start: each secret's placeholder is refused by name
+    for field in ("admin_api_key", "queue_token_secret"):
+        name = f"STAGEDOOR_{field.upper()}"
+        with pytest.raises(SettingsError, match=rf"^invalid {name}: it is a placeholder"):
+            load_settings(environ=configmap | filled | {name: values[name]})
 
 
 def test_migrate_job_runs_the_cli_migration(by_kind: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from stagedoor.connections import make_pool
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings, load_settings
 
-ADMIN_KEY = "test-admin-key-" + "x" * 16
+ADMIN_KEY = "test-admin-key-" + "x" * 17  # 32 characters: the minimum a real key must have
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,12 @@
 Each failed password check (unknown email or wrong password alike) increments two
 counters that live for one failure window from the first failure: one per account
 (keyed by a hash of the lower-cased email, so no address is stored in Redis) and one per
-IP bucket (an IPv6 /64). While either counter is at its limit, password logins for that
-account or from that IP are refused with 429 and ``Retry-After`` = the counter's
-remaining lifetime, before any password is checked (a throttled guess costs no argon2
-time). A successful login clears the account counter, not the IP one.
+IP bucket: the same identity the request rate limits use (``stagedoor.client_ip.ip_bucket``:
+an IPv4 address itself, an IPv6 address its /64, since one subscriber line gets a whole /64
+and per-address counters would give a guesser 2**64 fresh ones). While either counter is at
+its limit, password logins for that account or from that IP bucket are refused with 429 and
+``Retry-After`` = the counter's remaining lifetime, before any password is checked (a
+throttled guess costs no argon2 time). A successful login clears the account counter, not the IP one.
 
 The account counter cannot tell the owner from an attacker, so an attacker can lock an
 account for one window at most; the per-IP limit is the one that stops spraying.
@@ -22,6 +24,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stagedoor.client_ip import ip_bucket
 from stagedoor.errors import RateLimited
 from stagedoor.redis_keys import RedisKeys
 
@@ -49,7 +52,7 @@ class LoginThrottle:
 
     def _keys_for(self, email: str, ip: str) -> tuple[str, str]:
         return (self._keys.login_failures("acct", account_subject(email)),
-                self._keys.login_failures("ip", ip))
+                self._keys.login_failures("ip", ip_bucket(ip)))
 
     async def check(self, email: str, ip: str) -> None:
         """Raise LoginThrottled when the account or the IP is at its failure limit."""
