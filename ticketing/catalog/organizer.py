@@ -18,7 +18,7 @@ from rooms import sessions
 from stagedoor.auth import require_principal
 from stagedoor.errors import Forbidden
 from stagedoor.openapi import Api
-from stagedoor.policy import NO_RESOURCE, Action, Resource, authorize, is_allowed
+from stagedoor.policy import NO_RESOURCE, Action, Resource, authorize, authorize_action, is_allowed
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import CALLS, KEYS, decode_query, json_response
@@ -84,7 +84,7 @@ async def list_organizer_events(events: EventStore, calls: RedisCalls, keys: Red
          summary="Your events in any status with sold/free counts and their room (admins: everybody's, "
                  "or one organizer's with organizer_id); newest first, keyset pages")
 async def organizer_events(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
+    principal = authorize_action(await require_principal(request), Action.SALES_READ)
     query = decode_query(request, OrganizerEventsQuery)
     own = principal.user_id
     if is_allowed(principal, Action.SALES_READ, NO_RESOURCE):  # admins: anybody's events
