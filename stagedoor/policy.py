@@ -16,6 +16,9 @@ Handlers never test roles or scopes themselves; ``Principal`` has no role predic
 Roles: ``customer`` is every user account (and the owner of an API client), ``organizer``
 and ``admin`` come from the account's roles; the admin API key is an admin.
 
+Some actions are for user accounts only (``account``: a hold, a purchase, a profile is
+someone's): the admin API key and API clients never do them.
+
 Relations (what a role's grant covers):
 
 - ``ANY``: whoever's it is (admins; an organizer's own listings, filtered to their events);
@@ -82,19 +85,22 @@ ADMIN_SCOPE = "admin"
 
 
 class Rule(msgspec.Struct, frozen=True):
-    """One row of the table: the client scope that opens the action, and each role's relation."""
+    """One row of the table: the client scope that opens the action, each role's relation, and
+    whether only a user account may do it (the hold, purchase or profile is someone's: the admin
+    API key and API clients never)."""
 
     scope: str | None
     customer: Relation
     organizer: Relation
     admin: Relation
+    account: bool = False
 
     def relation(self, role: str) -> Relation:
         return {"customer": self.customer, "organizer": self.organizer, "admin": self.admin}[role]
 
 
 _TABLE: dict[Action, Rule] = {
-    #                                  client scope    customer  organizer  admin
+    #                           client scope    cust.  organizer  admin  account only
     Action.EVENT_CREATE:   Rule("events:write", NEVER, ORGANIZER, ANY),
     Action.EVENT_READ:     Rule("events:write", NEVER, ORGANIZER, ANY),
     Action.EVENT_UPDATE:   Rule("events:write", NEVER, ORGANIZER, ANY),
@@ -103,13 +109,13 @@ _TABLE: dict[Action, Rule] = {
     Action.ROOM_LIST:      Rule("rooms:write",  NEVER, ANY,       ANY),
     Action.CHECKIN:        Rule("checkin",      NEVER, ORGANIZER, ANY),
     Action.SALES_READ:     Rule("sales:read",   NEVER, ORGANIZER, ANY),
-    Action.HOLD_CREATE:    Rule(None,           ANY,   NEVER,     ANY),
+    Action.HOLD_CREATE:    Rule(None,           ANY,   NEVER,     ANY,   account=True),
     Action.HOLD_READ:      Rule(None,           OWN,   NEVER,     ANY),
     Action.HOLD_RELEASE:   Rule(None,           OWN,   NEVER,     ANY),
-    Action.PURCHASE:       Rule(None,           OWN,   NEVER,     OWN),   # nobody buys another's hold
+    Action.PURCHASE:       Rule(None,           OWN,   NEVER,     OWN,   account=True),  # nobody buys another's hold
     Action.ORDER_READ:     Rule("orders:read",  OWN,   ORGANIZER, ANY),
     Action.TICKET_READ:    Rule("orders:read",  OWN,   ORGANIZER, ANY),
-    Action.PROFILE_READ:   Rule(None,           ANY,   NEVER,     ANY),   # "me": the caller's own account
+    Action.PROFILE_READ:   Rule(None,           ANY,   NEVER,     ANY,   account=True),  # "me": their own account
     Action.USER_READ:      Rule(None,           NEVER, NEVER,     ANY),
     Action.USER_MANAGE:    Rule(None,           NEVER, NEVER,     ANY),
     Action.CLIENT_MANAGE:  Rule(None,           NEVER, NEVER,     ANY),
@@ -162,6 +168,8 @@ def _covers(relation: Relation, principal: Principal, resource: Resource) -> boo
 
 def _grants(principal: Principal, action: Action) -> list[Relation]:
     rule = POLICY[action]
+    if rule.account and principal.kind != "user":
+        return []
     out = []
     for role in effective_roles(principal):
         relation = rule.relation(role)

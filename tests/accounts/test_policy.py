@@ -43,7 +43,9 @@ CASES = [
     (ORG, Action.ROOM_LIST, None, True),
     (ALICE, Action.ROOM_LIST, None, False),
     (SCANNER, Action.ROOM_LIST, None, False),
-    (ADMIN_KEY_PRINCIPAL, Action.PROFILE_READ, None, True),
+    (ADMIN_KEY_PRINCIPAL, Action.PROFILE_READ, None, False),  # the admin key has no account
+    (ADMIN_KEY_PRINCIPAL, Action.HOLD_CREATE, None, False),
+    (SRE, Action.HOLD_CREATE, None, False),  # clients never shop, whatever their scopes
     (SCANNER, Action.CHECKIN, ORGS_EVENT, True),
     (SCANNER, Action.CHECKIN, Resource(organizer_id="rival"), False),
     (SCANNER, Action.SALES_READ, ORGS_EVENT, False),  # no sales:read scope
@@ -82,3 +84,21 @@ def test_every_action_is_decided() -> None:
         assert can_ever(ADMIN, action)
         assert is_allowed(ADMIN, action, Resource(owner_id="root", organizer_id="someone"))
         assert is_allowed(ADMIN, action) is (action is not Action.PURCHASE)
+
+
+def test_a_door_scanner_of_an_admin_checks_in_anywhere_and_does_nothing_else() -> None:
+    """A client's rights: its owner's roles (admin) narrowed by its scopes (checkin)."""
+    scanner = Principal(kind="client", id="cl_4", roles=frozenset({"admin"}), scopes=frozenset({"checkin"}),
+                        on_behalf_of="root")
+    assert is_allowed(scanner, Action.CHECKIN, Resource(organizer_id="anyone"))
+    for action in Action:
+        if action is not Action.CHECKIN:
+            assert not can_ever(scanner, action), action
+
+
+def test_before_any_lookup_only_the_role_and_scope_count() -> None:
+    assert can_ever(RIVAL, Action.CHECKIN)  # may check in somewhere: the ticket decides
+    assert not is_allowed(RIVAL, Action.CHECKIN, ORGS_EVENT)
+    assert not can_ever(ALICE, Action.CHECKIN)  # a customer: 403 whatever the code
+    assert can_ever(ALICE, Action.HOLD_READ) and not is_allowed(ALICE, Action.HOLD_READ)
+    assert not can_ever(SCANNER, Action.HOLD_READ)

@@ -90,10 +90,12 @@ async def organizer_events(request: web.Request) -> web.Response:
     if is_allowed(principal, Action.SALES_READ, NO_RESOURCE):  # admins: anybody's events
         organizer_id = query.organizer_id
     else:
-        # an organizer (or a client acting for one with sales:read) reads the sales of their own events
-        authorize(principal, Action.SALES_READ, Resource(organizer_id=own))
-        if query.organizer_id is not None and query.organizer_id.lower() != (own or "").lower():
-            raise Forbidden("organizers list only their own events")
+        # an organizer (or a client acting for one with sales:read) reads the sales of their own
+        # events; asking for another organizer's list is 403
+        asked = query.organizer_id
+        same = asked is None or asked.lower() == (own or "").lower()
+        authorize(principal, Action.SALES_READ, Resource(organizer_id=own if same else asked),
+                  hidden=Forbidden("organizers list only their own events"))
         organizer_id = own
     app = request.app
     return json_response(await list_organizer_events(app[EVENTS], app[CALLS], app[KEYS], organizer_id, query))
