@@ -25,11 +25,12 @@ from typing import Any
 
 from stagedoor.auth import ACCESS_AUDIENCE, ADMIN_KEY_PRINCIPAL, Principal
 from stagedoor.keys import KeyRing
-from stagedoor.policy import SCOPES, Action, Resource, can_ever, is_allowed
+from stagedoor.policy import POLICY, SCOPES, Action, Resource, can_ever, is_allowed
 from tests.support.accounts import FAST_ACCOUNTS
 from tests.support.authz import client_headers
 from tests.support.events import buy, event_body, hold_seats
 from tests.support.rooms import iso
+from ticketing.accounts.oauth import CLIENT_SCOPES
 
 Ids = dict[str, str]
 Answer = tuple[int, str | None]  # status, problem type (None: not a problem answer)
@@ -102,6 +103,11 @@ PROBES = [
 
 def test_every_action_of_the_table_has_a_probe() -> None:
     assert sorted(p.action for p in PROBES) == sorted(Action)
+
+
+def test_the_scopes_a_client_may_be_registered_with_are_the_tables() -> None:
+    assert set(CLIENT_SCOPES) == set(SCOPES)
+    assert {rule.scope for rule in POLICY.values()} - {None} == set(SCOPES) - {"admin"}
 
 
 def _principal_of(keyring: KeyRing, headers: dict[str, str]) -> Principal:
