@@ -122,10 +122,6 @@ _TABLE: dict[Action, Rule] = {
 }
 POLICY: Mapping[Action, Rule] = MappingProxyType(_TABLE)
 
-# The scope an API client needs for an action (actions absent here are not open to clients).
-SCOPE_FOR: Mapping[Action, str] = MappingProxyType(
-    {action: rule.scope for action, rule in _TABLE.items() if rule.scope is not None})
-
 
 class Resource(msgspec.Struct, frozen=True, kw_only=True):
     """Ownership facts of one thing: ``owner_id`` the user who owns it (the customer of a hold,
