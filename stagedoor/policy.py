@@ -142,13 +142,15 @@ def effective_roles(principal: Principal) -> frozenset[str]:
     return roles
 
 
-def _scope_opens(principal: Principal, rule: Rule) -> bool:
-    """Whether the principal's scopes open this rule's grants to it (users and the admin key: always)."""
+def _scope_opens(principal: Principal, rule: Rule, role: str) -> bool:
+    """Whether the principal's scopes open ``role``'s grant of this rule (users and the admin key:
+    always). A client needs the rule's scope ("admin" stands for every scope); a rule without a
+    scope opens to a client only through the admin role, with scope "admin"."""
     if principal.kind != "client":
         return True
-    if ADMIN_SCOPE in principal.scopes:
+    if rule.scope is not None and (rule.scope in principal.scopes or ADMIN_SCOPE in principal.scopes):
         return True
-    return rule.scope is not None and rule.scope in principal.scopes
+    return role == "admin" and ADMIN_SCOPE in principal.scopes
 
 
 def _covers(relation: Relation, principal: Principal, resource: Resource) -> bool:
@@ -169,7 +171,7 @@ def _grants(principal: Principal, action: Action) -> list[Relation]:
     out = []
     for role in effective_roles(principal):
         relation = rule.relation(role)
-        if relation is not NEVER and _scope_opens(principal, rule):
+        if relation is not NEVER and _scope_opens(principal, rule, role):
             out.append(relation)
     return out
 

@@ -96,6 +96,20 @@ def test_a_door_scanner_of_an_admin_checks_in_anywhere_and_does_nothing_else() -
             assert not can_ever(scanner, action), action
 
 
+def test_the_admin_scope_opens_no_scopeless_action_to_a_non_admins_client() -> None:
+    """"admin" stands for every scope; actions without one (holds, profiles) stay closed to a
+    customer's or an organizer's client."""
+    for owner, roles in (("alice", {"customer"}), ("org", {"organizer"})):
+        client = Principal(kind="client", id="cl_5", roles=frozenset(roles), scopes=frozenset({"admin"}),
+                           on_behalf_of=owner)
+        assert not can_ever(client, Action.HOLD_READ)
+        assert not is_allowed(client, Action.HOLD_RELEASE, Resource(owner_id=owner))
+    organizers = Principal(kind="client", id="cl_6", roles=frozenset({"organizer"}), scopes=frozenset({"admin"}),
+                           on_behalf_of="org")
+    assert is_allowed(organizers, Action.CHECKIN, ORGS_EVENT) and is_allowed(organizers, Action.ORDER_READ,
+                                                                               ALICES_ORDER)
+
+
 def test_before_any_lookup_only_the_role_and_scope_count() -> None:
     assert can_ever(RIVAL, Action.CHECKIN)  # may check in somewhere: the ticket decides
     assert not is_allowed(RIVAL, Action.CHECKIN, ORGS_EVENT)
