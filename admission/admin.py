@@ -25,7 +25,7 @@ from rooms.store import (
 )
 from stagedoor.auth import Principal
 from stagedoor.errors import Forbidden
-from stagedoor.policy import Action, is_allowed
+from stagedoor.policy import Action, authorize_action
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,15 @@ class Admin:
         self.queue = queue
         self.db = db
 
-    async def _authorize(self, principal: Principal, *event_ids: str | None) -> None:
+    async def _authorize(self, principal: Principal, *event_ids: str | None, existing: Room | None = None) -> None:
+        """Per room, after the route refused callers who may manage no room at all (403).
+
+        ``existing``: the room as it is; a caller who may not manage it gets the very 404 a
+        missing room gets, so an organizer learns nothing of other organizers' rooms.
+        ``event_ids``: events the request names (a room's new event): not the caller's -> 403
+        (unknown events alike, so nothing tells which events exist)."""
+        if existing is not None and not await may_manage_event(self.db, principal, existing.event_id):
+            raise RoomNotFound(f"no room {existing.room!r}")
         for event_id in event_ids:
             if not await may_manage_event(self.db, principal, event_id):
                 raise Forbidden("admins may manage every room; organizers only rooms of their own events")
@@ -95,13 +103,13 @@ class Admin:
 
     async def get(self, principal: Principal, room_id: str, now_ms: int) -> RoomOut:
         room = await self.rooms.require(room_id)
-        await self._authorize(principal, room.event_id)
+        await self._authorize(principal, existing=room)
         return await self.view(room, now_ms)
 
     async def patch(self, principal: Principal, room_id: str, patch: RoomPatch, now_ms: int) -> RoomOut:
         old = await self.rooms.require(room_id)
         new_event = apply_patch(old, patch).event_id  # validates before anything is written
-        await self._authorize(principal, old.event_id, new_event)
+        await self._authorize(principal, new_event, existing=old)
         room = await self.rooms.patch(room_id, patch, now_ms)
         logger.info("room_patched", extra={"room": room_id, "fields": sorted(
             f for f in RoomPatch.__struct_fields__ if getattr(patch, f) is not msgspec.UNSET)})
@@ -114,13 +122,13 @@ class Admin:
 
     async def delete(self, principal: Principal, room_id: str) -> None:
         room = await self.rooms.require(room_id)
-        await self._authorize(principal, room.event_id)
+        await self._authorize(principal, existing=room)
         await self.rooms.delete(room_id)
         logger.info("room_deleted", extra={"room": room_id})
 
     async def evict(self, principal: Principal, room_id: str, visitor_id: str) -> None:
         room = await self.rooms.require(room_id)
-        await self._authorize(principal, room.event_id)
+        await self._authorize(principal, existing=room)
         if not VISITOR_ID_RE.match(visitor_id):
             raise VisitorNotFound(f"no visitor {visitor_id[:80]!r}")
         outcome, was_waiting, was_active = await self.queue.evict(room_id, visitor_id)
@@ -131,9 +139,7 @@ class Admin:
     async def list(self, principal: Principal, now_ms: int) -> RoomList:
         """Admins: every room. Organizers (or their clients with scope rooms:write): the rooms of
         their events. Anyone else: 403."""
-        if not is_allowed(principal, Action.ROOM_LIST) and not (
-                "organizer" in principal.roles and (principal.kind != "client" or "rooms:write" in principal.scopes)):
-            raise Forbidden("listing rooms needs the admin or organizer role")
+        authorize_action(principal, Action.ROOM_LIST)
         items = []
         for room_id in await self.rooms.room_ids():
             room = await self.rooms.get(room_id)

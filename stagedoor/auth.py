@@ -16,7 +16,10 @@ one Redis GET per active subject per second, not one per request; markers writte
 this process take effect here at once. With Redis unreachable the check fails open
 (tokens are short-lived; a warning is logged).
 
-The functions are coroutines: ``principal = await require_role(request, "organizer")``.
+The functions are coroutines: ``principal = await require_principal(request)``; what it may
+do is asked of :mod:`stagedoor.policy` (``authorize_action`` before any lookup, ``authorize``
+after). A principal carries its roles and scopes as data only: it has no role predicates, so
+no handler can decide "is admin" without the policy table (which narrows clients by scope).
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     ``id`` is the user id (kind "user"), the client id (kind "client") or "admin-key".
     An API client may act for a user (``on_behalf_of``, its registered owner): it then
-    carries the owner's roles, narrowed by its ``scopes`` in the policy module.
+    carries the owner's roles, narrowed by its ``scopes`` in the policy module. Roles and
+    scopes are data for :mod:`stagedoor.policy`; nothing else reads them to decide access.
     """
 
     kind: Literal["admin_key", "user", "client"]
@@ -63,18 +67,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     on_behalf_of: str | None = None
 
     @property
-    def is_admin(self) -> bool:
-        return "admin" in self.roles
-
-    @property
     def user_id(self) -> str | None:
         """The user whose resources this principal owns (None for the admin key / ownerless clients)."""
         if self.kind == "user":
             return self.id
         return self.on_behalf_of
-
-    def has_role(self, *roles: str) -> bool:
-        return self.is_admin or any(r in self.roles for r in roles)
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -235,13 +232,6 @@ async def require_principal(request: web.Request) -> Principal:
     principal = await authenticate(request)
     if principal is None:
         raise Unauthorized("a bearer token is required", challenge=challenge())
-    return principal
-
-
-async def require_role(request: web.Request, *roles: str) -> Principal:
-    principal = await require_principal(request)
-    if not principal.has_role(*roles):
-        raise Forbidden(f"requires role {' or '.join(roles)}")
     return principal
 
 

@@ -1,38 +1,59 @@
 """Authorization policy: may this principal do this action to that resource?
 
-One table for every service. Handlers authenticate (``stagedoor.auth``), load the resource's
-ownership facts, and call :func:`authorize`; they never test roles themselves.
+One table for every service (``POLICY``: action x role -> relation, plus the scope an API
+client needs). Handlers authenticate (``stagedoor.auth``), then ask here twice:
 
-- admins (role admin, the admin API key, an ownerless API client with scope "admin")
-  may do everything;
-- organizers manage only their own events, rooms, check-ins and sales;
-- customers (any signed-in user) see and change only their own holds, orders and
-  tickets; the organizer of an event may also read its orders and tickets;
-- API clients act for their owner (owner's roles) and only within their scopes
-  (``SCOPE_FOR``): an organizer's client with "checkin" may check in at the organizer's
-  events and do nothing else.
+1. **before any lookup**, :func:`authorize_action`: may the caller do this action to anything
+   at all? A caller who may not (a customer checking tickets in, a door scanner changing an
+   event) gets 403 whatever the id or code it sent, and nothing is read.
+2. **after loading the resource's ownership facts**, :func:`authorize` (or :func:`is_allowed`):
+   may it do it to *this* one? Handlers pass ``hidden=`` the same not-found error a missing
+   resource gets when telling "exists but not yours" apart from "does not exist" would leak
+   something (docs/security.md lists the choice per endpoint).
 
-A resource is described by :class:`Resource`: ``owner_id`` is the user who owns it (the
-customer for holds/orders/tickets, the organizer for events/rooms), ``organizer_id`` the
-organizer of the event it belongs to.
+Handlers never test roles or scopes themselves; ``Principal`` has no role predicates.
+
+Roles: ``customer`` is every user account (and the owner of an API client), ``organizer``
+and ``admin`` come from the account's roles; the admin API key is an admin.
+
+Some actions are for user accounts only (``account``: a hold, a purchase, a profile is
+someone's): the admin API key and API clients never do them.
+
+Relations (what a role's grant covers):
+
+- ``ANY``: whoever's it is (admins; an organizer's own listings, filtered to their events);
+- ``OWN``: things the caller's user owns (their holds, orders, tickets);
+- ``ORGANIZER``: things of events the caller's user organizes;
+- ``NEVER``: nothing.
+
+API clients act for their owner (the owner's roles, in the token) and only within their
+scopes: a client's rights are the intersection of its owner's rights and its scopes. An
+action is open to a client only when the client holds the action's ``scope``; actions
+without a scope (shopping, profiles, accounts) are not open to clients. The scope "admin"
+stands for every scope and, for a client of an admin (or an ownerless client registered
+with it), for the admin role in full.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
 import msgspec
 
-from stagedoor.auth import Principal
-from stagedoor.errors import Forbidden, Unauthorized
+from stagedoor.auth import ROLES, Principal
+from stagedoor.errors import Forbidden, StagedoorError, Unauthorized
 
 
 class Action(StrEnum):
     # catalog and organizer work
-    EVENT_CREATE = "event:create"
-    EVENT_UPDATE = "event:update"
+    EVENT_CREATE = "event:create"        # the new event's organizer is the resource
+    EVENT_READ = "event:read"            # an event in any status (drafts are hidden from everybody else)
+    EVENT_UPDATE = "event:update"        # also the event's discount codes
     EVENT_CANCEL = "event:cancel"
     ROOM_MANAGE = "room:manage"          # admin API: create/update/pause/evict/stats of an event's room
+    ROOM_LIST = "room:list"              # rooms with stats (admin API; organizers see their own events' rooms)
     CHECKIN = "checkin"
     SALES_READ = "sales:read"
     # customers
@@ -47,75 +68,143 @@ class Action(StrEnum):
     USER_READ = "user:read"              # another user's account (admin portal)
     USER_MANAGE = "user:manage"          # roles, block/unblock
     CLIENT_MANAGE = "client:manage"      # register/revoke API clients
-    ROOM_LIST = "room:list"              # rooms with stats (admin API; organizers see their own events' rooms)
+
+
+class Relation(StrEnum):
+    NEVER = "never"
+    OWN = "own"
+    ORGANIZER = "organizer"
+    ANY = "any"
+
+
+NEVER, OWN, ORGANIZER, ANY = Relation.NEVER, Relation.OWN, Relation.ORGANIZER, Relation.ANY
+
+# Scopes an API client may be registered with ("admin" stands for every other one).
+SCOPES = ("events:write", "rooms:write", "checkin", "sales:read", "orders:read", "admin")
+ADMIN_SCOPE = "admin"
+
+
+class Rule(msgspec.Struct, frozen=True):
+    """One row of the table: the client scope that opens the action, each role's relation, and
+    whether only a user account may do it (the hold, purchase or profile is someone's: the admin
+    API key and API clients never)."""
+
+    scope: str | None
+    customer: Relation
+    organizer: Relation
+    admin: Relation
+    account: bool = False
+
+    def relation(self, role: str) -> Relation:
+        return {"customer": self.customer, "organizer": self.organizer, "admin": self.admin}[role]
+
+
+_TABLE: dict[Action, Rule] = {
+    #                           client scope    cust.  organizer  admin  account only
+    Action.EVENT_CREATE:   Rule("events:write", NEVER, ORGANIZER, ANY),
+    Action.EVENT_READ:     Rule("events:write", NEVER, ORGANIZER, ANY),
+    Action.EVENT_UPDATE:   Rule("events:write", NEVER, ORGANIZER, ANY),
+    Action.EVENT_CANCEL:   Rule("events:write", NEVER, ORGANIZER, ANY),
+    Action.ROOM_MANAGE:    Rule("rooms:write",  NEVER, ORGANIZER, ANY),
+    Action.ROOM_LIST:      Rule("rooms:write",  NEVER, ANY,       ANY),
+    Action.CHECKIN:        Rule("checkin",      NEVER, ORGANIZER, ANY),
+    Action.SALES_READ:     Rule("sales:read",   NEVER, ORGANIZER, ANY),
+    Action.HOLD_CREATE:    Rule(None,           ANY,   NEVER,     ANY,   account=True),
+    Action.HOLD_READ:      Rule(None,           OWN,   NEVER,     ANY),
+    Action.HOLD_RELEASE:   Rule(None,           OWN,   NEVER,     ANY),
+    Action.PURCHASE:       Rule(None,           OWN,   NEVER,     OWN,   account=True),  # nobody buys another's hold
+    Action.ORDER_READ:     Rule("orders:read",  OWN,   ORGANIZER, ANY),
+    Action.TICKET_READ:    Rule("orders:read",  OWN,   ORGANIZER, ANY),
+    Action.PROFILE_READ:   Rule(None,           ANY,   NEVER,     ANY,   account=True),  # "me": their own account
+    Action.USER_READ:      Rule(None,           NEVER, NEVER,     ANY),
+    Action.USER_MANAGE:    Rule(None,           NEVER, NEVER,     ANY),
+    Action.CLIENT_MANAGE:  Rule(None,           NEVER, NEVER,     ANY),
+}
+POLICY: Mapping[Action, Rule] = MappingProxyType(_TABLE)
 
 
 class Resource(msgspec.Struct, frozen=True, kw_only=True):
+    """Ownership facts of one thing: ``owner_id`` the user who owns it (the customer of a hold,
+    order or ticket), ``organizer_id`` the organizer of the event it belongs to."""
+
     owner_id: str | None = None
     organizer_id: str | None = None
 
 
 NO_RESOURCE = Resource()
 
-# The scope an API client needs for an action; actions absent here are never open to clients
-# (only "admin"-scoped clients, which count as admins, reach them).
-SCOPE_FOR: dict[Action, str] = {
-    Action.EVENT_CREATE: "events:write",
-    Action.EVENT_UPDATE: "events:write",
-    Action.EVENT_CANCEL: "events:write",
-    Action.ROOM_MANAGE: "rooms:write",
-    Action.ROOM_LIST: "rooms:write",
-    Action.CHECKIN: "checkin",
-    Action.SALES_READ: "sales:read",
-    Action.ORDER_READ: "orders:read",
-    Action.TICKET_READ: "orders:read",
-}
 
-_ORGANIZER_OF_EVENT = {Action.EVENT_UPDATE, Action.EVENT_CANCEL, Action.ROOM_MANAGE, Action.CHECKIN,
-                       Action.SALES_READ}
-_OWNER_ONLY = {Action.HOLD_READ, Action.HOLD_RELEASE}
-_OWNER_OR_ORGANIZER = {Action.ORDER_READ, Action.TICKET_READ}
-_ANY_USER = {Action.HOLD_CREATE, Action.PURCHASE, Action.PROFILE_READ}
-_ADMIN_ONLY = {Action.USER_READ, Action.USER_MANAGE, Action.CLIENT_MANAGE}
+def effective_roles(principal: Principal) -> frozenset[str]:
+    """The roles the table is read with: every user account (a client's owner too) is a customer."""
+    roles = principal.roles & frozenset(ROLES)
+    if principal.user_id is not None:
+        roles |= {"customer"}
+    return roles
 
 
-def _is_admin(principal: Principal) -> bool:
-    if principal.kind == "client":
-        return "admin" in principal.scopes and (principal.on_behalf_of is None or principal.is_admin)
-    return principal.is_admin
+def _scope_opens(principal: Principal, rule: Rule, role: str) -> bool:
+    """Whether the principal's scopes open ``role``'s grant of this rule (users and the admin key:
+    always). A client needs the rule's scope ("admin" stands for every scope); a rule without a
+    scope opens to a client only through the admin role, with scope "admin"."""
+    if principal.kind != "client":
+        return True
+    if rule.scope is not None and (rule.scope in principal.scopes or ADMIN_SCOPE in principal.scopes):
+        return True
+    return role == "admin" and ADMIN_SCOPE in principal.scopes
+
+
+def _covers(relation: Relation, principal: Principal, resource: Resource) -> bool:
+    if relation is ANY:
+        return True
+    uid = principal.user_id
+    if uid is None or relation is NEVER:
+        return False
+    if relation is OWN:
+        return resource.owner_id is not None and resource.owner_id == uid
+    return resource.organizer_id is not None and resource.organizer_id == uid  # ORGANIZER
+
+
+def _grants(principal: Principal, action: Action) -> list[Relation]:
+    rule = POLICY[action]
+    if rule.account and principal.kind != "user":
+        return []
+    out = []
+    for role in effective_roles(principal):
+        relation = rule.relation(role)
+        if relation is not NEVER and _scope_opens(principal, rule, role):
+            out.append(relation)
+    return out
+
+
+def can_ever(principal: Principal, action: Action) -> bool:
+    """Whether the principal may do ``action`` to anything at all (the check before any lookup)."""
+    return bool(_grants(principal, action))
 
 
 def is_allowed(principal: Principal, action: Action, resource: Resource = NO_RESOURCE) -> bool:
-    if _is_admin(principal):
-        return True
-    if principal.kind == "client":
-        needed = SCOPE_FOR.get(action)
-        if needed is None or needed not in principal.scopes:
-            return False
-    uid = principal.user_id
-    if uid is None or action in _ADMIN_ONLY:
-        return False
-    if action in (Action.EVENT_CREATE, Action.ROOM_LIST):  # a listing is filtered to the caller's own
-        return "organizer" in principal.roles
-    if action in _ORGANIZER_OF_EVENT:
-        organizer = resource.organizer_id or resource.owner_id
-        return "organizer" in principal.roles and organizer is not None and organizer == uid
-    if action in _OWNER_ONLY:
-        return principal.kind == "user" and resource.owner_id == uid
-    if action in _OWNER_OR_ORGANIZER:
-        if principal.kind == "user" and resource.owner_id == uid:
-            return True
-        return "organizer" in principal.roles and resource.organizer_id is not None and resource.organizer_id == uid
-    if action in _ANY_USER:
-        return principal.kind == "user"
-    return False
+    """Whether the principal may do ``action`` to ``resource``. With no resource: whoever's it is
+    (only an ``ANY`` grant answers yes: admins, an organizer's own listings)."""
+    return any(_covers(relation, principal, resource) for relation in _grants(principal, action))
 
 
-def authorize(principal: Principal | None, action: Action, resource: Resource = NO_RESOURCE) -> Principal:
-    """Return the principal when allowed; 401 without one, 403 otherwise."""
+def authorize_action(principal: Principal | None, action: Action) -> Principal:
+    """Before any lookup: 401 without a principal, 403 when it may do ``action`` to nothing."""
+    if principal is None:
+        raise Unauthorized("a bearer token is required")
+    if not can_ever(principal, action):
+        raise Forbidden(f"not allowed to {action.value}")
+    return principal
+
+
+def authorize(principal: Principal | None, action: Action, resource: Resource = NO_RESOURCE, *,
+              hidden: StagedoorError | None = None) -> Principal:
+    """Return the principal when allowed; 401 without one. Refused: ``hidden`` when given (the
+    error a missing resource gets, so nothing tells that it exists), else 403."""
     if principal is None:
         raise Unauthorized("a bearer token is required")
     if not is_allowed(principal, action, resource):
+        if hidden is not None:
+            raise hidden
         raise Forbidden(f"not allowed to {action.value} this resource")
     return principal
 

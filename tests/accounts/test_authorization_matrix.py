@@ -153,15 +153,7 @@ ROWS: list[Row] = [
 # Cells where the endpoint does not yet follow the policy, with the reason. The test reports
 # them as xfail (visible in every run) and fails on any other mismatch; a listed cell that
 # matches passes, so delete its entry once the endpoint calls stagedoor.policy.authorize.
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("event sales", "api_client"): "ticketing compares principal.id (the client id) with the organizer; "
-                                   "should use policy.authorize(principal, Action.SALES_READ, Resource(...))",
-    ("check in", "api_client"): "ticketing compares principal.id (the client id) with the organizer; "
-                                "should use policy.authorize(principal, Action.CHECKIN, Resource(...))",
-    **{("list rooms", p): "admission answers an empty list (200) instead of refusing a caller who may not "
-                          "manage rooms; should call policy.authorize(principal, Action.ROOM_LIST) first"
-       for p in ("customer", "other_customer", "api_client")},
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture

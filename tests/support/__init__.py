@@ -13,6 +13,7 @@ package alone.
 - ``events``: event bodies and seat maps, ``make_event``, holds and purchases over HTTP
 - ``shop``: the ticketing app on a manual clock (``shop``, ``clocked_client``)
 - ``world``: the callers of the authorization matrix and the resources they act on
+- ``authz``: API clients with chosen owner and scopes (real tokens), problem answers to compare
 - ``rooms``: the waiting room's stores on a fixed clock, room configs, rooms over the admin API
 - ``bus``: outbox rows, stream reads, a recording handler, the dashboard's consumer run once
 - ``notifications``: SMTP sinks, bus envelopes, bulk-inserted events and orders

@@ -1,6 +1,9 @@
 """Catalog domain: create, update, cancel, read and search events (handler -> here -> stores).
 
-Who may change an event: its organizer or an admin. Going on sale loads the event's
+Who may change an event: its organizer or an admin (stagedoor/policy.py decides; the route has
+already refused callers who may change no event at all). A draft is hidden from everybody who
+may not read it, so changing another organizer's draft answers 404 like a missing event; an
+event on sale is public, so changing someone else's answers 403. Going on sale loads the event's
 holdable state into Redis (ticketing/catalog/inventory.py); cancelling marks it cancelled in
 PostgreSQL with an EventCancelled outbox row in the same transaction (refunds and
 notifications follow from that row), then refuses new holds in Redis.
@@ -14,6 +17,7 @@ from typing import Any, cast
 import msgspec
 
 from stagedoor.auth import Principal
+from stagedoor.policy import Action, Resource, authorize, is_allowed
 from ticketing.catalog.errors import InvalidEvent, InvalidStatusChange, NotEventOwner
 from ticketing.catalog.inventory import Inventory
 from ticketing.catalog.store import EventRow, NewEvent, TierRow
@@ -95,10 +99,11 @@ def _check_definition(body: EventCreate) -> list[tuple[str, str, str, str]]:
 
 
 async def create_event(inventory: Inventory, principal: Principal, body: EventCreate) -> EventRow:
-    if body.organizer_id is not None and not principal.is_admin:
-        raise NotEventOwner("only admins may create events for another organizer")
-    # A user creates for themself; an organizer's API client (scope events:write) for its owner.
+    # A user creates for themself; an organizer's API client (scope events:write) for its owner;
+    # admins for any organizer.
     organizer_id = body.organizer_id or principal.user_id
+    authorize(principal, Action.EVENT_CREATE, Resource(organizer_id=organizer_id),
+              hidden=NotEventOwner("only admins may create events for another organizer"))
     if organizer_id is None:
         raise InvalidEvent("organizer_id is required when creating an event with the admin key or an ownerless "
                            "admin client",
@@ -133,14 +138,16 @@ async def _must_get(inventory: Inventory, event_id: int) -> EventRow:
     return event
 
 
-def _check_owner(principal: Principal, event: EventRow) -> None:
-    if not principal.is_admin and principal.id != event.organizer_id:
-        raise NotEventOwner("only the event's organizer or an admin may change it")
+def _check_owner(principal: Principal, event: EventRow, action: Action) -> None:
+    """403 for someone else's public event; 404 (as for a missing one) for a draft they may not see."""
+    hidden = None if _visible(event, principal) else EventNotFound(f"no event {event.id}")
+    authorize(principal, action, Resource(organizer_id=event.organizer_id),
+              hidden=hidden or NotEventOwner("only the event's organizer or an admin may change it"))
 
 
 async def update_event(inventory: Inventory, principal: Principal, event_id: int, patch: EventPatch) -> EventRow:
     event = await _must_get(inventory, event_id)
-    _check_owner(principal, event)
+    _check_owner(principal, event, Action.EVENT_UPDATE)
     if event.status == "cancelled":
         raise InvalidStatusChange("a cancelled event cannot be changed")
     fields: dict[str, Any] = {name: value for name in ("title", "description", "category", "starts_at", "ends_at",
@@ -179,7 +186,7 @@ async def update_event(inventory: Inventory, principal: Principal, event_id: int
 
 async def cancel_event(inventory: Inventory, principal: Principal, event_id: int, now_ms: int) -> EventRow:
     event = await _must_get(inventory, event_id)
-    _check_owner(principal, event)
+    _check_owner(principal, event, Action.EVENT_CANCEL)
     payload = {"event_id": str(event_id), "title": event.title, "starts_at": event.starts_at.isoformat(),
                "cancelled_by": principal.id, "cancelled_at_ms": now_ms}
     cancelled = await inventory.events.cancel(event_id, outbox_id("EventCancelled", str(event_id)), payload)
@@ -219,7 +226,7 @@ def event_out(event: EventRow, counts: dict[str, TierCount] | None) -> EventOut:
 def _visible(event: EventRow, principal: Principal | None) -> bool:
     if event.status != "draft":
         return True
-    return principal is not None and (principal.is_admin or principal.id == event.organizer_id)
+    return principal is not None and is_allowed(principal, Action.EVENT_READ, Resource(organizer_id=event.organizer_id))
 
 
 async def get_event(inventory: Inventory, event_id: int, principal: Principal | None) -> EventOut:

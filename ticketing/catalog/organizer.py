@@ -18,7 +18,7 @@ from rooms import sessions
 from stagedoor.auth import require_principal
 from stagedoor.errors import Forbidden
 from stagedoor.openapi import Api
-from stagedoor.policy import NO_RESOURCE, Action, Resource, authorize, is_allowed
+from stagedoor.policy import NO_RESOURCE, Action, Resource, authorize, authorize_action, is_allowed
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import CALLS, KEYS, decode_query, json_response
@@ -84,16 +84,18 @@ async def list_organizer_events(events: EventStore, calls: RedisCalls, keys: Red
          summary="Your events in any status with sold/free counts and their room (admins: everybody's, "
                  "or one organizer's with organizer_id); newest first, keyset pages")
 async def organizer_events(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
+    principal = authorize_action(await require_principal(request), Action.SALES_READ)
     query = decode_query(request, OrganizerEventsQuery)
     own = principal.user_id
     if is_allowed(principal, Action.SALES_READ, NO_RESOURCE):  # admins: anybody's events
         organizer_id = query.organizer_id
     else:
-        # an organizer (or a client acting for one with sales:read) reads the sales of their own events
-        authorize(principal, Action.SALES_READ, Resource(organizer_id=own))
-        if query.organizer_id is not None and query.organizer_id.lower() != (own or "").lower():
-            raise Forbidden("organizers list only their own events")
+        # an organizer (or a client acting for one with sales:read) reads the sales of their own
+        # events; asking for another organizer's list is 403
+        asked = query.organizer_id
+        same = asked is None or asked.lower() == (own or "").lower()
+        authorize(principal, Action.SALES_READ, Resource(organizer_id=own if same else asked),
+                  hidden=Forbidden("organizers list only their own events"))
         organizer_id = own
     app = request.app
     return json_response(await list_organizer_events(app[EVENTS], app[CALLS], app[KEYS], organizer_id, query))

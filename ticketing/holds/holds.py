@@ -19,6 +19,8 @@ import re
 from typing import Protocol
 
 from stagedoor.admission_tokens import AdmissionClaims, AdmissionRequired
+from stagedoor.auth import Principal
+from stagedoor.policy import Action, Resource, authorize
 from ticketing.holds.errors import (
     AdmissionNeeded,
     InvalidHoldRequest,
@@ -113,15 +115,18 @@ async def place_hold(inventory: InventoryLoader, event_id: str, user_id: str, *,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def get_own_hold(store: HoldStore, hold_id: str, user_id: str, is_admin: bool) -> Hold:
+async def get_own_hold(store: HoldStore, hold_id: str, principal: Principal,
+                       action: Action = Action.HOLD_READ) -> Hold:
+    """The hold, when the policy lets the caller ``action`` it (its holder; admins); another
+    user's hold is 409 (the contract's "hold not yours"; hold ids are unguessable)."""
     hold = await store.get_hold(hold_id)
-    if hold.user_id != user_id and not is_admin:
-        raise NotHoldOwner("this hold belongs to another user")
+    authorize(principal, action, Resource(owner_id=hold.user_id),
+              hidden=NotHoldOwner("this hold belongs to another user"))
     return hold
 
 
-async def release_own_hold(store: HoldStore, hold_id: str, user_id: str, is_admin: bool, now_ms: int) -> Hold:
+async def release_own_hold(store: HoldStore, hold_id: str, principal: Principal, now_ms: int) -> Hold:
     """Release the caller's hold (an admin's: anyone's); returns the hold as it was before."""
-    hold = await get_own_hold(store, hold_id, user_id, is_admin)
+    hold = await get_own_hold(store, hold_id, principal, Action.HOLD_RELEASE)
     await store.release(hold, now_ms)
     return hold

@@ -10,10 +10,11 @@ from aiohttp import web
 
 from stagedoor import rate_limit
 from stagedoor.admission_tokens import AdmissionRequired, verify_admission_token
-from stagedoor.auth import Principal, require_principal, require_user
+from stagedoor.auth import authenticate, require_user
 from stagedoor.bus import EMITTER
 from stagedoor.errors import StagedoorError
 from stagedoor.openapi import Api
+from stagedoor.policy import Action, authorize_action
 from stagedoor.web import CALLS, KEYRING, KEYS, SETTINGS, decode_body, json_response
 from ticketing.appkeys import CLOCK, HOLDS, INVENTORY, METRICS
 from ticketing.holds import holds, shopper_session
@@ -68,7 +69,7 @@ async def create_hold(request: web.Request) -> web.Response:
     app = request.app
     metrics = app[METRICS]
     try:
-        principal = await require_user(request)
+        principal = authorize_action(await require_user(request), Action.HOLD_CREATE)
         await rate_limit.enforce(request, "hold", principal.id)
         event_id = str(parse_event_id(request.match_info["event_id"]))
         body = await decode_body(request, HoldRequest)
@@ -95,33 +96,24 @@ async def create_hold(request: web.Request) -> web.Response:
     return json_response(hold_out(hold, now_ms), status=201, headers={"Location": f"/api/holds/{hold.id}"})
 
 
-@api.get("/api/holds/{hold_id}", response=HoldOut, errors=(401, 404, 409), auth="bearer",
+@api.get("/api/holds/{hold_id}", response=HoldOut, errors=(401, 403, 404, 409), auth="bearer",
          summary="Inspect one of your holds")
 async def get_hold(request: web.Request) -> web.Response:
-    principal = await _holder(request)
-    hold = await holds.get_own_hold(request.app[HOLDS], request.match_info["hold_id"], principal.id,
-                                    principal.is_admin)
+    # Before the hold is looked up: a caller who may read no hold (an API client) gets 403.
+    principal = authorize_action(await authenticate(request), Action.HOLD_READ)
+    hold = await holds.get_own_hold(request.app[HOLDS], request.match_info["hold_id"], principal)
     return json_response(hold_out(hold, request.app[CLOCK].now_ms()))
 
 
-@api.delete("/api/holds/{hold_id}", errors=(401, 404, 409), status=204, auth="bearer",
+@api.delete("/api/holds/{hold_id}", errors=(401, 403, 404, 409), status=204, auth="bearer",
             summary="Release one of your holds")
 async def release_hold(request: web.Request) -> web.Response:
-    principal = await _holder(request)
+    principal = authorize_action(await authenticate(request), Action.HOLD_RELEASE)
     app = request.app
     now_ms = app[CLOCK].now_ms()
-    hold = await holds.release_own_hold(app[HOLDS], request.match_info["hold_id"], principal.id, principal.is_admin,
-                                        now_ms)
+    hold = await holds.release_own_hold(app[HOLDS], request.match_info["hold_id"], principal, now_ms)
     if hold.is_live(now_ms):
         app[METRICS].holds_total.labels("released").inc()
         app[METRICS].hold_duration_seconds.labels("released").observe(
             max(0, now_ms - hold.created_ms) / 1000)
     return web.Response(status=204)
-
-
-async def _holder(request: web.Request) -> Principal:
-    """The hold's owner (a user) or an admin (admin key or admin user) may inspect/release it."""
-    principal = await require_principal(request)
-    if principal.kind != "user" and not principal.is_admin:
-        return await require_user(request)
-    return principal

@@ -16,6 +16,7 @@ import msgspec
 from stagedoor.auth import Principal
 from stagedoor.policy import Action, Resource, authorize
 from ticketing.catalog.errors import InvalidEvent
+from ticketing.ids import EventNotFound
 from ticketing.orders.errors import DiscountExists, DiscountNotFound, DiscountNotValid
 from ticketing.orders.store import Discount, OrderStore
 
@@ -73,8 +74,10 @@ async def find_applicable(store: OrderStore, event_id: int, code: str, now: dt.d
 
 
 async def create_discount(store: OrderStore, principal: Principal, event_id: int, body: DiscountIn) -> DiscountOut:
-    organizer_id, _currency, _status = await store.event_owner(event_id)
-    authorize(principal, Action.EVENT_UPDATE, Resource(organizer_id=organizer_id))
+    organizer_id, _currency, status = await store.event_owner(event_id)
+    # someone else's draft is hidden (404 as for a missing event); their public event is 403
+    authorize(principal, Action.EVENT_UPDATE, Resource(organizer_id=organizer_id),
+              hidden=EventNotFound(f"no event {event_id}") if status == "draft" else None)
     if body.kind == "percent" and body.value > 100:
         raise InvalidEvent("a percentage discount is at most 100", errors=[{"field": "$.value", "message": "> 100"}])
     for name, value in (("valid_from", body.valid_from), ("valid_until", body.valid_until)):

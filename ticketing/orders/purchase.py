@@ -33,6 +33,7 @@ from stagedoor.auth import Principal
 from stagedoor.bus import BusEmitter
 from stagedoor.errors import DependencyUnavailable, StagedoorError
 from stagedoor.keys import KeyRing
+from stagedoor.policy import Action, Resource, authorize
 from stagedoor.settings import Settings
 from ticketing.holds.errors import HoldAlreadySold, HoldNotFound, NotHoldOwner
 from ticketing.holds.shopper_session import AdmissionHooks, ShopperSessionEnded
@@ -164,8 +165,8 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
             raise HoldNotFound(f"no hold {req.hold_id}")
         # The record came with the Idempotency-Key claim (one round trip); HoldStore parses it.
         hold = deps.holds.hold_from_record(req.hold_id, hold_record)
-        if hold.user_id != user_id:
-            raise NotHoldOwner("this hold belongs to another user")
+        authorize(req.principal, Action.PURCHASE, Resource(owner_id=hold.user_id),
+                  hidden=NotHoldOwner("this hold belongs to another user"))
         if hold.state == "sold":
             raise HoldAlreadySold("the hold has already been purchased")
         discount = None

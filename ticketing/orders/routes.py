@@ -13,6 +13,7 @@ from stagedoor import rate_limit
 from stagedoor.auth import require_principal, require_user
 from stagedoor.bus import EMITTER
 from stagedoor.openapi import Api
+from stagedoor.policy import Action, authorize_action
 from stagedoor.problems import render_error
 from stagedoor.tasks import stop_task
 from stagedoor.web import CALLS, DB, KEYRING, KEYS, SETTINGS, decode_body, json_response
@@ -62,7 +63,7 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
           summary="Buy a hold: header Idempotency-Key required; same key again -> same response, charged once")
 async def purchase_hold(request: web.Request) -> web.Response:
     app = request.app
-    principal = await require_user(request)
+    principal = authorize_action(await require_user(request), Action.PURCHASE)
     await rate_limit.enforce(request, "purchase", principal.id, per_ip=False)
     body = await decode_body(request, PurchaseRequest)
     req = PurchaseInput(
@@ -79,10 +80,12 @@ async def purchase_hold(request: web.Request) -> web.Response:
     return web.Response(body=result.body, status=result.status, content_type="application/json")
 
 
-@api.get("/api/orders/{order_id}", response=OrderOut, errors=(401, 404), auth="bearer",
+@api.get("/api/orders/{order_id}", response=OrderOut, errors=(401, 403, 404), auth="bearer",
          summary="An order with its tickets (owner, the event's organizer, admin)")
 async def get_order(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
+    # 403 before the lookup for a caller who may read no order (an API client without orders:read);
+    # someone else's order is 404 like a missing one.
+    principal = authorize_action(await require_principal(request), Action.ORDER_READ)
     return json_response(await orders.get_order(request.app[ORDERS], principal, request.match_info["order_id"]))
 
 
@@ -90,7 +93,7 @@ async def get_order(request: web.Request) -> web.Response:
           status=201, errors=(401, 403, 404, 409), auth="bearer",
           summary="Create a discount code (percent or fixed, usage-limited, optional validity window)")
 async def create_discount(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
+    principal = authorize_action(await require_principal(request), Action.EVENT_UPDATE)
     event_id = parse_event_id(request.match_info["event_id"])
     body = await decode_body(request, discounts.DiscountIn)
     created = await discounts.create_discount(request.app[ORDERS], principal, event_id, body)

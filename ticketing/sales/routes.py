@@ -8,6 +8,7 @@ from aiohttp import web
 
 from stagedoor.auth import require_principal
 from stagedoor.openapi import Api
+from stagedoor.policy import Action, authorize_action
 from stagedoor.web import DB, KEYS, REDIS, decode_query, json_response
 from ticketing.appkeys import DASHBOARD_BACKLOG, HOLDS, ORDERS, SALES_COUNTERS
 from ticketing.ids import parse_event_id
@@ -29,7 +30,7 @@ async def sales_ctx(app: web.Application) -> AsyncIterator[None]:
          summary="Live sales: sold, held, free, revenue, orders over time, funnel counters and their freshness "
                  "(organizer, admin)")
 async def event_sales(request: web.Request) -> web.Response:
-    principal = await require_principal(request)
+    principal = authorize_action(await require_principal(request), Action.SALES_READ)  # before the lookup
     event_id = parse_event_id(request.match_info["event_id"])
     query = decode_query(request, sales.SalesQuery)
     app = request.app

@@ -18,6 +18,7 @@ from stagedoor.auth import Principal
 from stagedoor.formats import rfc3339
 from stagedoor.policy import Action, Resource, authorize
 from ticketing.holds.store import HoldStore
+from ticketing.ids import EventNotFound
 from ticketing.orders.store import OrderStore
 from ticketing.sales.counters import Counts, GroupBacklog, SalesCounterStore, counters_freshness, net
 
@@ -67,7 +68,9 @@ class SalesOut(msgspec.Struct, frozen=True, kw_only=True):
 async def event_sales(orders: OrderStore, holds: HoldStore, counters: SalesCounterStore, backlog: GroupBacklog,
                       principal: Principal, event_id: int, query: SalesQuery) -> SalesOut:
     organizer_id, currency, status = await orders.event_owner(event_id)
-    authorize(principal, Action.SALES_READ, Resource(organizer_id=organizer_id))
+    # someone else's draft is hidden (404 as for a missing event); their public event is 403
+    authorize(principal, Action.SALES_READ, Resource(organizer_id=organizer_id),
+              hidden=EventNotFound(f"no event {event_id}") if status == "draft" else None)
     # Wall clock, not the hold clock: the counters' times are PostgreSQL commit times. Read before
     # the counters, and PostgreSQL before Redis (dashboard_counters "Freshness").
     checked_at = dt.datetime.now(dt.UTC)
