@@ -146,14 +146,14 @@ def csrf_refusal(request: RequestView, allowed: frozenset[str]) -> str | None:
         if origin.lower() == "null":
             return "null_origin"
         return None if _is_allowed(origin, request.host, allowed) else "origin_mismatch"
-    if headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None and site.lower() == "cross-site":
         return "cross_site"
-    if "Cookie" in headers and "Authorization" not in headers:
-        referer = headers.get("Referer")
-        if referer is not None:
-            normalized = _origin_of(referer)
-            if normalized is None or not _is_allowed(normalized, request.host, allowed):
-                return "referer_mismatch"
+    referer = headers.get("Referer")
+    if referer is not None and "Cookie" in headers and "Authorization" not in headers:
+        normalized = _origin_of(referer)
+        if normalized is None or not _is_allowed(normalized, request.host, allowed):
+            return "referer_mismatch"
     return None
 
 
