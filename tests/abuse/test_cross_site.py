@@ -5,6 +5,7 @@ for the room."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis_asyncio
 
+from stagedoor.cli import COMPONENTS
 from stagedoor.queue_tokens import mint_queue_token
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.settings import Settings
@@ -148,6 +150,15 @@ async def test_a_join_never_replaces_a_valid_queue_cookie(
     status = await (await wr.get("/api/rooms/r1/status")).json()
     assert (status["state"], status["position"]) == ("waiting", 1)
 
+    # the place is gone (dropped as an abandoned tab): the cookie's visitor rejoins at the back
+    # under the same id, so the cookie stays what it was
+    assert await redis_client.zrem(keys.room_waiting("r1"), first["visitor_id"]) == 1
+    rejoined = await wr.post("/api/rooms/r1/join", json={}, headers=own)
+    assert rejoined.status == 201 and "Set-Cookie" not in rejoined.headers
+    body = await rejoined.json()
+    assert (body["visitor_id"], body["position"]) == (first["visitor_id"], 2)
+    assert _queue_cookie(wr) == cookie
+
     # a cookie that does not verify (another secret, another room, garbage) is no place: a new one
     # is made and its cookie set
     stale = mint_queue_token("another-secret-" + "x" * 32, visitor_id=first["visitor_id"], room="r1",
@@ -212,3 +223,27 @@ async def test_unsafe_requests_of_the_shop_from_another_site_are_refused_and_cha
     # the fan's own request (no browser headers, as curl sends it) passes
     held = await shop.post(f"/api/events/{event['id']}/holds", json=two, headers=fan.headers)
     assert held.status == 201, await held.text()
+
+
+def _sample_path(path: str) -> str:
+    return re.sub(r"\{([^}:]+)(:[^}]*)?\}", "demo", path)
+
+
+@pytest.mark.parametrize("service", sorted(COMPONENTS))
+async def test_every_unsafe_route_of_every_service_refuses_a_cross_site_request_before_its_handler(
+        service: str, service_client: Any, make_settings: Callable[..., Settings]) -> None:
+    # whatever the route wants (a body, a token, a room that exists), the guard answers first
+    client = await service_client(service, make_settings(rate_limits_enabled=False))
+    checked = []
+    for route in client.server.app.router.routes():
+        if route.method not in ("POST", "PUT", "PATCH", "DELETE") or route.resource is None:
+            continue
+        info = route.resource.get_info()
+        path = _sample_path(info.get("path") or info.get("formatter") or "")
+        for forged in ({"Origin": EVIL}, {"Sec-Fetch-Site": "cross-site"}):
+            status, headers, body = await _cookieless(client, route.method, path, forged, data=b"{}")
+            assert status == 403 and body["type"] == "/problems/csrf-refused", (route.method, path, forged, body)
+            assert "Set-Cookie" not in headers
+        checked.append(f"{route.method} {path}")
+    if service != "worker":
+        assert checked, "no unsafe route found"

@@ -57,6 +57,34 @@ async def test_rejoining_keeps_the_original_position(stores: Stores, make_room: 
     assert await stores.redis.zcard(stores.keys.room_waiting("r1")) == 2
 
 
+async def test_a_live_only_rejoin_keeps_a_live_place_and_writes_nothing_for_a_gone_one(
+        stores: Stores, make_room: Any) -> None:
+    # what the waiting room asks before requiring proof of work of a token: a live place answers
+    # as usual; a gone one (dropped, session over) says "not_live" and leaves Redis untouched,
+    # after the room's own refusals (closed, sold out, not open) and the eviction check
+    await make_room(rate_per_s=1, max_active=10)
+    first = await stores.join("r1", T0 + 10)
+    second = await stores.join("r1", T0 + 20)
+    live = await stores.join("r1", T0 + 30, first.visitor_id, live_only=True)
+    assert (live.outcome, live.created, live.position) == ("waiting", False, 1)
+    assert (await stores.tick("r1", T0 + 1_500)).admitted == 1  # the first becomes a shopper
+    shopper = await stores.join("r1", T0 + 1_600, first.visitor_id, live_only=True)
+    assert (shopper.outcome, shopper.created) == ("admitted", False)
+    assert await stores.queue.finish("r1", first.visitor_id, T0 + 1_700)  # the session is over
+    await stores.redis.zrem(stores.keys.room_waiting("r1"), second.visitor_id)  # dropped as abandoned
+    before = await _dump(stores, "r1")
+    for gone in (first.visitor_id, second.visitor_id):
+        result = await stores.join("r1", T0 + 1_800, gone, live_only=True)
+        assert (result.outcome, result.created, result.visitor_id) == ("not_live", False, gone)
+    assert await _dump(stores, "r1") == before
+    back = await stores.join("r1", T0 + 1_900, second.visitor_id)  # with a solution: a new place, same id
+    assert (back.outcome, back.created, back.visitor_id, back.position) == ("waiting", True, second.visitor_id, 1)
+    await stores.queue.evict("r1", first.visitor_id)
+    assert (await stores.join("r1", T0 + 2_000, first.visitor_id, live_only=True)).outcome == "evicted"
+    await make_room(mode="closed")
+    assert (await stores.join("r1", T0 + 2_100, "9_abcdef", live_only=True)).outcome == "closed"
+
+
 async def test_waiting_lengths_count_each_rooms_queue_in_order(stores: Stores, make_room: Any) -> None:
     await make_room("r1")
     await make_room("r2")
