@@ -149,7 +149,8 @@ async def _status(request: web.Request | HotRequest, room: str) -> StatusOut:
 
 @api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201,
           errors=(401, 403, 404, 409, 422, 429, 503),
-          summary="Join the queue (200 with the same place when the presented queue token already holds one)")
+          summary="Join the queue (200 with the same place when the presented queue token already holds one; "
+                  "a valid queue cookie for the room is never replaced; 403 csrf-refused from another site)")
 async def join(request: web.Request) -> web.Response:
     room = request.match_info["room"]
     body = await decode_body(request, JoinBody)
