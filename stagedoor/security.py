@@ -111,6 +111,7 @@ def parse_allowed_origins(text: str) -> tuple[str, ...]:
             continue
         try:
             parts = urlsplit(entry)
+            parts.port  # noqa: B018 (a port that is not a number raises here)
         except ValueError:
             parts = None
         if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname

@@ -109,7 +109,7 @@ async def test_the_same_join_from_our_pages_an_allowed_origin_or_a_non_browser_p
 
 
 @pytest.mark.parametrize("value", ["*", "null", "https://a.example/path", "ftp://a.example", "https://u@a.example",
-                                   "a.example"])
+                                   "a.example", "https://a.example:port", "https://*.example"])
 async def test_a_bad_allowed_origin_fails_the_start(value: str, make_settings: Callable[..., Settings],
                                                     service_client: Any) -> None:
     from stagedoor.settings import SettingsError
