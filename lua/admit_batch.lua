@@ -6,13 +6,14 @@
   any of the recent time buckets) without spending a token on them.
 
   Abandonment is judged only on a heard window: every complete bucket of it (all but the newest)
-  holds a bit, a visitor's heartbeat or the waiting room's beacon (bit 0, lua/mark_heard.lua,
-  set about every second by every waiting-room process that can write to Redis). A dark bucket
-  means nobody could be heard then: Redis or the waiting room was down or refused writes (an
-  outage longer than abandon_after_s would otherwise drop the whole queue at the first tick
-  after it). A visitor without a bit in an unheard window is neither dropped nor admitted (they
-  may have closed the tab): the tick stops at them, keeping FIFO, until they are heard again
-  (the pages poll through an outage) or the window is heard through and they are dropped.
+  holds a bit, that is some visitor's heartbeat (a join, a status poll or an event stream's read
+  that reached a waiting-room process and was written). A dark bucket means no fan at all was
+  heard then: the fans could not reach us (an ingress or CDN outage), or the waiting room or
+  Redis was down or refused writes (an outage longer than abandon_after_s would otherwise drop
+  the whole queue at the first tick after it). A visitor without a bit in an unheard window is
+  neither dropped nor admitted (they may have closed the tab): the tick stops at them, keeping
+  FIFO, until they are heard again (the pages poll through an outage) or other fans are heard
+  through a whole window and they are dropped.
 
   KEYS[1]    sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate max_active ttl_ms abandon_ms paused
   KEYS[2]    sd:{room:<r>}:st        hash  tokens ts_ms sold_out admitted_total abandoned_total rate_ewma rate_ts_ms

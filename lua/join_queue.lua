@@ -16,11 +16,14 @@
   ARGV[6]  burst_s: the token bucket holds at most max(1, rate * burst_s) tokens
   ARGV[7]  suffix: random characters appended to a new visitor id ("<seq base36>_<suffix>")
   ARGV[8]  tau_ms: time constant of the measured admission rate (EWMA)
+  ARGV[9]  live_only (optional): "1" = a presented visitor whose place is gone (not waiting, no
+           live session) gets "not_live" instead of a new place (the room asks proof of work
+           of them, as of a new visitor); absent or "" = they get a new place at the back
 
   Returns  {outcome, visitor_id, created, position, waiting_total, expiry_ms}
            outcome: "waiting" | "admitted" (expiry_ms = session end) | "no_room" | "evicted"
-                    | "closed" | "sold_out" | "not_open"; created 1 when a new place was made.
-           Refusals write nothing.
+                    | "closed" | "sold_out" | "not_open" | "not_live"; created 1 when a new
+           place was made. Refusals (and "not_live") write nothing.
   Cost     O(log N) (ZADD, ZRANK), plus O(M) for expired-session purge on immediate admission
 ]]
 local now = tonumber(ARGV[3])
@@ -50,6 +53,7 @@ end
 if mode == 'closed' or (closes_at > 0 and now >= closes_at) then return {'closed', vid, 0, 0, 0, 0} end
 if redis.call('HGET', KEYS[2], 'sold_out') == '1' then return {'sold_out', vid, 0, 0, 0, 0} end
 if now < opens_at then return {'not_open', vid, 0, 0, 0, 0} end
+if vid ~= '' and ARGV[9] == '1' then return {'not_live', vid, 0, 0, 0, 0} end
 
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 local bitseq = seq

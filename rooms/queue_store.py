@@ -7,12 +7,15 @@ in one Redis Cluster slot.
 Abandon detection costs about one bit per visitor per 5 s bucket: a visitor's id carries its
 arrival sequence number (``<seq base36>_<suffix>``), and a join or status call sets that bit
 in the current bucket's bitmap. The admit tick drops a visitor none of whose last
-``ceil(abandon_after_s / 5) + 1`` buckets has the bit, without spending an admission on them.
+``ceil(abandon_after_s / 5) + 1`` buckets has the bit, without spending an admission on them,
+and only when every complete bucket of that window heard some visitor: a bucket's bitmap
+exists only once a fan's join, poll or stream read reached a waiting-room process and was
+written, so when no fan at all is heard (an ingress, CDN or waiting-room outage, a Redis
+refusing writes) nobody is dropped (lua/admit_batch.lua).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Sequence
 from typing import Any
@@ -32,7 +35,7 @@ MAX_SCAN = 5000  # abandoned visitors dropped per room per tick at most
 
 
 class JoinResult(msgspec.Struct, frozen=True):
-    outcome: str  # waiting admitted no_room evicted closed sold_out not_open
+    outcome: str  # waiting admitted no_room evicted closed sold_out not_open not_live
     visitor_id: str
     created: bool
     position: int
@@ -161,23 +164,24 @@ class QueueStore:
         return key
 
     async def join(self, room: str, visitor_id: str | None, now_ms: int, *, burst_s: float,
-                   score: float | None = None, suffix: str | None = None) -> JoinResult:
+                   score: float | None = None, suffix: str | None = None, live_only: bool = False) -> JoinResult:
         return join_result(await self.join_reply(room, visitor_id, now_ms, burst_s=burst_s, score=score,
-                                                 suffix=suffix))
+                                                 suffix=suffix, live_only=live_only))
 
     def join_reply(self, room: str, visitor_id: str | None, now_ms: int, *, burst_s: float,
-                   score: float | None = None, suffix: str | None = None) -> Awaitable[Any]:
+                   score: float | None = None, suffix: str | None = None, live_only: bool = False) -> Awaitable[Any]:
         """The raw reply of lua/join_queue.lua (read it with :func:`join_result`). Not a coroutine:
         the hot path awaits the future itself, one frame less per join. A new visitor's join
         (``visitor_id`` None) is batched with the room's other new visitors of this loop turn
-        into one lua/join_many.lua call, whose rows are join_queue.lua's replies."""
+        into one lua/join_many.lua call, whose rows are join_queue.lua's replies. ``live_only``:
+        a visitor whose place is gone gets outcome "not_live" and no new place."""
         rand = repr(score if score is not None else random_score())
         if not visitor_id:
             return self._new_joins.submit((room, burst_s), now_ms, rand, suffix or new_suffix())
         return self._calls.script(
             "join_queue", (*self._room_keys(room), self._current_seen(room, now_ms)),
             [visitor_id, str(visitor_seq(visitor_id)), now_ms, rand, BUCKET_MS, burst_s, suffix or new_suffix(),
-             RATE_TAU_MS])
+             RATE_TAU_MS, "1" if live_only else ""])
 
     def _send_new_joins(self, key: tuple[str, float], now_ms: int, args: list[ScriptArg]) -> Awaitable[Any]:
         room, burst_s = key
@@ -203,16 +207,6 @@ class QueueStore:
         reply = await self._calls.script("admit_batch", keys,
                                          [now_ms, max_batch, MAX_SCAN, RATE_TAU_MS, burst_s, BUCKET_MS])
         return TickResult(_s(reply[0]), *(int(x) for x in reply[1:]))
-
-    async def mark_heard(self, rooms: list[str], now_ms: int) -> None:
-        """The waiting room's beacon (lua/mark_heard.lua) in each of ``rooms``' current heartbeat
-        bucket. It goes the path joins and polls write their heartbeats by, so a room is marked
-        heard only while heartbeats could be recorded (each call on its room's slot). Keys as a
-        list: packed whole, they stay out of the pipelined path's cache of packed heads, which is
-        for the hot calls."""
-        await asyncio.gather(*(self._calls.script("mark_heard", [self._keys.room_config(room),
-                                                                 self._seen(room, now_ms)], [BUCKET_MS])
-                               for room in rooms))
 
     async def finish(self, room: str, visitor_id: str, now_ms: int) -> bool:
         k = self._keys

@@ -9,14 +9,20 @@ static files; a stream takes them from ``stream_headers()`` before it starts):
   (i.e. the site is served over https);
 - anything else (JSON, SVG, text): ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``.
 
-CSRF (run by the edge before every handler): an unsafe request (POST, PUT, PATCH, DELETE) that carries a Cookie and no
-``Authorization`` header is cookie-authenticated, so it must come from one of our pages:
-``Sec-Fetch-Site: cross-site`` is refused, then ``Origin`` (or, when absent, ``Referer``) must
-name the request's own host or one of the configured service URLs; ``Origin: null`` is
-refused. A request with neither header is not from a current browser (they all send Origin
-on cross-origin POSTs) and passes. Cookies set with :func:`set_cookie` are HttpOnly,
-SameSite=Strict and Secure unless ``STAGEDOOR_COOKIE_SECURE=false`` (local http): the Origin
-check is the second line behind SameSite.
+CSRF (run by the edge before every handler, hot routes included): an unsafe request (POST, PUT,
+PATCH, DELETE) that a browser sent from another site is refused, whether or not it carries a
+cookie (a cookie-less cross-site POST is a forgery too: it would make a new visitor and replace
+the fan's queue cookie). An ``Origin`` header decides when there is one: ``null`` is refused, and
+it must name the request's own host, one of the services' URLs or an origin of
+``STAGEDOOR_ALLOWED_ORIGINS``; an origin configured there passes even when the browser marks the
+request ``Sec-Fetch-Site: cross-site`` (that is what allowing it means). Without an ``Origin``,
+``Sec-Fetch-Site: cross-site`` is refused, and a cookie-authenticated request (a Cookie and no
+``Authorization``) must carry a ``Referer`` of the same origins, if any. A request with none of
+these headers is not from a current browser (they all send Origin on POSTs, and Sec-Fetch-Site)
+and passes: curl, server-to-server calls, load tests. The guard reads headers only: it is on the
+path of every join. Cookies set with :func:`set_cookie` are HttpOnly, SameSite=Strict and Secure
+unless ``STAGEDOOR_COOKIE_SECURE=false`` (local http): the Origin check is the second line behind
+SameSite.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from stagedoor.client_ip import parse_networks
 from stagedoor.errors import Forbidden
 from stagedoor.problems import METRICS_KEY
 from stagedoor.request_view import RequestView
-from stagedoor.settings import Settings
+from stagedoor.settings import Settings, SettingsError
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SERVICES: tuple[Literal["waitingroom", "ticketing", "admission", "worker"], ...] = (
@@ -95,35 +101,70 @@ def html_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def csrf_refusal(request: RequestView, allowed: tuple[str, ...]) -> str | None:
-    """Why this cookie-authenticated unsafe request is refused, or None when it may proceed."""
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        return "cross_site"
-    own = request.host.lower()
-    origin = request.headers.get("Origin")
+def parse_allowed_origins(text: str) -> tuple[str, ...]:
+    """``STAGEDOOR_ALLOWED_ORIGINS``: comma-separated ``scheme://host[:port]`` origins (http or
+    https, no path, query or user info), lower-cased; SettingsError names the bad entry."""
+    origins = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            parts = urlsplit(entry)
+            parts.port  # noqa: B018 (a port that is not a number raises here)
+        except ValueError:
+            parts = None
+        if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
+                or parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc
+                or "*" in entry):
+            raise SettingsError(f"invalid STAGEDOOR_ALLOWED_ORIGINS entry {entry!r}: expected an origin "
+                                "such as https://tickets.example.com (scheme, host and optional port only)")
+        origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+    return tuple(origins)
+
+
+@lru_cache(maxsize=16)
+def allowed_origins(settings: Settings) -> frozenset[str]:
+    """The origins an unsafe request may come from besides the request's own host: our services'
+    and the configured ones."""
+    return frozenset(service_origins(settings)) | frozenset(parse_allowed_origins(settings.allowed_origins))
+
+
+def _is_allowed(origin: str, own_host: str, allowed: frozenset[str]) -> bool:
+    if origin in allowed:  # the usual case, as the browser spells it: no parse
+        return True
+    normalized = _origin_of(origin)
+    return normalized is not None and (normalized in allowed or normalized.split("://", 1)[1] == own_host.lower())
+
+
+def csrf_refusal(request: RequestView, allowed: frozenset[str]) -> str | None:
+    """Why this unsafe request is refused as cross-site, or None when it may proceed (the rules
+    are the module docstring's)."""
+    headers = request.headers
+    origin = headers.get("Origin")
     if origin is not None:
-        if origin.strip().lower() == "null":
+        origin = origin.strip()
+        if origin.lower() == "null":
             return "null_origin"
-        normalized = _origin_of(origin)
-        if normalized is None or (normalized.split("://", 1)[1] != own and normalized not in allowed):
-            return "origin_mismatch"
-        return None
-    referer = request.headers.get("Referer")
-    if referer is not None:
+        return None if _is_allowed(origin, request.host, allowed) else "origin_mismatch"
+    site = headers.get("Sec-Fetch-Site")
+    if site is not None and site.lower() == "cross-site":
+        return "cross_site"
+    referer = headers.get("Referer")
+    if referer is not None and "Cookie" in headers and "Authorization" not in headers:
         normalized = _origin_of(referer)
-        if normalized is None or (normalized.split("://", 1)[1] != own and normalized not in allowed):
+        if normalized is None or not _is_allowed(normalized, request.host, allowed):
             return "referer_mismatch"
     return None
 
 
 def csrf_guard(settings: Settings) -> Callable[[RequestView], None]:
-    """The CSRF check the edge (stagedoor/edge.py) runs before every handler:
-    raises CsrfRefused for a cookie-authenticated unsafe request from elsewhere."""
-    allowed = service_origins(settings)
+    """The CSRF check the edge (stagedoor/edge.py) runs before every handler: raises CsrfRefused
+    for an unsafe request a browser sent from another site."""
+    allowed = allowed_origins(settings)
 
     def guard(request: RequestView) -> None:
-        if (request.method in UNSAFE_METHODS and "Cookie" in request.headers
-                and "Authorization" not in request.headers):
+        if request.method in UNSAFE_METHODS:
             reason = csrf_refusal(request, allowed)
             if reason is not None:
                 metrics = request.app.get(METRICS_KEY)
@@ -176,6 +217,7 @@ def set_cookie(response: web.StreamResponse | Any, settings: Settings, name: str
 
 
 def validate_settings(settings: Settings) -> None:
-    """Fail at startup (SettingsError) on an unparseable proxy or exemption list."""
+    """Fail at startup (SettingsError) on an unparseable proxy, exemption or origin list."""
     parse_networks(settings.trusted_proxies)
+    parse_allowed_origins(settings.allowed_origins)
     parse_networks(settings.rate_limit_exempt_ips, "STAGEDOOR_RATE_LIMIT_EXEMPT_IPS")

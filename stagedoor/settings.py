@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     cookie_secure: bool = True
     trusted_proxies: str = ""  # comma-separated IPs/CIDRs allowed to set X-Forwarded-For
+    # Comma-separated origins (https://tickets.example.com) whose pages may send unsafe requests
+    # (POST, PUT, PATCH, DELETE) besides the services' own (stagedoor/security.py, CSRF).
+    allowed_origins: str = ""
     # The waiting room's status and join served by our own HTTP/1.1 layer in front of aiohttp
     # (stagedoor/hot_http/). false: every request through plain aiohttp (an operator's escape
     # hatch, and the way to measure what the layer is worth).

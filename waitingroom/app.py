@@ -17,7 +17,6 @@ from stagedoor.settings import TEMPLATES_DIR, Settings, require
 from stagedoor.tasks import stop_task
 from stagedoor.web import CALLS, KEYRING, KEYS, REDIS, SETTINGS, add_static, base_app, keyring_ctx
 from waitingroom.appkeys import METRICS, PAGES, PULSES, ROOM, SSE_STOP
-from waitingroom.heard_beacon import heard_beacon_ctx
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
 from waitingroom.queue import WaitingRoom
@@ -81,7 +80,6 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(waiting_room_ctx)
     app.cleanup_ctx.append(queue_gauge_ctx)
-    app.cleanup_ctx.append(heard_beacon_ctx)
     app[SSE_STOP] = asyncio.Event()
     app.on_shutdown.append(_end_sse_streams)
     add_static(app, "/static", TEMPLATES_DIR / "static")  # queue.js, pow.js for the queue page

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Literal, cast
 
 import msgspec
+from redis.exceptions import RedisError
 
 from rooms.errors import RoomClosed, RoomNotFound, RoomNotOpen, RoomSoldOut, VisitorEvicted
-from rooms.queue_store import QueueStatus, QueueStore, join_result, queue_status
+from rooms.queue_store import BUCKET_MS, QueueStatus, QueueStore, join_result, queue_status
 from rooms.store import Room, RoomStore, check_room_id, rfc3339
 from stagedoor.admission_tokens import mint_admission_token
 from stagedoor.keys import KeyRing
@@ -37,7 +38,12 @@ State = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out", "clos
 ROOM_CACHE_S = 0.5
 TOKEN_CACHE_SIZE = 50_000
 VERIFIED_CACHE_SIZE = 50_000  # queue tokens that verified: ~12 MB at most
+HEARD_CACHE_SIZE = 100_000  # visitors whose rate-limited heartbeat was recorded this bucket
 MIN_OBSERVED_RATE = 0.01  # admissions/s below which the measured rate is "nothing measured yet"
+
+
+class PlaceNotLive(Exception):
+    """A join with ``live_only`` presented a token whose place is gone (nothing was written)."""
 
 
 class StatusOut(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -85,6 +91,7 @@ class WaitingRoom:
         self._room_reads: dict[str, asyncio.Future[Room | None]] = {}
         self._tokens: OrderedDict[tuple[str, str, int], tuple[str, int]] = OrderedDict()
         self._verified: dict[str, QueueTokenClaims] = {}
+        self._heard: dict[tuple[str, str], int] = {}  # (room, visitor) -> bucket of a rate-limited heartbeat
 
     # -- rooms
     async def room(self, room_id: str, now: float) -> Room:
@@ -157,17 +164,23 @@ class WaitingRoom:
 
     # -- operations
     async def join(self, room_id: str, presented: QueueTokenClaims | None, now: float,
-                   email: str | None = None, room: Room | None = None) -> tuple[JoinOut, bool]:
+                   email: str | None = None, room: Room | None = None,
+                   live_only: bool = False) -> tuple[JoinOut, bool]:
         """A place in the queue (or an immediate admission); (result, created). A waiting
         visitor's ``email`` is kept for the "it is your turn" e-mail. ``room``: its config, when
-        the caller has just read it (through :meth:`room`)."""
+        the caller has just read it (through :meth:`room`). ``live_only``: a presented token
+        whose place is gone raises PlaceNotLive instead of taking a new place (the room asks
+        proof of work of those)."""
         if room is None or room.room != room_id:
             room = await self.room(room_id, now)
         now_ms = int(now * 1000)
         visitor_id = presented.visitor_id if presented else None
         result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
-                                                          burst_s=self.settings.admission_burst_s))
+                                                          burst_s=self.settings.admission_burst_s,
+                                                          live_only=live_only))
         outcome = result.outcome
+        if outcome == "not_live":
+            raise PlaceNotLive(room_id)
         label = outcome if not result.created else ("new" if outcome == "waiting" else "admitted")
         self.metrics.joins(room_id, "rejoin" if outcome in ("waiting", "admitted")
                            and not result.created else label).inc()
@@ -211,6 +224,23 @@ class WaitingRoom:
             raise InvalidQueueToken("this queue place was revoked")
         room = await self.room(room_id, now) if status.state == "admitted" else None
         return self._view(room, status, now, claims.visitor_id)
+
+    async def heartbeat(self, room_id: str, visitor_id: str, now: float) -> None:
+        """Record a waiting visitor's heartbeat without answering their status (a poll refused
+        by the rate limit): the status script's own write, its answer dropped. Once per visitor
+        per heartbeat bucket per process, so a flood of refused polls costs Redis nothing more."""
+        now_ms = int(now * 1000)
+        bucket = now_ms // BUCKET_MS
+        key = (room_id, visitor_id)
+        if self._heard.get(key) == bucket:
+            return
+        if len(self._heard) >= HEARD_CACHE_SIZE:
+            self._heard.clear()
+        self._heard[key] = bucket
+        try:
+            await self.queue.status_reply(room_id, visitor_id, now_ms)
+        except RedisError:  # the 429 stands: the page retries after it, and is heard then
+            self._heard.pop(key, None)
 
     def _view(self, room: Room | None, status: QueueStatus, now: float, visitor_id: str = "") -> StatusOut:
         starts_at = rfc3339(status.starts_at_ms)

@@ -16,7 +16,7 @@ from rooms.errors import RoomNotFound
 from stagedoor import pow as proof_of_work
 from stagedoor.auth import bearer_token
 from stagedoor.edge import stream_headers
-from stagedoor.errors import StagedoorError, redis_unavailable_reason
+from stagedoor.errors import RateLimited, StagedoorError, redis_unavailable_reason
 from stagedoor.hot_http import HotRequest, HotResponse
 from stagedoor.openapi import Api
 from stagedoor.queue_tokens import InvalidQueueToken, QueueTokenClaims
@@ -24,13 +24,15 @@ from stagedoor.rate_limit import enforce
 from stagedoor.security import set_cookie
 from stagedoor.web import KEYRING, SETTINGS, decode_body, decode_json, hot_json, json_response
 from waitingroom.appkeys import PAGES, PULSES, ROOM, SSE_STOP
-from waitingroom.queue import JoinOut, StatusOut, WaitingRoom
+from waitingroom.queue import JoinOut, PlaceNotLive, StatusOut, WaitingRoom
 from waitingroom.sse_pulse import SSE_PULSE_S, Watch
 
 api = Api(tag="waiting room")
 
 SSE_POSITION_EVERY_S = 1.0  # position-only changes at most once a second per visitor
-SSE_CHECK_MAX_S = 5.0  # a stream reads its own status at least this often (its heartbeat too)
+# a stream reads its own status at least this often: that read is its heartbeat, and under the
+# 5 s heartbeat bucket (rooms/queue_store.py) every bucket of an open stream holds its bit
+SSE_CHECK_MAX_S = 4.0
 TERMINAL_STATES = ("admitted", "expired", "sold_out", "closed")
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -67,30 +69,67 @@ def _claims(request: web.Request | HotRequest, room: str, wr: WaitingRoom, now: 
     return wr.verify(room, token, now)
 
 
+def _held_cookie(request: web.Request | HotRequest, room: str, wr: WaitingRoom, now: float) -> QueueTokenClaims | None:
+    """The claims of a valid queue cookie for ``room`` that came with the request, else None."""
+    if "Cookie" not in request.headers:
+        return None
+    token = request.cookies.get(cookie_name(room))
+    if not token:
+        return None
+    try:
+        return wr.verify(room, token, now)
+    except InvalidQueueToken:
+        return None  # a stale or forged cookie just means "join afresh"
+
+
 def _set_queue_cookie(response: web.StreamResponse | HotResponse, request: web.Request | HotRequest, room: str,
                       token: str) -> None:
     settings = request.app[SETTINGS]
     set_cookie(response, settings, cookie_name(room), token, max_age_s=settings.queue_token_ttl_s, samesite="Lax")
 
 
-async def _join(request: web.Request | HotRequest, room: str, body: JoinBody) -> tuple[JoinOut, bool]:
+async def _join(request: web.Request | HotRequest, room: str, body: JoinBody) -> tuple[JoinOut, bool, bool]:
+    """(result, created, sets_cookie). A valid queue cookie already held for the room is never
+    replaced (sets_cookie False): it is the fan's place, whatever this request presents beside
+    it (a Bearer token answers for its own visitor and leaves the cookie alone).
+
+    Proof of work, when the room requires it, is asked of every join that does not find a live
+    place: a new visitor, and a token whose place is gone (expired, abandoned, admitted and
+    over): the join script says so before it writes anything (``live_only``), and only then is
+    a solution verified and spent."""
     wr = request.app[ROOM]
     now = wr.clock()
-    token, from_bearer = _presented_token(request, room)
-    claims = None
-    if token:
-        try:
-            claims = wr.verify(room, token, now)
-        except InvalidQueueToken:
-            if from_bearer:
-                raise  # an explicit credential that does not verify is an error
-            claims = None  # a stale cookie just means "join afresh"
+    bearer = bearer_token(request)
+    held = _held_cookie(request, room, wr, now)
+    claims = wr.verify(room, bearer, now) if bearer is not None else held  # a bad Bearer token is a 401
     await enforce(request, "join", claims.visitor_id if claims else None)
     room_cfg = wr.fresh_room(room, now) or await wr.room(room, now)
-    if room_cfg.pow_difficulty > 0 and claims is None:
-        await proof_of_work.verify_for_app(request.app, body.pow, room=room, min_difficulty=room_cfg.pow_difficulty,
-                                           now_ms=int(now * 1000))
-    return await wr.join(room, claims, now, email=body.email, room=room_cfg)
+    sets_cookie = held is None
+    if room_cfg.pow_difficulty <= 0:
+        out, created = await wr.join(room, claims, now, email=body.email, room=room_cfg)
+        return out, created, sets_cookie
+    if claims is not None:
+        try:
+            out, created = await wr.join(room, claims, now, email=body.email, room=room_cfg, live_only=True)
+            return out, created, sets_cookie
+        except PlaceNotLive:
+            pass  # a place that is gone is rejoined as a new visitor joins: with a solution
+    await proof_of_work.verify_for_app(request.app, body.pow, room=room, min_difficulty=room_cfg.pow_difficulty,
+                                       now_ms=int(now * 1000))
+    out, created = await wr.join(room, claims, now, email=body.email, room=room_cfg)
+    return out, created, sets_cookie
+
+
+async def _enforce_status(request: web.Request | HotRequest, wr: WaitingRoom, room: str, claims: QueueTokenClaims,
+                          now: float) -> None:
+    """The status rate limit. A poll it refuses is still the fan's heartbeat (fans behind one
+    address share its per-IP bucket; their pages are open all the same): it is recorded before
+    the 429 goes out."""
+    try:
+        await enforce(request, "status", claims.visitor_id)
+    except RateLimited:
+        await wr.heartbeat(room, claims.visitor_id, now)
+        raise
 
 
 # status first: the router tries a prefix's routes in registration order, and polls outnumber joins
@@ -104,19 +143,21 @@ async def _status(request: web.Request | HotRequest, room: str) -> StatusOut:
     wr = request.app[ROOM]
     now = wr.clock()
     claims = _claims(request, room, wr, now)
-    await enforce(request, "status", claims.visitor_id)
+    await _enforce_status(request, wr, room, claims, now)
     return await wr.status(room, claims, now)
 
 
 @api.post("/api/rooms/{room}/join", body=JoinBody, response=JoinOut, status=201,
           errors=(401, 403, 404, 409, 422, 429, 503),
-          summary="Join the queue (200 with the same place when the presented queue token already holds one)")
+          summary="Join the queue (200 with the same place when the presented queue token already holds one; "
+                  "a valid queue cookie for the room is never replaced; 403 csrf-refused from another site)")
 async def join(request: web.Request) -> web.Response:
     room = request.match_info["room"]
     body = await decode_body(request, JoinBody)
-    out, created = await _join(request, room, body)
+    out, created, sets_cookie = await _join(request, room, body)
     response = json_response(out, status=201 if created else 200, headers=NO_STORE)
-    _set_queue_cookie(response, request, room, out.queue_token)
+    if sets_cookie:
+        _set_queue_cookie(response, request, room, out.queue_token)
     return response
 
 
@@ -129,9 +170,10 @@ async def hot_status(request: HotRequest) -> HotResponse:
 
 async def hot_join(request: HotRequest) -> HotResponse:
     room = request.match_info["room"]
-    out, created = await _join(request, room, decode_json(request.body, JoinBody))
+    out, created, sets_cookie = await _join(request, room, decode_json(request.body, JoinBody))
     response = hot_json(out, status=201 if created else 200, headers=NO_STORE)
-    _set_queue_cookie(response, request, room, out.queue_token)
+    if sets_cookie:
+        _set_queue_cookie(response, request, room, out.queue_token)
     return response
 
 
@@ -146,7 +188,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     wr = request.app[ROOM]
     now = wr.clock()
     claims = _claims(request, room, wr, now)
-    await enforce(request, "status", claims.visitor_id)  # a stream (re)connect costs what a poll costs
+    await _enforce_status(request, wr, room, claims, now)  # a stream (re)connect costs what a poll costs
     first = await wr.status(room, claims, now)  # 401/404 as problems before the stream starts
     metrics = wr.metrics
     deadline = now + request.app[SETTINGS].waitingroom_sse_max_s
@@ -275,11 +317,12 @@ async def queue_page_join(request: web.Request) -> web.Response:
     response = web.Response(status=303, headers={"Location": f"/rooms/{quote(room)}"}, content_type="text/html",
                             text=f'<a href="/rooms/{quote(room)}">Back to the queue</a>')
     try:
-        out, _ = await _join(request, room, JoinBody())
+        out, _, sets_cookie = await _join(request, room, JoinBody())
     except RoomNotFound:
         raise
     except StagedoorError as exc:  # shown on the page ("closed", "sold out", "slow down")
         response.headers["Location"] = f"/rooms/{quote(room)}?error={quote(exc.code)}"
         return response
-    _set_queue_cookie(response, request, room, out.queue_token)
+    if sets_cookie:
+        _set_queue_cookie(response, request, room, out.queue_token)
     return response

@@ -80,14 +80,22 @@ async def test_batched_calls_spanning_every_master_survive_a_master_losing_its_s
         await client.aclose()
 
 
-async def test_the_waiting_rooms_beacon_marks_rooms_on_every_master_even_after_a_script_flush(
+async def test_fans_heartbeats_are_written_in_rooms_on_every_master_even_after_a_script_flush(
         cluster_client: RedisCluster, cluster_settings: Settings) -> None:
+    # what makes a bucket heard (lua/admit_batch.lua) is a fan's heartbeat: one waiting visitor
+    # per room polls, batched per room into status_many calls on each room's own master
     keys = RedisKeys(cluster_settings.redis_key_prefix)
     scripts, _ = await _rooms_and_a_master_without_scripts(cluster_client, keys)
     now_ms = 1_700_000_000_000
+    for room in ROOMS:
+        await cluster_client.hset(keys.room_config(room), mapping={"starts_at": 0, "closes_at": 0, "rate": 10,
+                                                                   "paused": 0})
+        await cluster_client.zadd(keys.room_waiting(room), {"1_abc": 1})
     calls = RedisCalls.from_settings(cluster_settings, cluster_client, scripts)  # as the services build it
-    await QueueStore(calls, keys).mark_heard(ROOMS, now_ms)
+    queue = QueueStore(calls, keys)
+    statuses = await asyncio.gather(*(queue.status(room, "1_abc", now_ms) for room in ROOMS))
+    assert [(s.state, s.position) for s in statuses] == [("waiting", 1)] * len(ROOMS)
     seen = [keys.room_seen(room, now_ms // BUCKET_MS) for room in ROOMS]
     assert len(_masters_of(cluster_client, seen)) == 3
     for key in seen:
-        assert await cluster_client.getbit(key, 0) == 1
+        assert await cluster_client.getbit(key, 1) == 1 and await cluster_client.bitcount(key) == 1

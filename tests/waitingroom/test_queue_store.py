@@ -57,6 +57,34 @@ async def test_rejoining_keeps_the_original_position(stores: Stores, make_room: 
     assert await stores.redis.zcard(stores.keys.room_waiting("r1")) == 2
 
 
+async def test_a_live_only_rejoin_keeps_a_live_place_and_writes_nothing_for_a_gone_one(
+        stores: Stores, make_room: Any) -> None:
+    # what the waiting room asks before requiring proof of work of a token: a live place answers
+    # as usual; a gone one (dropped, session over) says "not_live" and leaves Redis untouched,
+    # after the room's own refusals (closed, sold out, not open) and the eviction check
+    await make_room(rate_per_s=1, max_active=10)
+    first = await stores.join("r1", T0 + 10)
+    second = await stores.join("r1", T0 + 20)
+    live = await stores.join("r1", T0 + 30, first.visitor_id, live_only=True)
+    assert (live.outcome, live.created, live.position) == ("waiting", False, 1)
+    assert (await stores.tick("r1", T0 + 1_500)).admitted == 1  # the first becomes a shopper
+    shopper = await stores.join("r1", T0 + 1_600, first.visitor_id, live_only=True)
+    assert (shopper.outcome, shopper.created) == ("admitted", False)
+    assert await stores.queue.finish("r1", first.visitor_id, T0 + 1_700)  # the session is over
+    await stores.redis.zrem(stores.keys.room_waiting("r1"), second.visitor_id)  # dropped as abandoned
+    before = await _dump(stores, "r1")
+    for gone in (first.visitor_id, second.visitor_id):
+        result = await stores.join("r1", T0 + 1_800, gone, live_only=True)
+        assert (result.outcome, result.created, result.visitor_id) == ("not_live", False, gone)
+    assert await _dump(stores, "r1") == before
+    back = await stores.join("r1", T0 + 1_900, second.visitor_id)  # with a solution: a new place, same id
+    assert (back.outcome, back.created, back.visitor_id, back.position) == ("waiting", True, second.visitor_id, 1)
+    await stores.queue.evict("r1", first.visitor_id)
+    assert (await stores.join("r1", T0 + 2_000, first.visitor_id, live_only=True)).outcome == "evicted"
+    await make_room(mode="closed")
+    assert (await stores.join("r1", T0 + 2_100, "9_abcdef", live_only=True)).outcome == "closed"
+
+
 async def test_waiting_lengths_count_each_rooms_queue_in_order(stores: Stores, make_room: Any) -> None:
     await make_room("r1")
     await make_room("r2")
@@ -209,33 +237,48 @@ async def test_after_an_outage_an_unheard_visitor_holds_the_line_until_the_windo
     assert (await stores.queue.status("r1", ids[0], back + 40_000)).state == "expired"
 
 
-async def test_a_room_whose_visitors_all_went_quiet_still_drops_them(stores: Stores, make_room: Any) -> None:
-    # the waiting room's beacon (lua/mark_heard.lua) keeps a silent room heard: the closed tab at
-    # the front is dropped as soon as a newcomer is there to be admitted, as before outages were
-    # told apart
+async def test_silence_with_the_waiting_room_up_drops_nobody_and_a_fan_heard_through_a_window_ends_it(
+        stores: Stores, make_room: Any) -> None:
+    # the waiting room is up and Redis writable all along, but no fan reaches it for 100 s
+    # (abandon_after_s 30): an ingress or CDN outage looks exactly like this, so the closed tab at
+    # the front is not judged. A newcomer heard through a whole window ends it: the closed tab is
+    # dropped then, not before
     await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 600_000)
     await stores.join("r1", T0)
     (closed_tab,) = await stores.waiting_ids("r1")
     await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 1_000)
-    for t in range(T0 + 1_000, T0 + 100_000, 1_000):
-        await stores.queue.mark_heard(["r1"], t)
-    assert (await stores.join("r1", T0 + 100_000)).outcome == "waiting"  # behind the closed tab
-    result = await stores.tick("r1", T0 + 100_001)
-    assert (result.admitted, result.abandoned, result.unheard) == (1, 1, 0)
-    assert (await stores.queue.status("r1", closed_tab, T0 + 100_002)).state == "expired"
+    for t in range(T0 + 40_000, T0 + 100_000, 1_000):  # its join's bit has left the window
+        result = await stores.tick("r1", t)
+        assert (result.admitted, result.abandoned) == (0, 0)
+    assert result.unheard == 1 and await stores.waiting_ids("r1") == [closed_tab]
+    newcomer = (await stores.join("r1", T0 + 100_000)).visitor_id  # behind the closed tab
+    for t in range(T0 + 100_000, T0 + 140_000, 5_000):
+        await stores.queue.status("r1", newcomer, t)
+        result = await stores.tick("r1", t + 1)
+        if t + 1 - (T0 + 100_000) < 30_000:  # the window still reaches into the silence
+            assert (result.admitted, result.abandoned, result.unheard) == (0, 0, 1), t - T0
+        else:
+            assert (result.admitted, result.abandoned, result.unheard) == (1, 1, 0), t - T0
+            break
+    else:
+        raise AssertionError("the closed tab was never judged")
+    assert (await stores.queue.status("r1", closed_tab, T0 + 140_002)).state == "expired"
+    assert await stores.active_ids("r1") == [newcomer]
 
 
-async def test_the_beacon_marks_only_existing_rooms_and_is_nobodys_heartbeat(stores: Stores,
-                                                                               make_room: Any) -> None:
-    await stores.queue.mark_heard(["ghost"], T0)
-    assert not await stores.redis.exists(stores.keys.room_seen("ghost", T0 // 5_000))  # nothing written
-    await make_room(abandon_after_s=30)
-    await stores.queue.mark_heard(["r1"], T0)
-    seen = stores.keys.room_seen("r1", T0 // 5_000)
-    assert await stores.redis.getbit(seen, 0) == 1 and await stores.redis.bitcount(seen) == 1
-    assert 0 < await stores.redis.pttl(seen) <= 30_000 + 2 * 5_000  # the lifetime join and status give it
-    visitor = (await stores.join("r1", T0 + 1)).visitor_id
-    assert visitor.split("_")[0] != "0"  # sequence numbers start at 1: bit 0 is the beacon's alone
+async def test_only_visitors_heartbeats_make_a_bucket_heard(stores: Stores, make_room: Any) -> None:
+    # a status read of a visitor who is not waiting (admitted, gone, unknown) writes nothing: no
+    # bitmap, so no heard bucket; a waiting visitor's poll sets their bit and nobody else's
+    await make_room(rate_per_s=100, max_active=100, abandon_after_s=30, starts_at_ms=T0 + 600_000)
+    seen = stores.keys.room_seen("r1", (T0 + 10_000) // 5_000)
+    for nobody in ("1_000000", "zz_ffffff"):
+        assert (await stores.queue.status("r1", nobody, T0 + 10_000)).state == "expired"
+    assert not await stores.redis.exists(seen)
+    visitor = (await stores.join("r1", T0)).visitor_id
+    assert visitor.split("_")[0] != "0"  # sequence numbers start at 1
+    await stores.queue.status("r1", visitor, T0 + 10_000)
+    assert await stores.redis.bitcount(seen) == 1 and await stores.redis.getbit(seen, int(visitor.split("_")[0], 36))
+    assert 0 < await stores.redis.pttl(seen) <= 30_000 + 2 * 5_000  # the window, and two buckets more
 
 
 async def test_the_controller_counts_ticks_held_at_an_unheard_visitor(stores: Stores, make_room: Any,
