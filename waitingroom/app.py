@@ -21,6 +21,7 @@ from waitingroom.heard_beacon import heard_beacon_ctx
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
 from waitingroom.queue import WaitingRoom
+from waitingroom.room_restore import room_restore_ctx
 from waitingroom.routes import HOT_HANDLERS, api
 from waitingroom.sse_pulse import RoomPulses
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(waiting_room_ctx)
+    app.cleanup_ctx.append(room_restore_ctx)  # a room Redis lost comes back from PostgreSQL
     app.cleanup_ctx.append(queue_gauge_ctx)
     app.cleanup_ctx.append(heard_beacon_ctx)
     app[SSE_STOP] = asyncio.Event()
