@@ -212,6 +212,7 @@ class RoomRestorer:
         self.durable = durable
         self._clock = clock
         self._known: tuple[float, set[str]] | None = None
+        self._failed: tuple[float, BaseException] | None = None  # PostgreSQL unreachable: not asked again at once
         self._known_read: asyncio.Future[set[str]] | None = None
         self._restored_at: dict[str, float] = {}
         self._restores: dict[str, asyncio.Future[Room | None]] = {}
@@ -220,11 +221,17 @@ class RoomRestorer:
         now = self._clock()
         if self._known is not None and now - self._known[0] < KNOWN_IDS_TTL_S:
             return self._known[1]
+        if self._failed is not None and now - self._failed[0] < KNOWN_IDS_TTL_S:
+            raise self._failed[1]
         if self._known_read is None:
             read = self._known_read = asyncio.ensure_future(self.durable.records.ids())
             read.add_done_callback(self._known_done)
-        ids = await asyncio.shield(self._known_read)
-        self._known = (now, ids)
+        try:
+            ids = await asyncio.shield(self._known_read)
+        except Exception as exc:
+            self._failed = (now, exc)
+            raise
+        self._known, self._failed = (now, ids), None
         return ids
 
     def _known_done(self, read: asyncio.Future[set[str]]) -> None:

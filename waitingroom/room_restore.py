@@ -29,6 +29,7 @@ from waitingroom.appkeys import ROOM
 logger = logging.getLogger(__name__)
 
 POOL_MAX = 2
+CONNECT_TIMEOUT_S = 2.0  # a miss while PostgreSQL is down answers 503 soon, not after the usual wait
 
 
 class MissRestore:
@@ -53,7 +54,7 @@ async def room_restore_ctx(app: web.Application) -> AsyncIterator[None]:
     if not settings.database_url:
         yield
         return
-    pool = await make_pool(settings, min_size=0, max_size=POOL_MAX)
+    pool = await make_pool(settings, min_size=0, max_size=POOL_MAX, timeout=CONNECT_TIMEOUT_S)
     durable = DurableRooms(RoomRecords(pool), RoomStore(app[CALLS], app[KEYS]), QueueStore(app[CALLS], app[KEYS]))
     app[ROOM].restore = MissRestore(RoomRestorer(durable))
     yield
