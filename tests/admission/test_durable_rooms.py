@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis_asyncio
 
-from rooms.durable import DurableRooms, RoomRestorer
+from rooms.durable import DurableRooms
 from rooms.queue_store import QueueStore
 from rooms.record_store import RoomRecords
 from rooms.store import RoomStore
