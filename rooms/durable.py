@@ -36,6 +36,13 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _ungated(old_event_id: str | None, new_event_id: str | None) -> bool:
+    """The write took a gate away. Its pending note is then kept for the repair, which removes
+    the link once more a second later: a rebuild (or an inventory load) that read PostgreSQL
+    before the commit may have put it back meanwhile."""
+    return old_event_id is not None and old_event_id != new_event_id
+
+
 class DurableRooms:
     """The admin's room writes (PostgreSQL, then Redis) and the rebuild of Redis from PostgreSQL."""
 
@@ -59,7 +66,8 @@ class DurableRooms:
         except RedisError:
             logger.warning("room_redis_copy_pending", extra={"room": record.room.room, "version": record.version})
             raise
-        await self.records.clear_pending(record.room.room, written.pending_id)
+        if not _ungated(written.old_event_id, record.room.event_id):
+            await self.records.clear_pending(record.room.room, written.pending_id)
 
     async def put(self, room: Room, *, sold_out: bool | None = None) -> tuple[RoomRecord, bool]:
         gated: list[str] = []
@@ -110,7 +118,8 @@ class DurableRooms:
             return False
         event_id, pending_id = deleted
         await self.rooms.drop(room_id, [event_id] if event_id else [])
-        await self.records.clear_pending(room_id, pending_id)
+        if not _ungated(event_id, None):
+            await self.records.clear_pending(room_id, pending_id)
         return True
 
     async def evict(self, room_id: str, visitor_id: str) -> tuple[str, bool, bool]:

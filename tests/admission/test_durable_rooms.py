@@ -97,8 +97,9 @@ async def eventually(check: Any, timeout_s: float = 5.0) -> float:
     return time.monotonic() - started
 
 
-async def test_admin_writes_land_in_postgresql(service_client: Any, settings: Settings, db: Any,
+async def test_admin_writes_land_in_postgresql(service_client: Any, settings: Settings, db: Any, redis_client: Any,
                                                admin_headers: dict[str, str]) -> None:
+    keys = RedisKeys(settings.redis_key_prefix)
     adm = await service_client("admission", settings)
     assert (await adm.put("/admin/rooms/r1", json=body(title="Gala"), headers=admin_headers)).status == 201
     resp = await adm.patch("/admin/rooms/r1", json={"rate_per_s": 8, "event_id": "9", "sold_out": True},
@@ -109,7 +110,7 @@ async def test_admin_writes_land_in_postgresql(service_client: Any, settings: Se
     assert (row["rate_per_s"], row["title"], row["paused"], row["sold_out"], row["version"]) == (
         8.0, "Gala", True, True, 3)
     assert [tuple(r) for r in await db.fetch("SELECT event_id, room_id FROM room_events")] == [("9", "r1")]
-    assert await db.fetchval("SELECT count(*) FROM room_redis_pending") == 0  # every copy landed
+    await eventually(lambda: _no_pending(db))  # every copy landed (an ungating one is re-applied after 1 s)
 
     # An event is gated by one room at most: PostgreSQL refuses the second (409), nothing changes.
     resp = await adm.put("/admin/rooms/r2", json=body(event_id="9"), headers=admin_headers)
@@ -121,6 +122,9 @@ async def test_admin_writes_land_in_postgresql(service_client: Any, settings: Se
     assert (await adm.delete("/admin/rooms/r1", headers=admin_headers)).status == 204
     assert await db.fetchval("SELECT count(*) FROM rooms") == 0
     assert await db.fetchval("SELECT count(*) FROM room_events") == 0
+    assert await redis_client.get(keys.event_room("9")) is None
+    assert await redis_client.get(keys.event_room("7")) is None
+    assert not await redis_client.exists(keys.room_config("r1"))
 
 
 async def test_a_redis_failure_after_the_commit_is_repaired(
