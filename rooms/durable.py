@@ -225,6 +225,7 @@ class RoomRestorer:
         self._known_read: asyncio.Future[set[str]] | None = None
         self._restored_at: dict[str, float] = {}
         self._restores: dict[str, asyncio.Future[Room | None]] = {}
+        self._restored: dict[str, Room | None] = {}  # the last restore's answer, for RESTORE_MIN_GAP_S
 
     async def _known_ids(self) -> set[str]:
         now = self._clock()
@@ -256,11 +257,12 @@ class RoomRestorer:
             return None
         now = self._clock()
         if now - self._restored_at.get(room_id, -RESTORE_MIN_GAP_S) < RESTORE_MIN_GAP_S:
-            running = self._restores.get(room_id)
-            return await asyncio.shield(running) if running is not None else None
+            running = self._restores.get(room_id)  # a request that missed while it ran: its answer
+            return await asyncio.shield(running) if running is not None else self._restored.get(room_id)
         self._restored_at[room_id] = now
         if len(self._restored_at) > 10_000:
             self._restored_at.clear()
+            self._restored.clear()
         read = self._restores[room_id] = asyncio.ensure_future(self._restore(room_id))
         read.add_done_callback(lambda done: self._restore_done(room_id, done))
         return await asyncio.shield(read)
@@ -268,8 +270,8 @@ class RoomRestorer:
     def _restore_done(self, room_id: str, read: asyncio.Future[Room | None]) -> None:
         if self._restores.get(room_id) is read:
             del self._restores[room_id]
-        if not read.cancelled():
-            read.exception()  # retrieved: a restore whose every waiter left logs nothing
+        if not read.cancelled() and read.exception() is None:  # retrieved: a restore nobody awaits logs nothing
+            self._restored[room_id] = read.result()
 
     async def _restore(self, room_id: str) -> Room | None:
         record = await self.durable.restore(room_id)

@@ -201,6 +201,14 @@ class RoomStore:
     def redis(self) -> Redis:
         return self._redis
 
+    @property
+    def calls(self) -> RedisCalls:
+        return self._calls
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self._keys
+
     async def get(self, room_id: str) -> Room | None:
         # bytes throughout: our clients do not decode replies (redis-py types them for either way)
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(self._keys.room_config(room_id)))
