@@ -295,3 +295,36 @@ async def test_a_room_created_before_rooms_were_recorded_is_adopted(
     assert await db.fetchval("SELECT visitor_id FROM room_evictions WHERE room_id = 'old'") == "k1_gone"
     resp = await adm.get("/admin/rooms/old", headers=admin_headers)
     assert resp.status == 200
+
+
+async def test_fans_polling_through_a_flush_never_see_a_404(
+        service_client: Any, private_settings: Settings, private_redis: tuple[str, Any], db: Any) -> None:
+    _, raw = private_redis
+    keys = RedisKeys(private_settings.redis_key_prefix)
+    calls = await calls_on(raw)
+    durable = DurableRooms(RoomRecords(db), RoomStore(calls, keys), QueueStore(calls, keys))
+    now = int(time.time() * 1000)
+
+    async def nothing(new_event_id: str | None, old_event_id: str | None) -> None:
+        return None
+
+    # Paused: every fan stays waiting (only the miss path runs here, no admission service).
+    written = await durable.records.put(room_config("r1", paused=True, opens_at_ms=now - 60_000,
+                                                    starts_at_ms=now - 30_000), nothing)
+    await durable.apply(written.record)
+    wr = await service_client("waitingroom", private_settings)
+    tokens = []
+    for _ in range(40):
+        resp = await wr.post("/api/rooms/r1/join", json={})
+        assert resp.status == 201, await resp.text()
+        tokens.append((await resp.json())["queue_token"])
+        wr.session.cookie_jar.clear()
+
+    await raw.flushall()
+    answers = await asyncio.gather(*(wr.get("/api/rooms/r1/status", headers={"Authorization": f"Bearer {t}"})
+                                     for t in tokens))
+    assert [a.status for a in answers] == [200] * len(tokens)
+    assert {(await a.json())["state"] for a in answers} == {"expired"}  # places lost: they rejoin
+    resp = await wr.post("/api/rooms/r1/join", json={}, headers={"Authorization": f"Bearer {tokens[0]}"})
+    assert resp.status in (200, 201) and (await resp.json())["state"] == "waiting"
+    assert (await resp.json())["position"] == 1  # the first to come back is first
