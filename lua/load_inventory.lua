@@ -24,7 +24,7 @@
   ARGV[2]   id of the room PostgreSQL says gates the event, "" when none: set in the same step as
             the meta, so a hold script never sees a rebuilt inventory without its gate. A link
             already in Redis is kept when ARGV[2] is "" (an admin's link written ahead of its
-            commit; the room rebuild removes links PostgreSQL no longer has).
+            commit; an ungating write removes its link again through its pending note).
 
   Returns   {"ok", generation}
             {"not_staged"}   the staged meta is missing: nothing written
