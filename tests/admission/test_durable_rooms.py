@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
 
@@ -328,3 +329,25 @@ async def test_fans_polling_through_a_flush_never_see_a_404(
     resp = await wr.post("/api/rooms/r1/join", json={}, headers={"Authorization": f"Bearer {tokens[0]}"})
     assert resp.status in (200, 201) and (await resp.json())["state"] == "waiting"
     assert (await resp.json())["position"] == 1  # the first to come back is first
+
+
+async def test_one_room_per_event_is_enforced_by_postgresql_even_under_concurrent_puts(
+        service_client: Any, settings: Settings, db: Any, redis_client: Any, admin_headers: dict[str, str]) -> None:
+    keys = RedisKeys(settings.redis_key_prefix)
+    adm = await service_client("admission", settings)
+    rooms = [f"c{i}" for i in range(8)]
+    answers = await asyncio.gather(*(adm.put(f"/admin/rooms/{r}", json=body(event_id="77"), headers=admin_headers)
+                                     for r in rooms))
+    statuses = sorted(a.status for a in answers)
+    assert statuses == [201] + [409] * 7, statuses
+    winner = rooms[[a.status for a in answers].index(201)]
+    assert [tuple(r) for r in await db.fetch("SELECT event_id, room_id FROM room_events")] == [("77", winner)]
+    assert [r["room_id"] for r in await db.fetch("SELECT room_id FROM rooms")] == [winner]  # the losers left nothing
+    assert await redis_client.get(keys.event_room("77")) == winner.encode()
+    for loser in set(rooms) - {winner}:
+        assert not await redis_client.exists(keys.room_config(loser))
+    # The rule is PostgreSQL's own, not only the API's.
+    await db.execute("INSERT INTO rooms (room_id, mode, opens_at_ms, starts_at_ms, rate_per_s, max_active, "
+                     "session_ttl_s, abandon_after_s, pow_difficulty) VALUES ('other', 'fifo', 0, 0, 1, 1, 60, 0, 0)")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await db.execute("INSERT INTO room_events (event_id, room_id) VALUES ('77', 'other')")
