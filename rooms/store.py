@@ -34,9 +34,10 @@ MaxActive = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 SessionTtl = Annotated[int, msgspec.Meta(ge=10, le=7200)]
 AbandonAfter = Annotated[int, msgspec.Meta(ge=0, le=MAX_ABANDON_AFTER_S)]
 PowDifficulty = Annotated[int, msgspec.Meta(ge=0, le=32)]
-ShopUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s]+|/[^\s]*)$")]
+# No NUL anywhere: PostgreSQL text cannot hold it (rooms are recorded there), so it is a 400, not a 500.
+ShopUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s\x00]+|/[^\s\x00]*)$")]
 # What the queue page names the sale by (e.g. the event's title); shown as text, never as HTML.
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

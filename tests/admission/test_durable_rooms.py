@@ -351,3 +351,20 @@ async def test_one_room_per_event_is_enforced_by_postgresql_even_under_concurren
                      "session_ttl_s, abandon_after_s, pow_difficulty) VALUES ('other', 'fifo', 0, 0, 1, 1, 60, 0, 0)")
     with pytest.raises(asyncpg.UniqueViolationError):
         await db.execute("INSERT INTO room_events (event_id, room_id) VALUES ('77', 'other')")
+
+
+@pytest.mark.parametrize("field", ["title", "shop_url"])
+async def test_a_nul_character_is_a_400_that_records_nothing(service_client: Any, settings: Settings, db: Any,
+                                                              redis_client: Any, admin_headers: dict[str, str],
+                                                              field: str) -> None:
+    keys = RedisKeys(settings.redis_key_prefix)
+    adm = await service_client("admission", settings)
+    resp = await adm.put("/admin/rooms/r1", json=body(**{field: "/a\u0000b"}), headers=admin_headers)
+    assert resp.status in (400, 422) and resp.content_type == PROBLEM
+    assert await db.fetchval("SELECT count(*) FROM rooms") == 0
+    assert not await redis_client.exists(keys.room_config("r1"))
+    assert await redis_client.get(keys.event_room("7")) is None
+    assert (await adm.put("/admin/rooms/r1", json=body(), headers=admin_headers)).status == 201
+    resp = await adm.patch("/admin/rooms/r1", json={field: "/x\u0000"}, headers=admin_headers)
+    assert resp.status in (400, 422) and resp.content_type == PROBLEM
+    assert await db.fetchval("SELECT version FROM rooms WHERE room_id = 'r1'") == 1
