@@ -130,8 +130,9 @@ async def test_flushall_mid_sale_never_ungates_and_the_room_is_back_within_10_s(
         lost_at = time.monotonic()
         attack.stale_token = stale_token
 
-        # Back without any page load: the rebuild loop sees the missing marker.
-        while not await raw.exists(keys.room_config(ROOM)):
+        # Back without any page load (config, gate, evictions): the rebuild loop sees the missing marker.
+        while not (await raw.exists(keys.room_config(ROOM)) and await raw.get(keys.event_room(ev))
+                   and await raw.sismember(keys.room_evicted(ROOM), evicted_id)):
             assert time.monotonic() - lost_at < BACK_WITHIN_S, "the room did not come back"
             await asyncio.sleep(0.02)
         config_back_s = time.monotonic() - lost_at
