@@ -367,3 +367,25 @@ async def test_a_nul_character_is_a_400_that_records_nothing(service_client: Any
     resp = await adm.patch("/admin/rooms/r1", json={field: "/x\u0000"}, headers=admin_headers)
     assert resp.status in (400, 422) and resp.content_type == PROBLEM
     assert await db.fetchval("SELECT version FROM rooms WHERE room_id = 'r1'") == 1
+
+
+async def test_a_room_of_an_event_sold_out_in_postgresql_is_restored_sold_out(
+        service_client: Any, settings: Settings, make_event: Any, db: Any, redis_client: Any) -> None:
+    keys = RedisKeys(settings.redis_key_prefix)
+    shop = await service_client("ticketing", settings)
+    event = await make_event(shop)
+    calls = await calls_on(redis_client)
+    durable = DurableRooms(RoomRecords(db), RoomStore(calls, keys), QueueStore(calls, keys))
+
+    async def nothing(new_event_id: str | None, old_event_id: str | None) -> None:
+        return None
+
+    await durable.records.put(room_config("r1", event_id=event["id"]), nothing)
+    await durable.restore("r1")
+    assert await redis_client.hget(keys.room_state("r1"), "sold_out") is None  # on sale: not sold out
+    # Ticketing marked the event sold out in PostgreSQL; Redis then lost the room.
+    await db.execute("UPDATE events SET status = 'sold_out' WHERE id = $1", int(event["id"]))
+    await redis_client.delete(keys.room_config("r1"), keys.room_state("r1"))
+    record = await durable.restore("r1")
+    assert record is not None and record.sold_out
+    assert await redis_client.hget(keys.room_state("r1"), "sold_out") == b"1"
