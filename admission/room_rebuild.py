@@ -7,10 +7,12 @@ Each admission process checks, every ``CHECK_EVERY_S``:
 - the restore marker (``RedisKeys.rooms_restored``): FLUSHALL keeps the run_id but drops it;
 
 and on either (and at start) copies every room from PostgreSQL into Redis: config, event link,
-sold-out flag, evictions (rooms/durable.py). Every ``REPAIR_EVERY_S`` it also applies the
-changes whose copy into Redis failed after their commit (the pending notes). A room is back
-within about one check after Redis lost it; the waiting room restores a room it misses itself
-(rooms.durable.RoomRestorer), so a fan's page does not even wait for this loop.
+sold-out flag, evictions (rooms/durable.py); after a new run_id it also makes every event's link
+say what PostgreSQL says (an older snapshot may gate an event PostgreSQL no longer gates).
+Every ``REPAIR_EVERY_S`` it also applies the changes whose copy into Redis failed after their
+commit (the pending notes). A room is back within about one check after Redis lost it; the
+waiting room restores a room it misses itself (rooms.durable.RoomRestorer), so a fan's page
+does not even wait for this loop.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class RoomRebuild:
             # Marker first: a FLUSHALL during the copy removes it, and the copy runs again.
             await self.redis.set(marker, token)
             count = await self.durable.restore_all()
+            if reason == "run_id":  # an older snapshot may hold links PostgreSQL no longer has
+                await self.durable.mend_links()
             if await self.redis.get(marker) is not None:
                 break
         self.metrics.rooms_rebuilt_total.labels(reason).inc()

@@ -159,6 +159,26 @@ class DurableRooms:
                              evictions=await self.records.evictions(record.room.room))
         return len(records)
 
+    async def mend_links(self) -> int:
+        """Make every event's link say what PostgreSQL says; returns how many were wrong. For a
+        restart from an older snapshot, which may hold links PostgreSQL no longer has (an event
+        over-gated by a room nobody can be admitted to) or lack newer ones."""
+        gates = await self.records.event_gates()
+        events = sorted(gates)
+        mended = 0
+        for event_id, linked in zip(events, await self.rooms.links(events), strict=True):
+            wanted = gates[event_id]
+            if linked == wanted:
+                continue
+            if wanted is not None:
+                await self.rooms.set_link(event_id, wanted)
+            elif linked is not None:
+                await self.rooms.unlink(event_id, linked)
+            mended += 1
+        if mended:
+            logger.warning("room_links_mended", extra={"events": mended})
+        return mended
+
     async def repair_pending(self, older_than_s: float) -> int:
         """Apply the changes whose copy into Redis failed after their commit; returns how many rooms."""
         notes = await self.records.pending(older_than_s)

@@ -59,6 +59,11 @@ INSERT_EVICTIONS = """
 INSERT INTO room_evictions (room_id, visitor_id) SELECT $1, v FROM unnest($2::text[]) AS v
 ON CONFLICT (room_id, visitor_id) DO NOTHING
 """
+# Every event that can be sold or go on sale, with the room PostgreSQL says gates it (if any).
+SELECT_EVENT_GATES = """
+SELECT e.id::text AS event_id, l.room_id FROM events e LEFT JOIN room_events l ON l.event_id = e.id::text
+WHERE e.status IN ('draft', 'on_sale', 'sold_out')
+"""
 INSERT_PENDING = "INSERT INTO room_redis_pending (room_id, old_event_id) VALUES ($1, $2) RETURNING id"
 CLEAR_PENDING = "DELETE FROM room_redis_pending WHERE room_id = $1 AND id <= $2"
 SELECT_PENDING = """
@@ -179,6 +184,10 @@ class RoomRecords:
             await conn.execute(INSERT_EVICTION, room_id, visitor_id)
             pending_id: int = await conn.fetchval(INSERT_PENDING, room_id, None)
             return pending_id
+
+    async def event_gates(self) -> dict[str, str | None]:
+        """Event id -> the room gating it (None: not gated), for every event not cancelled."""
+        return {r["event_id"]: r["room_id"] for r in await self.pool.fetch(SELECT_EVENT_GATES)}
 
     async def add_evictions(self, room_id: str, visitor_ids: list[str]) -> None:
         if visitor_ids:

@@ -322,6 +322,15 @@ class RoomStore:
         members = cast(set[bytes], await self._redis.smembers(self._keys.room_evicted(room_id)))
         return sorted(m.decode() for m in members)
 
+    async def links(self, event_ids: Sequence[str], chunk: int = 500) -> list[str | None]:
+        """The room each event's link names (None: no link), in order (one GET per event: no
+        MGET across slots, so it works on a Cluster)."""
+        out: list[str | None] = []
+        for i in range(0, len(event_ids), chunk):
+            replies = await self._calls.commands(*(("GET", self._keys.event_room(e)) for e in event_ids[i:i + chunk]))
+            out += [r.decode() if isinstance(r, bytes) else None for r in replies]
+        return out
+
     async def set_link(self, event_id: str, room_id: str) -> None:
         """Gate the event by the room (the key every hold script checks)."""
         await self._redis.set(self._keys.event_room(event_id), room_id)

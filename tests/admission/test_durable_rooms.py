@@ -198,16 +198,20 @@ async def test_flushall_brings_back_settings_link_sold_out_and_evictions(
 
 
 async def test_a_restart_from_an_older_snapshot_is_rebuilt_although_its_marker_survived(
-        service_client: Any, private_settings: Settings, private: PrivateRedis,
+        service_client: Any, private_settings: Settings, private: PrivateRedis, make_event: Any, db: Any,
         admin_headers: dict[str, str]) -> None:
     keys = RedisKeys(private_settings.redis_key_prefix)
+    shop = await service_client("ticketing", private_settings)
+    first, second = (await make_event(shop))["id"], (await make_event(shop))["id"]
     adm = await service_client("admission", private_settings)
-    resp = await adm.put("/admin/rooms/r1", json=body(rate_per_s=2, event_id="7"), headers=admin_headers)
+    resp = await adm.put("/admin/rooms/r1", json=body(rate_per_s=2, event_id=first), headers=admin_headers)
     assert resp.status == 201
     await eventually(lambda: private.raw.exists(keys.rooms_restored()))
-    await private.raw.save()  # the snapshot: rate 2, event 7's gate, the marker
-    resp = await adm.patch("/admin/rooms/r1", json={"rate_per_s": 12, "event_id": "8"}, headers=admin_headers)
+    await private.raw.save()  # the snapshot: rate 2, the first event's gate, the marker
+    resp = await adm.patch("/admin/rooms/r1", json={"rate_per_s": 12, "event_id": second}, headers=admin_headers)
     assert resp.status == 200
+    await eventually(lambda: _no_pending(db))  # the ungating write's second unlink is done too
+    assert await private.raw.get(keys.event_room(first)) is None
     old_run_id = (await private.raw.info("server"))["run_id"]
 
     await private.restart()  # back to the snapshot, with a new run_id and the marker present
@@ -215,8 +219,9 @@ async def test_a_restart_from_an_older_snapshot_is_rebuilt_although_its_marker_s
     assert (await raw.info("server"))["run_id"] != old_run_id
     assert await raw.exists(keys.rooms_restored())
 
-    async def rebuilt() -> bool:  # the config, then its event's gate (one copy, two slots)
-        return (await cfg(raw, keys, "r1")).get("rate") == "12.0" and await raw.get(keys.event_room("8")) == b"r1"
+    async def rebuilt() -> bool:  # the config, its event's gate, and no gate PostgreSQL no longer has
+        return ((await cfg(raw, keys, "r1")).get("rate") == "12.0"
+                and await raw.get(keys.event_room(second)) == b"r1" and await raw.get(keys.event_room(first)) is None)
 
     took = await eventually(rebuilt, timeout_s=10.0)
     assert took < 10.0
