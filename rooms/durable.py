@@ -109,7 +109,7 @@ class DurableRooms:
                 record = await self.records.get(room_id)
                 if record is None or record.room.event_id != event_id:
                     await self.rooms.unlink(event_id, room_id)
-            except Exception:  # stays gated (the safe side) until the next write or rebuild of this room
+            except Exception:  # stays gated (the safe side) until the admin's retry lands, or mend_links
                 logger.warning("room_gate_rollback_failed", extra={"room": room_id, "event_id": event_id})
 
     async def delete(self, room_id: str) -> bool:
