@@ -103,6 +103,9 @@ class RoomRebuild:
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self.metrics.rooms_rebuild_errors_total.inc()
                 logger.warning("rooms_rebuild_failed", extra={"error": str(exc)[:200]})
+            except Exception:  # a bug: logged, and the loop goes on (it must outlive any one check)
+                self.metrics.rooms_rebuild_errors_total.inc()
+                logger.exception("rooms_rebuild_crashed")
             await asyncio.sleep(CHECK_EVERY_S)
 
 
