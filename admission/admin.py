@@ -1,5 +1,8 @@
 """The admin API's domain: rooms as the SRE sees them (config plus live stats), with the
-authorisation rule applied to every operation."""
+authorisation rule applied to every operation.
+
+PostgreSQL is the record of rooms (rooms/record_store.py): configs are read from it and every
+change commits there before Redis gets its copy (rooms/durable.py); live stats come from Redis."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ import asyncpg
 import msgspec
 
 from admission.policy import may_manage_event
+from rooms.durable import DurableRooms, adopt
 from rooms.errors import RoomNotFound, VisitorNotFound
 from rooms.queue_store import RATE_TAU_MS, QueueStore
+from rooms.record_store import RoomRecords
 from rooms.store import (
     Mode,
     Room,
@@ -65,6 +70,21 @@ class Admin:
         self.rooms = rooms
         self.queue = queue
         self.db = db
+        if db is None:
+            raise ValueError("the admin API needs PostgreSQL (STAGEDOOR_DATABASE_URL): it is the record of rooms")
+        self.durable = DurableRooms(RoomRecords(db), rooms, queue)
+
+    async def _stored(self, room_id: str) -> Room | None:
+        record = await self.durable.records.get(check_room_id(room_id))
+        if record is None:  # created before rooms were recorded? Then it is recorded now.
+            record = await adopt(self.durable, room_id)
+        return record.room if record is not None else None
+
+    async def _require(self, room_id: str) -> Room:
+        room = await self._stored(room_id)
+        if room is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        return room
 
     async def _authorize(self, principal: Principal, *event_ids: str | None, existing: Room | None = None) -> None:
         """Per room, after the route refused callers who may manage no room at all (403).
@@ -94,23 +114,23 @@ class Admin:
     async def put(self, principal: Principal, room_id: str, body: RoomConfig, now_ms: int) -> tuple[RoomOut, bool]:
         check_room_id(room_id)
         room = room_from_config(room_id, body, now_ms)
-        old = await self.rooms.get(room_id)
+        old = await self._stored(room_id)
         await self._authorize(principal, room.event_id, *((old.event_id,) if old else ()))
-        created = await self.rooms.put(room, now_ms)
+        _, created = await self.durable.put(room)
         logger.info("room_put", extra={"room": room_id, "new_room": created, "mode": room.mode,
                                        "rate_per_s": room.rate_per_s, "max_active": room.max_active})
         return await self.view(room, now_ms), created
 
     async def get(self, principal: Principal, room_id: str, now_ms: int) -> RoomOut:
-        room = await self.rooms.require(room_id)
+        room = await self._require(room_id)
         await self._authorize(principal, existing=room)
         return await self.view(room, now_ms)
 
     async def patch(self, principal: Principal, room_id: str, patch: RoomPatch, now_ms: int) -> RoomOut:
-        old = await self.rooms.require(room_id)
+        old = await self._require(room_id)
         new_event = apply_patch(old, patch).event_id  # validates before anything is written
         await self._authorize(principal, new_event, existing=old)
-        room = await self.rooms.patch(room_id, patch, now_ms)
+        room = (await self.durable.patch(room_id, patch)).room
         logger.info("room_patched", extra={"room": room_id, "fields": sorted(
             f for f in RoomPatch.__struct_fields__ if getattr(patch, f) is not msgspec.UNSET)})
         return await self.view(room, now_ms)
@@ -121,17 +141,18 @@ class Admin:
         return out
 
     async def delete(self, principal: Principal, room_id: str) -> None:
-        room = await self.rooms.require(room_id)
+        room = await self._require(room_id)
         await self._authorize(principal, existing=room)
-        await self.rooms.delete(room_id)
+        if not await self.durable.delete(room_id):
+            raise RoomNotFound(f"no room {room_id!r}")
         logger.info("room_deleted", extra={"room": room_id})
 
     async def evict(self, principal: Principal, room_id: str, visitor_id: str) -> None:
-        room = await self.rooms.require(room_id)
+        room = await self._require(room_id)
         await self._authorize(principal, existing=room)
         if not VISITOR_ID_RE.match(visitor_id):
             raise VisitorNotFound(f"no visitor {visitor_id[:80]!r}")
-        outcome, was_waiting, was_active = await self.queue.evict(room_id, visitor_id)
+        outcome, was_waiting, was_active = await self.durable.evict(room_id, visitor_id)
         if outcome == "no_room":
             raise RoomNotFound(f"no room {room_id!r}")
         logger.info("visitor_evicted", extra={"room": room_id, "was_waiting": was_waiting, "was_active": was_active})
@@ -141,9 +162,8 @@ class Admin:
         their events. Anyone else: 403."""
         authorize_action(principal, Action.ROOM_LIST)
         items = []
-        for room_id in await self.rooms.room_ids():
-            room = await self.rooms.get(room_id)
-            if room is None or not await may_manage_event(self.db, principal, room.event_id):
+        for record in await self.durable.records.all():
+            if not await may_manage_event(self.db, principal, record.room.event_id):
                 continue
-            items.append(await self.view(room, now_ms))
+            items.append(await self.view(record.room, now_ms))
         return RoomList(items=items)

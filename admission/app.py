@@ -11,6 +11,7 @@ from admission.appkeys import ADMIN, CONTROLLER, METRICS
 from admission.console import routes as console_routes
 from admission.controller import AdmissionController, controller_ctx
 from admission.metrics import AdmissionMetrics
+from admission.room_rebuild import room_rebuild_ctx
 from admission.routes import api
 from rooms.queue_store import QueueStore
 from rooms.store import RoomStore
@@ -40,6 +41,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None, *, run_contro
     app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(admission_ctx)
+    app.cleanup_ctx.append(room_rebuild_ctx)  # Redis gets the rooms back from PostgreSQL
     if run_controller:
         app.cleanup_ctx.append(controller_ctx(CONTROLLER))
     add_routes(app, console_routes)  # HTML admin console

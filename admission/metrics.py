@@ -37,3 +37,14 @@ class AdmissionMetrics(BaseMetrics):
         self.tick_errors_total = Counter(
             "admission_tick_errors_total", "Admission ticks that failed (Redis unreachable etc.)",
             registry=self.registry)
+        self.rooms_rebuilt_total = Counter(
+            "admission_rooms_rebuilt_total",
+            "Rebuilds of every room from PostgreSQL into Redis, by reason (start, run_id, marker)", ["reason"],
+            registry=self.registry)
+        self.rooms_repaired_total = Counter(
+            "admission_rooms_repaired_total",
+            "Rooms whose copy into Redis failed after their commit and was applied by the rebuild loop",
+            registry=self.registry)
+        self.rooms_rebuild_errors_total = Counter(
+            "admission_rooms_rebuild_errors_total", "Rebuild-loop checks that failed (Redis or PostgreSQL unreachable)",
+            registry=self.registry)

@@ -5,6 +5,7 @@
   then replaces the live inventory in one step, so no request sees a half-loaded event. Holds in
   flight are dropped (their seats are free in the staged inventory unless PostgreSQL says sold).
   The expired log is kept: reclaimed holds not yet announced are still announced.
+  The waiting-room gate (the event -> room link) is written with the meta (see ARGV[2]).
 
   KEYS[1]   sd:{ev:<id>}:inv:meta            hash  live meta (the "loaded" marker)
   KEYS[2]   sd:{ev:<id>}:inv:tiers           hash  live tier prices and counters
@@ -18,7 +19,12 @@
   KEYS[10]  sd:{ev:<id>}:inv:load:seats      hash  staged seats (absent for general admission only)
   KEYS[11]  sd:{ev:<id>}:inv:load:seat_tiers hash  staged seat tiers
   KEYS[12]  sd:{ev:<id>}:holds:done          zset  dropped
+  KEYS[13]  sd:{ev:<id>}:room                string  the event -> room link (the waiting-room gate)
   ARGV[1]   generation (stored as meta "gen")
+  ARGV[2]   id of the room PostgreSQL says gates the event, "" when none: set in the same step as
+            the meta, so a hold script never sees a rebuilt inventory without its gate. A link
+            already in Redis is kept when ARGV[2] is "" (an admin's link written ahead of its
+            commit; an ungating write removes its link again through its pending note).
 
   Returns   {"ok", generation}
             {"not_staged"}   the staged meta is missing: nothing written
@@ -33,6 +39,7 @@ for i = 2, 4 do
     redis.call('DEL', KEYS[i])
   end
 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[13], ARGV[2]) end
 redis.call('HSET', KEYS[8], 'gen', ARGV[1])
 redis.call('RENAME', KEYS[8], KEYS[1])
 return {'ok', ARGV[1]}

@@ -5,14 +5,24 @@
   KEYS[2]  sd:{room:<r>}:st   hash  ts_ms (token bucket clock, started at creation)
   ARGV[1]  "put" (replace every field) | "patch" (update the given fields of an existing room)
   ARGV[2]  now_ms
-  ARGV[3..] field, value, field, value, ...
+  ARGV[3..] field, value, field, value, ...  A "ver" field is the PostgreSQL record's version
+           (rooms/record_store.py): a put whose ver is older than the stored one writes nothing,
+           so a late copy of an older write (or a rebuild racing an admin change) never wins.
 
   Returns  {"created"} | {"replaced"} | {"updated"} | {"no_room"} (patch of a missing room:
-           nothing written)
+           nothing written) | {"stale"} (a newer version is stored: nothing written)
   Cost     O(fields)
 ]]
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if ARGV[1] == 'patch' and not exists then return {'no_room'} end
+if exists then
+  local given
+  for i = 3, #ARGV - 1, 2 do
+    if ARGV[i] == 'ver' then given = tonumber(ARGV[i + 1]) end
+  end
+  local stored = tonumber(redis.call('HGET', KEYS[1], 'ver'))
+  if given and stored and stored > given then return {'stale'} end
+end
 if ARGV[1] == 'put' then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('HSETNX', KEYS[2], 'ts_ms', ARGV[2])

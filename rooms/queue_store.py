@@ -220,6 +220,14 @@ class QueueStore:
             [visitor_id])
         return _s(reply[0]), bool(reply[1]), bool(reply[2])
 
+    async def evict_many(self, room: str, visitor_ids: Sequence[str], chunk: int = 500) -> None:
+        """Apply evictions recorded in PostgreSQL (a rebuild): each leaves the queue and the shop
+        and stays refused. The room must exist in Redis (written first)."""
+        k = self._keys
+        keys = [k.room_config(room), k.room_waiting(room), k.room_active(room), k.room_evicted(room)]
+        for i in range(0, len(visitor_ids), chunk):
+            await self._calls.script("evict_visitor", keys, list(visitor_ids[i:i + chunk]))
+
     async def remember_email(self, room: str, visitor_id: str, email: str, ttl_s: int) -> None:
         """Keep the address a waiting visitor left for the "your turn" e-mail, as long as a
         queue token lives (the hash's TTL is refreshed by every write)."""

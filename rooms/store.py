@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Literal, cast
@@ -33,9 +34,10 @@ MaxActive = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 SessionTtl = Annotated[int, msgspec.Meta(ge=10, le=7200)]
 AbandonAfter = Annotated[int, msgspec.Meta(ge=0, le=MAX_ABANDON_AFTER_S)]
 PowDifficulty = Annotated[int, msgspec.Meta(ge=0, le=32)]
-ShopUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s]+|/[^\s]*)$")]
+# No NUL anywhere: PostgreSQL text cannot hold it (rooms are recorded there), so it is a 400, not a 500.
+ShopUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s\x00]+|/[^\s\x00]*)$")]
 # What the queue page names the sale by (e.g. the event's title); shown as text, never as HTML.
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 
 
 class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -196,6 +198,18 @@ class RoomStore:
         self._calls = calls
         self._keys = keys
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
+    @property
+    def calls(self) -> RedisCalls:
+        return self._calls
+
+    @property
+    def keys(self) -> RedisKeys:
+        return self._keys
+
     async def get(self, room_id: str) -> Room | None:
         # bytes throughout: our clients do not decode replies (redis-py types them for either way)
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(self._keys.room_config(room_id)))
@@ -274,6 +288,67 @@ class RoomStore:
 
     async def room_ids(self) -> list[str]:
         return await room_ids(self._redis, self._keys)
+
+    # -- the copy of PostgreSQL's record (rooms/durable.py): PostgreSQL decides, these only write
+
+    async def apply(self, room: Room, version: int, now_ms: int, *, old_event_ids: Sequence[str] = (),
+                    sold_out: bool | None = None) -> str:
+        """Write the record's config at ``version`` (a stored newer version wins: "stale", nothing
+        written), index it, point its event's link at it and drop the links of ``old_event_ids``
+        that still name it; ``sold_out`` True/False sets the flag, None leaves it. Idempotent."""
+        args: list[str | int] = ["put", now_ms, "ver", version]
+        for field, value in _to_hash(room).items():
+            args += [field, value]
+        keys = [self._keys.room_config(room.room), self._keys.room_state(room.room)]
+        outcome: str = (await self._calls.script("put_room_config", keys, args))[0].decode()
+        if outcome == "stale":
+            return outcome
+        await self._redis.sadd(self._keys.rooms_index(), room.room)
+        if room.event_id:
+            await self.set_link(room.event_id, room.room)
+        for event_id in old_event_ids:
+            if event_id != room.event_id:
+                await self.unlink(event_id, room.room)
+        if sold_out is not None:
+            await self.set_sold_out(room.room, sold_out, now_ms)
+        return outcome
+
+    async def recorded_version(self, room_id: str) -> int | None:
+        """The record version of the stored config; None for a room never copied from PostgreSQL."""
+        ver = cast(bytes | None, await self._redis.hget(self._keys.room_config(room_id), "ver"))
+        return int(ver) if ver else None
+
+    async def evicted_ids(self, room_id: str) -> list[str]:
+        members = cast(set[bytes], await self._redis.smembers(self._keys.room_evicted(room_id)))
+        return sorted(m.decode() for m in members)
+
+    async def links(self, event_ids: Sequence[str], chunk: int = 500) -> list[str | None]:
+        """The room each event's link names (None: no link), in order (one GET per event: no
+        MGET across slots, so it works on a Cluster)."""
+        out: list[str | None] = []
+        for i in range(0, len(event_ids), chunk):
+            replies = await self._calls.commands(*(("GET", self._keys.event_room(e)) for e in event_ids[i:i + chunk]))
+            out += [r.decode() if isinstance(r, bytes) else None for r in replies]
+        return out
+
+    async def set_link(self, event_id: str, room_id: str) -> None:
+        """Gate the event by the room (the key every hold script checks)."""
+        await self._redis.set(self._keys.event_room(event_id), room_id)
+
+    async def unlink(self, event_id: str, room_id: str) -> None:
+        """Ungate the event if its link still names this room."""
+        key = self._keys.event_room(event_id)
+        if (cast(bytes | None, await self._redis.get(key)) or b"").decode() == room_id:
+            await self._redis.delete(key)
+
+    async def drop(self, room_id: str, event_ids: Sequence[str]) -> None:
+        """Remove a room PostgreSQL no longer has: its keys, its index entry, its event links."""
+        k = self._keys
+        await self._redis.unlink(k.room_config(room_id), k.room_state(room_id), k.room_waiting(room_id),
+                                 k.room_active(room_id), k.room_evicted(room_id))
+        await self._redis.srem(k.rooms_index(), room_id)
+        for event_id in event_ids:
+            await self.unlink(event_id, room_id)
 
     async def stats(self, room_id: str, now_ms: int, tau_ms: int) -> RoomStats:
         k = self._keys

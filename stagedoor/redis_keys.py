@@ -20,6 +20,12 @@ class RedisKeys:
         """set of all room ids (admin listing)."""
         return f"{self.prefix}:rooms"
 
+    def rooms_restored(self) -> str:
+        """string: present once the rooms were rebuilt from PostgreSQL into this Redis
+        (admission/room_rebuild.py); gone after FLUSHALL or a restart without persistence,
+        which starts a rebuild (FLUSHALL keeps Redis's run_id, so the run_id alone misses it)."""
+        return f"{self.prefix}:rooms_restored"
+
     # -- per room: everything a room's scripts touch shares the {room:<id>} tag
     def room_tag(self, room: str) -> str:
         return f"{self.prefix}:{{room:{room}}}"

@@ -20,6 +20,7 @@ from waitingroom.appkeys import METRICS, PAGES, PULSES, ROOM, SSE_STOP
 from waitingroom.metrics import WaitingRoomMetrics
 from waitingroom.pages import QueuePages
 from waitingroom.queue import WaitingRoom
+from waitingroom.room_restore import room_restore_ctx
 from waitingroom.routes import HOT_HANDLERS, api
 from waitingroom.sse_pulse import RoomPulses
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(waiting_room_ctx)
+    app.cleanup_ctx.append(room_restore_ctx)  # a room Redis lost comes back from PostgreSQL
     app.cleanup_ctx.append(queue_gauge_ctx)
     app[SSE_STOP] = asyncio.Event()
     app.on_shutdown.append(_end_sse_streams)

@@ -13,7 +13,7 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal, cast
 
 import msgspec
@@ -40,6 +40,10 @@ TOKEN_CACHE_SIZE = 50_000
 VERIFIED_CACHE_SIZE = 50_000  # queue tokens that verified: ~12 MB at most
 HEARD_CACHE_SIZE = 100_000  # visitors whose rate-limited heartbeat was recorded this bucket
 MIN_OBSERVED_RATE = 0.01  # admissions/s below which the measured rate is "nothing measured yet"
+
+# The miss path (waitingroom/room_restore.py): a room Redis does not know is copied back from
+# PostgreSQL, its record; None when PostgreSQL has no such room either.
+Restore = Callable[[str], Awaitable[Room | None]]
 
 
 class PlaceNotLive(Exception):
@@ -92,6 +96,7 @@ class WaitingRoom:
         self._tokens: OrderedDict[tuple[str, str, int], tuple[str, int]] = OrderedDict()
         self._verified: dict[str, QueueTokenClaims] = {}
         self._heard: dict[tuple[str, str], int] = {}  # (room, visitor) -> bucket of a rate-limited heartbeat
+        self.restore: Restore | None = None
 
     # -- rooms
     async def room(self, room_id: str, now: float) -> Room:
@@ -110,6 +115,8 @@ class WaitingRoom:
 
     async def _read_room(self, room_id: str, now: float) -> Room | None:
         config = await self.rooms.get(room_id)
+        if config is None and self.restore is not None:
+            config = await self.restore(room_id)
         if len(self._room_cache) > 10_000:
             self._room_cache.clear()
         self._room_cache[room_id] = (now, config)
@@ -178,6 +185,10 @@ class WaitingRoom:
         result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
                                                           burst_s=self.settings.admission_burst_s,
                                                           live_only=live_only))
+        if result.outcome == "no_room" and await self._restored(room_id):
+            result = join_result(await self.queue.join_reply(room_id, visitor_id, now_ms,
+                                                              burst_s=self.settings.admission_burst_s,
+                                                              live_only=live_only))
         outcome = result.outcome
         if outcome == "not_live":
             raise PlaceNotLive(room_id)
@@ -218,6 +229,8 @@ class WaitingRoom:
     async def status(self, room_id: str, claims: QueueTokenClaims, now: float) -> StatusOut:
         check_room_id(room_id)
         status = queue_status(await self.queue.status_reply(room_id, claims.visitor_id, int(now * 1000)))
+        if status.state == "no_room" and await self._restored(room_id):
+            status = queue_status(await self.queue.status_reply(room_id, claims.visitor_id, int(now * 1000)))
         if status.state == "no_room":
             raise RoomNotFound(f"no room {room_id!r}")
         if status.state == "evicted":
@@ -241,6 +254,16 @@ class WaitingRoom:
             await self.queue.status_reply(room_id, visitor_id, now_ms)
         except RedisError:  # the 429 stands: the page retries after it, and is heard then
             self._heard.pop(key, None)
+
+    async def _restored(self, room_id: str) -> bool:
+        """Redis answered "no such room": True when PostgreSQL had it and it is back (the caller
+        asks Redis once more)."""
+        if self.restore is None:
+            return False
+        room = await self.restore(room_id)
+        if room is not None:
+            self._room_cache[room_id] = (self.clock(), room)
+        return room is not None
 
     def _view(self, room: Room | None, status: QueueStatus, now: float, visitor_id: str = "") -> StatusOut:
         starts_at = rfc3339(status.starts_at_ms)

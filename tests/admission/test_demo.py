@@ -10,7 +10,7 @@ from stagedoor.redis_keys import RedisKeys
 
 
 async def test_seed_demo_creates_the_room_once_and_links_the_event(make_settings: Any, keyring: KeyRing,
-                                                                  redis_client: Any) -> None:
+                                                                  redis_client: Any, db: Any) -> None:
     settings = make_settings()
     lines = await seed_demo(settings, keyring, {"event_id": "42", "title": "Demo Night"})
     assert any(f"/rooms/{DEMO_ROOM}" in line for line in lines)
@@ -19,6 +19,7 @@ async def test_seed_demo_creates_the_room_once_and_links_the_event(make_settings
     cfg = await redis_client.hgetall(keys.room_config(DEMO_ROOM))
     assert cfg[b"mode"] == b"fifo" and float(cfg[b"rate"]) == 5.0
     assert cfg[b"title"] == b"Demo Night"  # the queue page names the sale
+    assert await db.fetchval("SELECT room_id FROM room_events WHERE event_id = '42'") == DEMO_ROOM  # recorded
     await redis_client.hset(keys.room_config(DEMO_ROOM), "rate", "7.0")  # an SRE changed it
     await seed_demo(settings, keyring, {"event_id": "42"})
     assert await redis_client.hget(keys.room_config(DEMO_ROOM), "rate") == b"7.0"  # left as it was

@@ -4,6 +4,9 @@ restart from an older snapshot, detected by the worker through Redis's run_id).
 
 PostgreSQL is the truth of what is sold; a rebuild marks those seats sold, every other
 seat free (holds in flight are lost), and general-admission counters capacity - sold.
+PostgreSQL is also the record of which waiting room gates the event: the load writes that
+link in the same Lua script as the inventory meta (lua/load_inventory.lua), so a hold script
+never sees a (re)loaded inventory without its gate, whatever Redis lost.
 """
 
 from __future__ import annotations
@@ -46,12 +49,13 @@ class Inventory:
         seats = [(r["id"], r["tier_code"], r["id"] in sold_seats) for r in await self.events.seat_tiers(event.id)]
         tiers = [StagedTier(code=t.code, price=t.price, capacity=t.quantity or 0, sold=sold_ga.get(t.code, 0),
                             general_admission=t.quantity is not None) for t in event.tiers]
+        room = await self.events.gating_room(event.id)
         ttl_s = event.hold_ttl_s or self.settings.hold_ttl_s
         meta = InventoryMeta(status=event.status, currency=event.currency,
                              max_per_order=event.max_tickets_per_order, hold_ttl_ms=ttl_s * 1000)
-        await self.holds.load(str(event.id), meta, tiers, seats, generation=uuid.uuid4().hex)
+        await self.holds.load(str(event.id), meta, tiers, seats, generation=uuid.uuid4().hex, room=room)
         logger.info("inventory_loaded", extra={"event_id": event.id, "seats": len(seats),
-                                               "sold_seats": len(sold_seats)})
+                                               "sold_seats": len(sold_seats), "room": room})
         return True
 
     async def rebuild_event_inventory(self, event_id: int | str) -> bool:

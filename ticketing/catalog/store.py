@@ -90,6 +90,8 @@ SELECT_SEAT_TIERS = "SELECT id, tier_code FROM seats WHERE event_id = $1 ORDER B
 SELECT_SOLD_SEATS = "SELECT seat_id FROM tickets WHERE event_id = $1 AND seat_id IS NOT NULL"
 SELECT_SOLD_GA = "SELECT tier, count(*) AS n FROM tickets WHERE event_id = $1 AND seat_id IS NULL GROUP BY tier"
 TICKETS_TABLE_EXISTS = "SELECT to_regclass('tickets') IS NOT NULL"
+# The waiting room gating the event (room_events of migration 0009, written by the admin API).
+SELECT_GATING_ROOM = "SELECT room_id FROM room_events WHERE event_id = $1"
 SET_STATUS = "UPDATE events SET status = $2, updated_at = now() WHERE id = $1 RETURNING id"
 CANCEL_EVENT = """
 UPDATE events SET status = 'cancelled', cancelled_at = now(), updated_at = now()
@@ -227,6 +229,11 @@ class EventStore:
                 announced.append(EventPublished(event_id=ev, title=new.title, starts_at=starts))
             await _announce(conn, ev, announced)
         return int(event_id)
+
+    async def gating_room(self, event_id: int) -> str | None:
+        """The id of the waiting room PostgreSQL says gates the event, None when it is not gated."""
+        room: str | None = await self.pool.fetchval(SELECT_GATING_ROOM, str(event_id))
+        return room
 
     async def get(self, event_id: int) -> EventRow | None:
         async with self.pool.acquire() as conn:

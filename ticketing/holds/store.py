@@ -342,8 +342,9 @@ class HoldStore:
 
     # ------------------------------------------------------------ loading (ticketing/catalog/inventory.py)
     async def load(self, event_id: str, meta: InventoryMeta, tiers: Iterable[StagedTier],
-                   seats: Iterable[tuple[str, str, bool]], generation: str) -> None:
-        """Stage the inventory (seats: (seat_id, tier, sold)) then swap it in atomically."""
+                   seats: Iterable[tuple[str, str, bool]], generation: str, room: str | None = None) -> None:
+        """Stage the inventory (seats: (seat_id, tier, sold)) then swap it in atomically, with the
+        event -> room link when ``room`` gates the event (in the same script as the meta)."""
         k, ev = self.keys, event_id
         staged = {w: k.inventory_staging(ev, w) for w in ("meta", "tiers", "seats", "seat_tiers")}
         await self.redis.delete(*staged.values())
@@ -396,7 +397,8 @@ class HoldStore:
             k.inventory_meta(ev), k.inventory_tiers(ev), k.inventory_seats(ev), k.inventory_seat_tiers(ev),
             k.hold_expiry(ev), k.hold_records(ev), k.hold_users(ev),
             staged["meta"], staged["tiers"], staged["seats"], staged["seat_tiers"], k.holds_done(ev),
-        ], [generation], event_id)
+            k.event_room(ev),
+        ], [generation, room or ""], event_id)
         if reply[0] != "ok":  # pragma: no cover - staged meta was written just above
             raise InventoryUnavailable("inventory staging vanished during load")
         await self.redis.sadd(k.events_on_sale(), ev)
