@@ -33,12 +33,13 @@ from aiohttp import web
 from stagedoor.bus import consumer_ctx
 from stagedoor.bus_envelope import Handler
 from stagedoor.tasks import stop_task
-from stagedoor.web import CALLS, DB, KEYS
-from ticketing.appkeys import PAYMENTS
+from stagedoor.web import CALLS, DB, KEYS, SETTINGS
+from ticketing.appkeys import GATEWAY, METRICS, PAYMENTS
 from ticketing.catalog.read_model import ReadModel
 from ticketing.holds.shopper_session import AdmissionHooks, AdmissionSignals
 from ticketing.orders.refunds import CancellationRefunds
 from ticketing.orders.store import OrderStore
+from ticketing.payments.charging import Payments
 from ticketing.sales.counters import DashboardCounters, backfill_until_done
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ def _admission(app: web.Application) -> Handler:
 
 
 def _refunds(app: web.Application) -> Handler:
-    return CancellationRefunds(OrderStore(app[DB]), app[PAYMENTS])
+    payments = app.get(PAYMENTS)  # the worker's (ticketing.worker.payments_ctx): the configured gateway
+    if payments is None:  # another app running the handler: its own over the same configured gateway
+        payments = Payments.from_settings(app[SETTINGS], app[METRICS], app.get(GATEWAY))
+    return CancellationRefunds(OrderStore(app[DB]), payments)
 
 
 def _dashboard(app: web.Application) -> Handler:
