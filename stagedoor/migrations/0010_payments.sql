@@ -40,6 +40,10 @@ ALTER TABLE payments
     ADD COLUMN last_error       text,
     ADD COLUMN updated_at       timestamptz NOT NULL DEFAULT now();
 
+-- Refunds that failed before this migration get a key and are retried by the worker like any other.
+UPDATE payments SET gateway_key = 'legacy:' || charge_id, next_attempt_at = now()
+WHERE status = 'refund_failed' AND gateway_key IS NULL;
+
 CREATE INDEX payments_by_purchase ON payments (purchase_key, seq) WHERE purchase_key IS NOT NULL;
 
 -- What the worker's reconciler and refund retries look at: a small set, whatever the table's size.

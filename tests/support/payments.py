@@ -57,10 +57,10 @@ class GatewayDouble:
         if self.fail_before_charge > 0:
             self.fail_before_charge -= 1
             return web.json_response({"error": "unavailable"}, status=503)
-        if body["token"] == "tok_declined":
-            return web.json_response({"error": "card_declined"}, status=402)
         key = body["idempotency_key"]
-        charge = self.charges.get(key)
+        charge = self.charges.get(key)  # a key's first charge is its answer, whatever the card
+        if charge is None and body["token"] == "tok_declined":
+            return web.json_response({"error": "card_declined"}, status=402)
         if charge is None:
             charge = self.charges[key] = {"id": "ch_" + secrets.token_hex(8), "amount": body["amount"],
                                           "currency": body["currency"]}

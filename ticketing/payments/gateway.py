@@ -93,13 +93,13 @@ class MockGateway:
         await self._answer_delay(token)
         if token == "tok_error" or (self.failure_rate and self._rng.random() < self.failure_rate):
             raise GatewayFailure("mock gateway error")
+        existing = self.charges.get(idempotency_key)
+        if existing is not None:  # as real gateways do: a key's first result is its answer, whatever the card
+            return existing
         if token == "tok_declined":
             raise ChargeDeclined("card declined")
         if token not in ("tok_ok", "tok_slow"):
             raise ChargeDeclined("unknown payment token")
-        existing = self.charges.get(idempotency_key)
-        if existing is not None:
-            return existing
         charge = Charge(id="ch_" + secrets.token_hex(12), amount=amount, currency=currency)
         self.charges[idempotency_key] = charge
         return charge

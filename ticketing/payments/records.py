@@ -141,8 +141,11 @@ WHERE gateway_key = $1 AND status IN ('refunding', 'refund_failed')
 RETURNING attempts
 """
 
-_COLUMNS = """id, gateway_key, status, user_id::text AS user_id, gateway, hold_id, event_id, idempotency_key,
-fingerprint, email, subtotal, discount, discount_code_id, amount, currency, charge_id, reason, attempts"""
+# (rows from before migration 0010, only ever seen as refunds owed, lack the purchase's fields)
+_COLUMNS = """id, gateway_key, status, user_id::text AS user_id, gateway, coalesce(hold_id, '') AS hold_id,
+coalesce(event_id, 0) AS event_id, coalesce(idempotency_key, '') AS idempotency_key,
+coalesce(fingerprint, '') AS fingerprint, coalesce(email, '') AS email, coalesce(subtotal, amount) AS subtotal,
+coalesce(discount, 0) AS discount, discount_code_id, amount, currency, charge_id, reason, attempts"""
 
 STALE = f"""
 SELECT {_COLUMNS} FROM payments
