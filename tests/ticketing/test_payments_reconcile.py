@@ -420,3 +420,43 @@ async def test_the_worker_refunds_through_the_configured_gateway(stack) -> None:
     s = await stack()
     assert s.worker.app[PAYMENTS].gateway is s.gateway
     assert s.shop.app[PURCHASES].payments.gateway is s.gateway
+
+
+async def test_a_retry_with_another_card_after_an_unanswered_charge_gets_that_charge_not_a_second(
+        stack, make_event, create_user) -> None:
+    s = await stack()
+    event = await make_event(s.shop)
+    fan = await create_user()
+    hold = await hold_seats(s.shop, fan, event["id"], ["s1"])
+    s.double.hang_after_charge = 1
+    assert (await buy(s.shop, fan, hold["hold_id"], key="k")).status == 502
+    # the same key with a card that would be declined: the gateway answers with the key's charge
+    again = await buy(s.shop, fan, hold["hold_id"], key="k", token="tok_declined")
+    assert again.status == 201, await again.text()
+    assert len(s.double.charges) == 1 and not s.double.refunds
+    assert [r["status"] for r in await payment_rows(s.shop.app[DB])] == ["succeeded"]
+
+
+async def test_the_worker_refunds_a_cancelled_events_orders_through_the_configured_gateway(
+        stack, make_event, create_user) -> None:
+    s = await stack(outbox_relay_interval_ms=50)
+    event = await make_event(s.shop)
+    fan = await create_user()
+    hold = await hold_seats(s.shop, fan, event["id"], ["s1"])
+    resp = await buy(s.shop, fan, hold["hold_id"], key="k")
+    assert resp.status == 201
+    charge_id = next(iter(s.double.charges.values()))["id"]
+    organizer = event["_organizer"]
+    assert (await s.shop.delete(f"/api/events/{event['id']}", headers=organizer.headers)).status in (200, 204)
+    for _ in range(300):  # the outbox relay and the worker's refunds consumer, in the background
+        if charge_id in s.double.refunds:
+            break
+        await asyncio.sleep(0.05)
+    assert list(s.double.refunds) == [charge_id]  # over HTTP, at the gateway that took the charge
+    db = s.shop.app[DB]
+    for _ in range(100):
+        if await db.fetchval("SELECT status FROM orders") == "refunded":
+            break
+        await asyncio.sleep(0.05)
+    assert await db.fetchval("SELECT status FROM orders") == "refunded"
+    assert [r["status"] for r in await payment_rows(db)] == ["refunded"]
