@@ -460,3 +460,29 @@ async def test_the_worker_refunds_a_cancelled_events_orders_through_the_configur
         await asyncio.sleep(0.05)
     assert await db.fetchval("SELECT status FROM orders") == "refunded"
     assert [r["status"] for r in await payment_rows(db)] == ["refunded"]
+
+
+async def test_reconcilers_running_at_once_settle_each_charge_once(stack, make_event, create_user,
+                                                                   manual_clock) -> None:
+    s = await stack(payment_window_s=30)
+    event = await make_event(s.shop, hold_ttl_s=30)
+    fans = [await create_user() for _ in range(3)]
+    for i, fan in enumerate(fans):
+        hold = await hold_seats(s.shop, fan, event["id"], [f"s{i + 1}"])
+        s.double.hang_after_charge = 1
+        assert (await buy(s.shop, fan, hold["hold_id"], key="k")).status == 502
+    manual_clock.advance(120_000)  # every hold is gone: each charge must be refunded, once
+    db = s.shop.app[DB]
+    await age_payments(db, 31)
+    s.double.refunds_down = True
+    reconciler = s.worker.app[RECONCILER]
+    runs = await asyncio.gather(*(reconciler.run_once() for _ in range(4)))
+    assert sum(r.refund_failed for r in runs) == 3, runs  # each row taken by one of them
+    assert s.double.refund_requests == 3
+    s.double.refunds_down = False
+    await make_refunds_due(db)
+    runs = await asyncio.gather(*(reconciler.run_once() for _ in range(4)))
+    assert sum(r.refunded for r in runs) == 3, runs
+    assert s.double.refund_requests == 6 and len(s.double.refunds) == 3 and s.double.net_charges == 0
+    assert await _metric(s.worker, "ticketing_refunds_total") == 3
+    assert [r["status"] for r in await payment_rows(db)] == ["refunded"] * 3

@@ -17,6 +17,8 @@ Every ``payment_reconcile_interval_s``:
    whose commit outcome is unknown is never refunded while that commit can still land.
 2. ``refunding``/``refund_failed`` rows whose ``next_attempt_at`` is due: refund again (backoff with
    jitter between attempts, ticketing/payments/refunding.py).
+Both reads lease their rows (``FOR UPDATE SKIP LOCKED``, then a moved timestamp): reconcilers in
+several workers never work on one row at once.
 3. ``ticketing_refunds_owed`` is set to the rows still owed a refund (alerted in ops/prometheus).
 """
 
@@ -34,6 +36,7 @@ from ticketing.orders.purchase import OrderSpec, PurchaseDeps, after_commit, bui
 from ticketing.orders.store import CommitRefused
 from ticketing.payments.gateway import Charge
 from ticketing.payments.records import PaymentRow
+from ticketing.payments.refunding import CLAIM_GRACE_S
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class Reconciler:
             outcome = await self.settle(row)
             setattr(run, outcome, getattr(run, outcome) + 1)
             deps.metrics.payments_reconciled_total.labels(outcome).inc()
-        for row in await deps.records.refunds_due(batch):
+        for row in await deps.records.refunds_due(batch, CLAIM_GRACE_S):
             if row.charge_id is None:  # pragma: no cover - a refund is only claimed with its charge id
                 continue
             charge = Charge(id=row.charge_id, amount=row.amount, currency=row.currency)

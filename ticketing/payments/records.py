@@ -147,16 +147,22 @@ coalesce(event_id, 0) AS event_id, coalesce(idempotency_key, '') AS idempotency_
 coalesce(fingerprint, '') AS fingerprint, coalesce(email, '') AS email, coalesce(subtotal, amount) AS subtotal,
 coalesce(discount, 0) AS discount, discount_code_id, amount, currency, charge_id, reason, attempts"""
 
+# Both reads lease what they return (updated_at / next_attempt_at moved on), so reconcilers in several
+# workers never settle one row at once; a reconciler that dies leaves the row to the next lease.
 STALE = f"""
-SELECT {_COLUMNS} FROM payments
-WHERE status IN ('pending', 'unknown') AND updated_at < now() - make_interval(secs => $1)
-ORDER BY updated_at LIMIT $2
+UPDATE payments SET updated_at = now()
+WHERE id IN (SELECT id FROM payments
+             WHERE status IN ('pending', 'unknown') AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING {_COLUMNS}
 """
 
 REFUNDS_DUE = f"""
-SELECT {_COLUMNS} FROM payments
-WHERE status IN ('refunding', 'refund_failed') AND next_attempt_at <= now()
-ORDER BY next_attempt_at LIMIT $1
+UPDATE payments SET next_attempt_at = now() + make_interval(secs => $2)
+WHERE id IN (SELECT id FROM payments
+             WHERE status IN ('refunding', 'refund_failed') AND next_attempt_at <= now()
+             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING {_COLUMNS}
 """
 
 OWED = "SELECT count(*) FROM payments WHERE status IN ('refunding', 'refund_failed')"
@@ -219,11 +225,14 @@ class PaymentRecords:
         return attempts
 
     async def stale(self, older_than_s: float, limit: int) -> list[PaymentRow]:
-        """pending/unknown rows untouched for ``older_than_s``: the reconciler's work."""
+        """pending/unknown rows untouched for ``older_than_s``: the reconciler's work, leased (their
+        ``updated_at`` is now: another reconciler takes them only ``older_than_s`` later)."""
         return [_row(r) for r in await self.pool.fetch(STALE, float(older_than_s), limit)]
 
-    async def refunds_due(self, limit: int) -> list[PaymentRow]:
-        return [_row(r) for r in await self.pool.fetch(REFUNDS_DUE, limit)]
+    async def refunds_due(self, limit: int, lease_s: float) -> list[PaymentRow]:
+        """Refunds owed whose next attempt is due, leased for ``lease_s`` (the attempt records its
+        own next_attempt_at when it fails)."""
+        return [_row(r) for r in await self.pool.fetch(REFUNDS_DUE, limit, float(lease_s))]
 
     async def refunds_owed(self) -> int:
         return int(await self.pool.fetchval(OWED))
