@@ -486,3 +486,29 @@ async def test_reconcilers_running_at_once_settle_each_charge_once(stack, make_e
     assert s.double.refund_requests == 6 and len(s.double.refunds) == 3 and s.double.net_charges == 0
     assert await _metric(s.worker, "ticketing_refunds_total") == 3
     assert [r["status"] for r in await payment_rows(db)] == ["refunded"] * 3
+
+
+async def test_a_retry_that_reuses_a_row_voids_the_reconcilers_lease_on_it(stack, make_event, create_user) -> None:
+    """The reconciler read the row (and asked the gateway: no charge yet) while the fan's retry reused it
+    and charged under its key: the reconciler's 'failed' or refund must not land on that row."""
+    s = await stack()
+    event = await make_event(s.shop)
+    fan = await create_user()
+    hold = await hold_seats(s.shop, fan, event["id"], ["s1"])
+    s.double.fail_before_charge = 1
+    assert (await buy(s.shop, fan, hold["hold_id"], key="k")).status == 502
+    db = s.shop.app[DB]
+    await age_payments(db, s.settings.payment_window_s + 1)
+    records = s.worker.app[RECONCILER].deps.records
+    [leased] = await records.stale(s.settings.payment_window_s, 10)
+    assert leased.gateway_key not in s.double.charges  # what the reconciler's lookup would see now
+    s.double.hang_after_charge = 1
+    assert (await buy(s.shop, fan, hold["hold_id"], key="k")).status == 502  # the retry charged, unanswered
+    assert not await records.mark_failed(leased.gateway_key, "no_charge", lease=leased.updated_at)
+    assert not await records.claim_refund(leased.gateway_key, charge_id="ch_x", amount=1, reason="hold_lost",
+                                          retry_in_s=60, lease=leased.updated_at)
+    assert [r["status"] for r in await payment_rows(db)] == ["unknown"]
+    await age_payments(db, s.settings.payment_window_s + 1)
+    assert (await s.worker.app[RECONCILER].run_once()).completed == 1
+    assert len(s.double.charges) == 1 and not s.double.refunds
+    assert await _count(db, "SELECT count(*) FROM orders") == 1

@@ -18,7 +18,9 @@ Every ``payment_reconcile_interval_s``:
 2. ``refunding``/``refund_failed`` rows whose ``next_attempt_at`` is due: refund again (backoff with
    jitter between attempts, ticketing/payments/refunding.py).
 Both reads lease their rows (``FOR UPDATE SKIP LOCKED``, then a moved timestamp): reconcilers in
-several workers never work on one row at once.
+several workers never work on one row at once. A fan's retry that reuses a pending/unknown row
+touches it, and the reconciler's ``failed``, ``succeeded`` and refund claim require the row as it
+leased it: a lookup that saw no charge cannot fail a row whose retry is charging right then.
 3. ``ticketing_refunds_owed`` is set to the rows still owed a refund (alerted in ops/prometheus).
 """
 
@@ -98,12 +100,14 @@ class Reconciler:
                                                            "error": type(exc).__name__})
             return "kept"
         if charge is None:
-            await deps.records.mark_failed(row.gateway_key, "no_charge")
+            if not await deps.records.mark_failed(row.gateway_key, "no_charge", lease=row.updated_at):
+                return "kept"  # a retry reused the row meanwhile: its charge may be on its way
             return "failed"
         if by_key is not None or by_hold is not None:
             if hold_charge_id == charge.id and by_hold is not None:
-                await deps.records.mark_succeeded(row.gateway_key, by_hold, charge.id)
-                return "succeeded"
+                if await deps.records.mark_succeeded(row.gateway_key, by_hold, charge.id, lease=row.updated_at):
+                    return "succeeded"
+                return "kept"
             return await self._refund(row, charge, "order_exists")  # the hold was bought with another charge
         return await self._complete(row, charge)
 
@@ -142,7 +146,7 @@ class Reconciler:
     async def _refund(self, row: PaymentRow, charge: Charge, reason: str) -> str:
         deps = self.deps
         refunder = deps.refunder
-        if not await refunder.claim(row.gateway_key, charge, reason):
-            return "kept"  # settled meanwhile (e.g. a late commit won): nothing to refund
+        if not await refunder.claim(row.gateway_key, charge, reason, lease=row.updated_at):
+            return "kept"  # settled or reused meanwhile (a late commit, a retry): nothing to refund
         refund_id = await refunder.refund_claimed(row.gateway_key, charge, reason)
         return "refunded" if refund_id is not None else "refund_failed"

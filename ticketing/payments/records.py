@@ -14,6 +14,7 @@ reconciler can never both settle one charge (one commits the order, or one claim
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from typing import Literal
 
@@ -79,6 +80,7 @@ class PaymentRow(msgspec.Struct, frozen=True, kw_only=True):
     charge_id: str | None
     reason: str | None
     attempts: int
+    updated_at: dt.datetime  # as read (the reconciler's lease)
 
 
 # The latest row of the purchase decides: pending/unknown -> reuse its key (the gateway answers with
@@ -88,6 +90,10 @@ OPEN = """
 WITH latest AS (
     SELECT gateway_key, status, seq, fingerprint FROM payments
     WHERE purchase_key = $1 ORDER BY seq DESC LIMIT 1
+), reused AS (  -- touched: a reconciler's lease on it is void (this retry may charge under its key)
+    UPDATE payments SET updated_at = clock_timestamp()
+    WHERE gateway_key = (SELECT gateway_key FROM latest WHERE status IN ('pending', 'unknown'))
+    RETURNING 1
 ), fresh AS (
     INSERT INTO payments (purchase_key, seq, gateway_key, user_id, gateway, hold_id, event_id, idempotency_key,
                           fingerprint, email, subtotal, discount, discount_code_id, amount, currency, status)
@@ -102,15 +108,17 @@ UNION ALL
 SELECT l.gateway_key, l.status, l.fingerprint, false FROM latest l WHERE NOT EXISTS (SELECT 1 FROM fresh)
 """
 
+# $n::timestamptz "lease": the reconciler's conditional updates also require the row untouched since it
+# leased it (a fan's retry reusing the row touches it: the retry's charge may be on its way).
 MARK_FAILED = """
 UPDATE payments SET status = 'failed', reason = $2, updated_at = now()
-WHERE gateway_key = $1 AND status IN ('pending', 'unknown')
+WHERE gateway_key = $1 AND status IN ('pending', 'unknown') AND ($3::timestamptz IS NULL OR updated_at = $3)
 RETURNING 1
 """
 
 MARK_SUCCEEDED = """
 UPDATE payments SET status = 'succeeded', order_id = $2, charge_id = $3, updated_at = now()
-WHERE gateway_key = $1 AND status IN ('pending', 'unknown')
+WHERE gateway_key = $1 AND status IN ('pending', 'unknown') AND ($4::timestamptz IS NULL OR updated_at = $4)
 RETURNING 1
 """
 
@@ -123,7 +131,7 @@ RETURNING 1
 CLAIM_REFUND = """
 UPDATE payments SET status = 'refunding', reason = $2, charge_id = $3, amount = $4,
                     next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
-WHERE gateway_key = $1 AND status IN ('pending', 'unknown')
+WHERE gateway_key = $1 AND status IN ('pending', 'unknown') AND ($6::timestamptz IS NULL OR updated_at = $6)
 RETURNING 1
 """
 
@@ -145,12 +153,12 @@ RETURNING attempts
 _COLUMNS = """id, gateway_key, status, user_id::text AS user_id, gateway, coalesce(hold_id, '') AS hold_id,
 coalesce(event_id, 0) AS event_id, coalesce(idempotency_key, '') AS idempotency_key,
 coalesce(fingerprint, '') AS fingerprint, coalesce(email, '') AS email, coalesce(subtotal, amount) AS subtotal,
-coalesce(discount, 0) AS discount, discount_code_id, amount, currency, charge_id, reason, attempts"""
+coalesce(discount, 0) AS discount, discount_code_id, amount, currency, charge_id, reason, attempts, updated_at"""
 
 # Both reads lease what they return (updated_at / next_attempt_at moved on), so reconcilers in several
 # workers never settle one row at once; a reconciler that dies leaves the row to the next lease.
 STALE = f"""
-UPDATE payments SET updated_at = now()
+UPDATE payments SET updated_at = clock_timestamp()
 WHERE id IN (SELECT id FROM payments
              WHERE status IN ('pending', 'unknown') AND updated_at < now() - make_interval(secs => $1)
              ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -199,21 +207,22 @@ class PaymentRecords:
                                        p.idempotency_key, p.fingerprint, p.email, p.subtotal, p.discount,
                                        p.discount_code_id, p.amount, p.currency)
 
-    async def mark_failed(self, gateway_key: str, reason: str) -> bool:
-        return await self.pool.fetchval(MARK_FAILED, gateway_key, reason) is not None
+    async def mark_failed(self, gateway_key: str, reason: str, lease: dt.datetime | None = None) -> bool:
+        return await self.pool.fetchval(MARK_FAILED, gateway_key, reason, lease) is not None
 
-    async def mark_succeeded(self, gateway_key: str, order_id: str, charge_id: str) -> bool:
-        return await self.pool.fetchval(MARK_SUCCEEDED, gateway_key, order_id, charge_id) is not None
+    async def mark_succeeded(self, gateway_key: str, order_id: str, charge_id: str,
+                             lease: dt.datetime | None = None) -> bool:
+        return await self.pool.fetchval(MARK_SUCCEEDED, gateway_key, order_id, charge_id, lease) is not None
 
     async def mark_unknown(self, gateway_key: str, reason: str, charge_id: str | None = None) -> bool:
         return await self.pool.fetchval(MARK_UNKNOWN, gateway_key, reason, charge_id) is not None
 
     async def claim_refund(self, gateway_key: str, *, charge_id: str, amount: int, reason: str,
-                           retry_in_s: float) -> bool:
+                           retry_in_s: float, lease: dt.datetime | None = None) -> bool:
         """pending/unknown -> refunding; False when the row was settled meanwhile (then: no refund).
         ``retry_in_s``: when the retry loop may pick it up if this refund never reports back."""
         return await self.pool.fetchval(CLAIM_REFUND, gateway_key, reason, charge_id, amount,
-                                        float(retry_in_s)) is not None
+                                        float(retry_in_s), lease) is not None
 
     async def mark_refunded(self, gateway_key: str, refund_id: str) -> bool:
         return await self.pool.fetchval(MARK_REFUNDED, gateway_key, refund_id) is not None

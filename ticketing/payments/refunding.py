@@ -13,6 +13,7 @@ refund twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 
@@ -70,11 +71,12 @@ class Refunder:
                                              "amount": charge.amount, "currency": charge.currency})
         return None
 
-    async def claim(self, gateway_key: str, charge: Charge, reason: str) -> bool:
+    async def claim(self, gateway_key: str, charge: Charge, reason: str, lease: dt.datetime | None = None) -> bool:
         """pending/unknown -> refunding; False, and nothing to do, when the row was settled meanwhile
-        (its order committed, or someone else claimed the refund)."""
+        (its order committed, or someone else claimed the refund) or, given the reconciler's
+        ``lease``, touched since by a retry."""
         if await self.records.claim_refund(gateway_key, charge_id=charge.id, amount=charge.amount,
-                                           reason=reason, retry_in_s=CLAIM_GRACE_S):
+                                           reason=reason, retry_in_s=CLAIM_GRACE_S, lease=lease):
             return True
         logger.info("refund_not_claimed", extra={"charge_id": charge.id, "reason": reason})
         return False
