@@ -17,10 +17,11 @@
 --   refund_failed  the refund failed; retried with backoff (attempts, next_attempt_at)
 -- 'captured' rows of older versions are succeeded charges.
 
+ALTER TABLE payments DROP CONSTRAINT payments_status_check;
+
 UPDATE payments SET status = 'succeeded' WHERE status = 'captured';
 
 ALTER TABLE payments
-    DROP CONSTRAINT payments_status_check,
     ADD CONSTRAINT payments_status_check CHECK (status IN (
         'pending', 'succeeded', 'failed', 'unknown', 'refunding', 'refunded', 'refund_failed')),
     ALTER COLUMN charge_id DROP NOT NULL,               -- pending and failed rows have no charge
