@@ -1,9 +1,11 @@
 --[[
-  lock_hold_for_payment: extend a live hold to the end of the payment window so it cannot expire mid-charge.
+  lock_hold_for_payment: extend a live hold to the end of the payment window so it cannot expire mid-charge;
+  refused when the event is no longer sellable (cancelled: ticketing/catalog/events.py writes meta status).
 
   KEYS[1]   sd:{ev:<id>}:inv:seats        hash  seat_id -> "0" | "s" | "<hold_id>:<expires_ms>"
   KEYS[2]   sd:{ev:<id>}:holds:expiry     zset  hold_id -> expires_ms
   KEYS[3]   sd:{ev:<id>}:holds:rec        hash  hold_id -> hold record (lua/hold_record.md)
+  KEYS[4]   sd:{ev:<id>}:inv:meta         hash  status ("on_sale" | "sold_out" | "cancelled" | ...), ...
   ARGV[1]   hold_id
   ARGV[2]   now_ms
   ARGV[3]   window_ms (the hold then expires at max(current expiry, now_ms + window_ms))
@@ -12,6 +14,7 @@
             {"not_found"}               no record (never existed, purged, or lost with Redis data)
             {"expired"}                 past its expiry (swept or not): nothing written
             {"released"} | {"sold"}     nothing written
+            {"not_on_sale", status}     the event's status is neither on_sale nor sold_out: nothing written
             {"seat_lost", seat_id}      a seat no longer points at this hold: nothing written
   Cost      O(seats of the hold)
 ]]
@@ -21,6 +24,8 @@ if not raw then return {'not_found'} end
 local r = cjson.decode(raw)
 if r.st == 'sold' or r.st == 'released' or r.st == 'expired' then return {r.st} end
 if r.e <= now then return {'expired'} end
+local status = redis.call('HGET', KEYS[4], 'status')
+if status and status ~= 'on_sale' and status ~= 'sold_out' then return {'not_on_sale', status} end
 
 local prefix = hold_id .. ':'
 if r.k == 's' then

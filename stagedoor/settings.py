@@ -123,6 +123,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     payment_retry_max_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1_000
     payment_breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     payment_breaker_reset_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    # The worker's payment reconciler (ticketing/orders/reconcile.py): pending/unknown payments older
+    # than payment_window_s are settled with the gateway; failed refunds are retried after
+    # refund_retry_base_s, doubling up to refund_retry_max_s (jittered).
+    payment_reconcile_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=3600)] = 10.0
+    payment_reconcile_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    refund_retry_base_s: Annotated[float, msgspec.Meta(ge=0.01, le=86_400)] = 30.0
+    refund_retry_max_s: Annotated[float, msgspec.Meta(ge=0.01, le=7 * 86_400)] = 6 * 3600.0
     idempotency_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 86_400
     idempotency_inflight_ttl_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 120
     max_tickets_per_account_per_event: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20

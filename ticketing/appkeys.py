@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import
     from ticketing.metrics import AccountsMetrics, TicketingMetrics
     from ticketing.notifications.service import Notifications
     from ticketing.orders.purchase import PurchaseDeps
+    from ticketing.orders.reconcile import Reconciler
     from ticketing.orders.store import OrderStore
+    from ticketing.payments.charging import Payments
     from ticketing.payments.gateway import PaymentGateway
     from ticketing.sales.counters import GroupBacklog, SalesCounterStore
     from ticketing.tickets.store import TicketStore
@@ -52,3 +54,5 @@ HISTORY: web.AppKey[UserHistoryStore] = web.AppKey("user_history")
 # the worker
 SWEEPER: web.AppKey[asyncio.Task[None]] = web.AppKey("hold_sweeper")
 NOTIFICATIONS: web.AppKey[Notifications] = web.AppKey("notifications")
+PAYMENTS: web.AppKey[Payments] = web.AppKey("worker_payments")  # the configured gateway, one breaker, for refunds
+RECONCILER: web.AppKey[Reconciler] = web.AppKey("payment_reconciler")

@@ -13,7 +13,8 @@
 - group ``refunds``: EventCancelled refunds every confirmed order of the event
   (ticketing.orders.refunds.refund_event_orders: each order once; an order the gateway would
   not refund makes the delivery fail, so it is retried with backoff and dead-lettered after
-  ``bus_max_attempts``).
+  ``bus_max_attempts``), through the worker's configured gateway (``ticketing.appkeys.PAYMENTS``,
+  built by ticketing.worker.payments_ctx), the same one the payment reconciler uses.
 - group ``dashboard``: the organizer dashboard's per-event, per-minute/hour/day counters
   (ticketing/sales/counters.py: orders, tickets, revenue, refunds, failed payments, expired
   holds, check-ins; exactly-once through ``bus_applied`` in the same statement). Beside its
@@ -33,7 +34,7 @@ from stagedoor.bus import consumer_ctx
 from stagedoor.bus_envelope import Handler
 from stagedoor.tasks import stop_task
 from stagedoor.web import CALLS, DB, KEYS, SETTINGS
-from ticketing.appkeys import GATEWAY, METRICS
+from ticketing.appkeys import GATEWAY, METRICS, PAYMENTS
 from ticketing.catalog.read_model import ReadModel
 from ticketing.holds.shopper_session import AdmissionHooks, AdmissionSignals
 from ticketing.orders.refunds import CancellationRefunds
@@ -52,7 +53,9 @@ def _admission(app: web.Application) -> Handler:
 
 
 def _refunds(app: web.Application) -> Handler:
-    payments = Payments.from_settings(app[SETTINGS], app[METRICS], app.get(GATEWAY))
+    payments = app.get(PAYMENTS)  # the worker's (ticketing.worker.payments_ctx): the configured gateway
+    if payments is None:  # another app running the handler: its own over the same configured gateway
+        payments = Payments.from_settings(app[SETTINGS], app[METRICS], app.get(GATEWAY))
     return CancellationRefunds(OrderStore(app[DB]), payments)
 
 

@@ -44,8 +44,18 @@ class TicketingMetrics(BaseMetrics):
             ["outcome"], buckets=LATENCY_BUCKETS, registry=r)
         self.payment_breaker_state = Gauge(
             "ticketing_payment_breaker_state", "Payment circuit breaker: 0 closed, 1 half-open, 2 open", registry=r)
-        self.refunds_total = Counter("ticketing_refunds_total", "Charges refunded after a failed commit, by reason",
-                                     ["reason"], registry=r)
+        self.refunds_total = Counter(
+            "ticketing_refunds_total", "Refunds the gateway confirmed, by reason (a refused commit, a charge "
+            "without an order, event_cancelled)", ["reason"], registry=r)
+        self.refunds_failed_total = Counter(
+            "ticketing_refunds_failed_total", "Refund attempts the gateway did not confirm, by reason (retried with "
+            "backoff)", ["reason"], registry=r)
+        self.refunds_owed = Gauge(
+            "ticketing_refunds_owed", "Charges owed a refund the gateway has not confirmed yet (payments rows "
+            "refunding or refund_failed), read by the worker's reconciler", registry=r)
+        self.payments_reconciled_total = Counter(
+            "ticketing_payments_reconciled_total", "Pending/unknown payments settled by the reconciler, by outcome "
+            "(succeeded, completed, failed, refunded, refund_failed, kept)", ["outcome"], registry=r)
         self.oversell_prevented_total = Counter(
             "ticketing_oversell_prevented_total",
             "Purchases refused by PostgreSQL after Redis said the seats were free (refunded)", registry=r)

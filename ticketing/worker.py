@@ -9,6 +9,12 @@ Hold sweeper (ticketing/catalog/hold_sweeper.py): every ``hold_sweep_interval_s`
   BookingExpired outbox row per reclaimed hold (deterministic outbox id: written once);
 - refreshes the free/held/sold gauges.
 One replica sweeps at a time (a Redis lock with a TTL).
+
+Payments (``payments_ctx``, ``reconciler_ctx``): one ``Payments`` over the configured gateway
+(``GATEWAY`` if set before startup, else ``payment_gateway`` from the settings) serves the
+cancellation refunds consumer and the payment reconciler (ticketing/orders/reconcile.py: settles
+pending/unknown charges older than the payment window, retries failed refunds with backoff). Every
+step of the reconciler is a compare-and-set on the payments row, so several workers may run it.
 """
 
 from __future__ import annotations
@@ -24,13 +30,22 @@ from stagedoor.bus_metrics import BusMetrics
 from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
 from stagedoor.tasks import stop_task
-from stagedoor.web import SETTINGS, base_app, keyring_ctx
-from ticketing.appkeys import CLOCK, INVENTORY, METRICS, SWEEPER
+from stagedoor.web import CALLS, DB, KEYRING, KEYS, SETTINGS, base_app, keyring_ctx
+from ticketing.appkeys import CLOCK, GATEWAY, HOLDS, INVENTORY, METRICS, PAYMENTS, RECONCILER, SWEEPER
 from ticketing.catalog.hold_sweeper import HoldSweeper
 from ticketing.catalog.routes import inventory_ctx
 from ticketing.consumers import add_consumers
+from ticketing.holds.shopper_session import AdmissionHooks
 from ticketing.metrics import TicketingMetrics
 from ticketing.notifications.context import add_notifications
+from ticketing.orders.idempotency import IdempotencyStore
+from ticketing.orders.purchase import PurchaseDeps
+from ticketing.orders.reconcile import Reconciler
+from ticketing.orders.sold_out import SoldOutWatch
+from ticketing.orders.store import OrderStore
+from ticketing.payments.charging import Payments
+from ticketing.payments.gateway import gateway_from_settings
+from ticketing.payments.records import PaymentRecords
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +58,49 @@ async def hold_sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop_task(task)
 
 
+async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The worker's payments over the configured gateway (refunds consumer and reconciler share it)."""
+    settings = app[SETTINGS]
+    gateway = app.get(GATEWAY) or gateway_from_settings(settings)
+    app[PAYMENTS] = Payments.from_settings(settings, app[METRICS], gateway)
+    yield
+
+
+async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The payment reconciler's loop (after payments_ctx, inventory_ctx and keyring_ctx)."""
+    settings, holds = app[SETTINGS], app[HOLDS]
+    orders = OrderStore(app[DB])
+    admission = AdmissionHooks(app[CALLS], app[KEYS])
+    deps = PurchaseDeps(
+        holds=holds, orders=orders, payments=app[PAYMENTS],
+        idempotency=IdempotencyStore(app[CALLS], app[KEYS], settings.idempotency_inflight_ttl_s,
+                                     settings.idempotency_ttl_s),
+        keyring=app[KEYRING], metrics=app[METRICS], settings=settings, admission=admission,
+        sold_out=SoldOutWatch(settings.sold_out_check_interval_ms, holds=holds, orders=orders, admission=admission),
+        records=PaymentRecords(app[DB]),
+    )
+    app[RECONCILER] = reconciler = Reconciler(deps, app[CLOCK])
+    loop = asyncio.create_task(reconciler.run(), name="payment-reconciler")
+    watch = asyncio.create_task(deps.sold_out.run(app[CLOCK].now_ms), name="worker-sold-out-watch")
+    yield
+    await stop_task(loop)
+    await stop_task(watch)
+
+
 def create_worker_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
     metrics = TicketingMetrics("worker")
     app = base_app(
         settings, metrics, [],
         title="stagedoor worker",
-        description="Background loops: hold sweeper, outbox relay, consumers.",
+        description="Background loops: hold sweeper, payment reconciler, outbox relay, consumers.",
         keyring=keyring,
     )
     app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(inventory_ctx)
     app.cleanup_ctx.append(hold_sweeper_ctx)
+    app.cleanup_ctx.append(payments_ctx)
+    app.cleanup_ctx.append(reconciler_ctx)
     BusMetrics.of(app[METRICS])  # exported from the start (ticketing_outbox_lag_seconds, stagedoor_bus_*)
     app.cleanup_ctx.append(relay_ctx)  # outbox -> bus stream (stagedoor/bus.py)
     add_consumers(app)  # read_model, admission, refunds, dashboard (ticketing/consumers.py)

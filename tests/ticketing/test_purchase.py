@@ -45,7 +45,7 @@ async def test_a_purchase_issues_tickets_in_one_transaction_and_marks_seats_sold
     assert await db.fetchval("SELECT count(*) FROM tickets WHERE event_id = $1", int(event["id"])) == 2
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE event_type = 'OrderConfirmed' "
                              "AND aggregate_id = $1", order["order_id"]) == 1
-    assert await db.fetchval("SELECT status FROM payments WHERE order_id = $1", order["order_id"]) == "captured"
+    assert await db.fetchval("SELECT status FROM payments WHERE order_id = $1", order["order_id"]) == "succeeded"
 
     got = await client.get(f"/api/orders/{order['order_id']}", headers=fan.headers)
     assert got.status == 200

@@ -95,7 +95,7 @@ SELECT_GATING_ROOM = "SELECT room_id FROM room_events WHERE event_id = $1"
 SET_STATUS = "UPDATE events SET status = $2, updated_at = now() WHERE id = $1 RETURNING id"
 CANCEL_EVENT = """
 UPDATE events SET status = 'cancelled', cancelled_at = now(), updated_at = now()
-WHERE id = $1 AND status <> 'cancelled' RETURNING id
+WHERE id = $1 AND status <> 'cancelled' AND close_event_sales($1) RETURNING id
 """
 INSERT_OUTBOX = """
 INSERT INTO outbox (event_id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4::jsonb)

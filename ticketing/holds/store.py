@@ -210,10 +210,10 @@ class HoldStore:
         """Extend a live hold to now_ms + window_ms so it cannot expire mid-charge.
 
         Raises HoldExpired (410), HoldReleased (410), HoldSeatLost (410), HoldAlreadySold (409),
-        HoldNotFound (404; also after a Redis data loss dropped it)."""
+        HoldNotFound (404; also after a Redis data loss dropped it), EventNotOnSale (409: cancelled)."""
         k, ev = self.keys, hold.event_id
         reply = await self._call("lock_hold_for_payment", [
-            k.inventory_seats(ev), k.hold_expiry(ev), k.hold_records(ev),
+            k.inventory_seats(ev), k.hold_expiry(ev), k.hold_records(ev), k.inventory_meta(ev),
         ], [hold.id, now_ms, window_ms], ev)
         status = reply[0]
         if status == "ok":
@@ -228,6 +228,8 @@ class HoldStore:
             raise HoldAlreadySold("the hold has already been purchased")
         if status == "seat_lost":
             raise HoldSeatLost(f"seat {reply[1]} is no longer held by this hold", seat_id=reply[1])
+        if status == "not_on_sale":
+            raise EventNotOnSale(f"the event is {reply[1]}: this hold can no longer be bought; nothing was charged")
         raise RuntimeError(f"unexpected script reply {reply!r}")  # pragma: no cover
 
     async def unlock_after_failed_payment(self, held: Hold) -> int | None:

@@ -32,6 +32,13 @@ class SeatsAlreadySold(Conflict):
     title = "Seats were sold to someone else"
 
 
+class PaymentRefunded(Conflict):
+    """The charge of this Idempotency-Key was settled as a refund (or is being refunded) meanwhile."""
+
+    code = "payment-refunded"
+    title = "This payment was refunded"
+
+
 class AccountTicketLimit(Conflict):
     code = "account-ticket-limit"
     title = "Per-account ticket limit for this event reached"

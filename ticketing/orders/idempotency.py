@@ -10,9 +10,11 @@ Two layers:
   so a duplicate arriving after Redis lost its data still replays the committed answer
   (order_store.replay), and the record's primary key refuses a second commit.
 
-Failures are not recorded: the claim is dropped, and retrying with the same key runs the
-purchase again (nothing was charged, or the charge was refunded). The nonce is the
-gateway's idempotency key, so gateway retries inside one request cannot charge twice.
+Failures are not recorded here: the claim is dropped, and retrying with the same key runs
+the purchase again. The charge is not keyed by the claim: the payments row written before
+it (ticketing/payments/records.py) carries a gateway idempotency key derived from (user,
+Idempotency-Key, hold), so that retry gets the charge an unanswered attempt made instead of
+a second one. The claim's nonce names the attempt (free orders' charge ids, PaymentFailed).
 """
 
 from __future__ import annotations

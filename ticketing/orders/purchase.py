@@ -2,12 +2,23 @@
 
     claim the Idempotency-Key (Redis; a duplicate replays or gets 409 + Retry-After)
     -> the hold is the caller's and live; gated event: a valid admission token
-    -> lock the hold for the payment window (it cannot expire mid-charge)
-    -> charge (retries + circuit breaker, ticketing/payments/charging.py)
-    -> ONE PostgreSQL statement: order, tickets, payment, outbox OrderConfirmed, idempotency
-       record, GA / account / discount counters (ticketing/orders/store.py)
+    -> lock the hold for the payment window (it cannot expire mid-charge; refused when the
+       event is cancelled) and, concurrently, write the payments row ``pending`` with the
+       deterministic gateway idempotency key (paid orders only; ticketing/payments/records.py)
+    -> charge with that key (retries + circuit breaker, ticketing/payments/charging.py): a
+       decline marks the row failed; no answer marks it unknown
+    -> ONE PostgreSQL statement: order, tickets, payment row -> succeeded, outbox OrderConfirmed,
+       idempotency record, GA / account / discount counters; refused unless the event is on
+       sale (ticketing/orders/store.py)
     -> confirm sold in Redis, remember the answer, tell admission the shopper is done,
        announce a sell-out.
+
+Charged once: a retry with the same Idempotency-Key reuses the pending/unknown row and its
+gateway key, so the gateway answers with the charge it made. A refund needs the row claimed
+first (pending/unknown -> refunding), so a charge whose order committed is never refunded. A
+connection lost during the commit is an unknown outcome: no refund, 503 + Retry-After; the
+retry replays the order or completes it with the same charge, and the worker's reconciler
+(ticketing/orders/reconcile.py) settles what nobody retries.
 
 Sold once: the unique constraint on tickets (event_id, seat_id) has the last word; when it
 refuses (Redis said free, PostgreSQL says sold) the charge is refunded and the buyer gets
@@ -24,6 +35,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -35,19 +47,28 @@ from stagedoor.errors import DependencyUnavailable, StagedoorError
 from stagedoor.keys import KeyRing
 from stagedoor.policy import Action, Resource, authorize
 from stagedoor.settings import Settings
-from ticketing.holds.errors import HoldAlreadySold, HoldNotFound, NotHoldOwner
+from ticketing.holds.errors import EventNotOnSale, HoldAlreadySold, HoldNotFound, NotHoldOwner
 from ticketing.holds.shopper_session import AdmissionHooks, ShopperSessionEnded
 from ticketing.holds.store import HoldStore
 from ticketing.holds.types import Hold, event_of_hold_id
 from ticketing.metrics import TicketingMetrics
 from ticketing.orders.discounts import discount_amount, find_applicable
-from ticketing.orders.errors import AccountTicketLimit, DiscountExhausted, SeatsAlreadySold
+from ticketing.orders.errors import (
+    AccountTicketLimit,
+    DiscountExhausted,
+    PaymentRefunded,
+    PurchaseInProgress,
+    SeatsAlreadySold,
+)
 from ticketing.orders.idempotency import Claim, IdempotencyStore, Replay, check_replay, fingerprint, validate_key
 from ticketing.orders.orders import PurchaseRequest, PurchaseResponse, TicketOut
 from ticketing.orders.sold_out import SoldOutWatch
-from ticketing.orders.store import CommitRefused, NewOrder, NewTicket, OrderStore
+from ticketing.orders.store import CommitOutcomeUnknown, CommitRefused, NewOrder, NewTicket, OrderStore
 from ticketing.payments.charging import Payments
+from ticketing.payments.errors import PaymentDeclined
 from ticketing.payments.gateway import Charge
+from ticketing.payments.records import NewPayment, Opened, PaymentRecords, purchase_key
+from ticketing.payments.refunding import Refunder
 from ticketing.tickets.codes import sign_ticket_code
 
 logger = logging.getLogger(__name__)
@@ -66,7 +87,29 @@ class PurchaseDeps:
     settings: Settings
     admission: AdmissionHooks
     sold_out: SoldOutWatch
+    records: PaymentRecords
     emitter: BusEmitter | None = None  # best-effort ShopperFinished (stagedoor/bus.py)
+
+    @property
+    def refunder(self) -> Refunder:
+        return Refunder(self.payments, self.records, self.metrics, base_s=self.settings.refund_retry_base_s,
+                        max_s=self.settings.refund_retry_max_s)
+
+
+class OrderSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What an order is made of besides its hold: the purchase builds it from the request, the
+    reconciler from the pending payments row (the same fields)."""
+
+    user_id: str
+    email: str
+    subtotal: int
+    discount: int
+    discount_code_id: int | None
+    idempotency_key: str
+    fingerprint: str
+    gateway: str
+    charge: Charge
+    gateway_key: str | None
 
 
 class PurchaseInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -175,22 +218,40 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
             now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
             discount = await find_applicable(deps.orders, int(event_id), req.body.discount_code, now)
         off = discount_amount(discount, subtotal) if discount else 0
+        total = subtotal - off
         held = hold  # as it was before the payment window (a failed charge goes back to it)
-        hold = await deps.holds.lock_for_payment(hold, now_ms, deps.settings.payment_window_s * 1000)
-    except (HoldNotFound, HoldAlreadySold):
+        new_payment = None if total <= 0 else NewPayment(
+            purchase_key=purchase_key(user_id, claim.key, hold.id), user_id=user_id,
+            gateway=deps.settings.payment_gateway, hold_id=hold.id, event_id=int(event_id),
+            idempotency_key=claim.key, fingerprint=claim.fingerprint, email=req.body.email, subtotal=subtotal,
+            discount=off, discount_code_id=discount.id if discount else None, amount=total, currency=hold.currency)
+        hold, opened = await _lock_and_open(deps, held, new_payment, now_ms)
+    except (HoldNotFound, HoldAlreadySold, EventNotOnSale):
         # Bought already (this key, maybe before Redis lost its data)? Then replay that answer.
         replay = await _replay_committed(deps, user_id, claim)
         if replay is not None:
             return replay
         raise
 
-    total = subtotal - off
-    if total > 0:
+    if opened is not None and opened.status == "succeeded":
+        # This purchase committed before (its answer was lost with the connection or with Redis).
+        replay = await _replay_committed(deps, user_id, claim)
+        if replay is None:
+            raise HoldAlreadySold("the hold has already been purchased")
+        await _mirror_sold(deps, hold, now_ms)
+        return replay
+
+    if opened is not None:
         try:
             charge = await deps.payments.charge(amount=total, currency=hold.currency,
-                                                token=req.body.payment.token, idempotency_key=claim.nonce)
-        except StagedoorError as exc:  # declined, gateway error, breaker open: announce PaymentFailed
+                                                token=req.body.payment.token, idempotency_key=opened.gateway_key)
+        except PaymentDeclined as exc:  # the gateway's answer: nothing was charged under this key
+            await _record(deps.records.mark_failed(opened.gateway_key, "declined"), opened)
             await _unlock(deps, held)
+            await _announce_payment_failed(deps, hold, user_id, total, claim, exc)
+            raise
+        except StagedoorError as exc:  # no answer (timeouts, gateway errors, breaker): maybe charged
+            await _record(deps.records.mark_unknown(opened.gateway_key, exc.code), opened)
             await _announce_payment_failed(deps, hold, user_id, total, claim, exc)
             raise
         gateway: str = deps.settings.payment_gateway
@@ -198,6 +259,89 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
         charge = Charge(id="free_" + claim.nonce, amount=0, currency=hold.currency)
         gateway = "none"
 
+    spec = OrderSpec(user_id=user_id, email=req.body.email, subtotal=subtotal, discount=off,
+                     discount_code_id=discount.id if discount else None, idempotency_key=claim.key,
+                     fingerprint=claim.fingerprint, gateway=gateway, charge=charge,
+                     gateway_key=opened.gateway_key if opened is not None else None)
+    if opened is not None and charge.amount != total:  # the key's earlier charge was for another amount
+        await _refund_charge(deps, spec, "amount_mismatch")
+        raise PaymentRefunded("this Idempotency-Key was charged another amount earlier; that charge is being "
+                              "refunded: buy again with a new Idempotency-Key")
+    order, body = build_order(deps, hold, spec)
+    try:
+        ga_left = await deps.orders.commit_purchase(order)
+    except CommitRefused as exc:
+        return await _refused(deps, req, claim, hold, spec, exc)
+    except CommitOutcomeUnknown:
+        # The statement may have committed: never refund now. The same Idempotency-Key replays the
+        # order or completes it with the same charge; the worker's reconciler settles it otherwise.
+        if opened is not None:
+            await _record(deps.records.mark_unknown(opened.gateway_key, "commit_outcome_unknown", charge.id), opened)
+        logger.warning("commit_outcome_unknown", extra={"event_id": event_id, "hold_id": hold.id,
+                                                        "charge_id": charge.id})
+        raise
+    except DependencyUnavailable:  # nothing was written: the charge goes back
+        await _refund_charge(deps, spec, "database_unavailable")
+        raise
+
+    deps.metrics.orders_confirmed_total.inc()
+    deps.metrics.purchases_total.labels("confirmed").inc()
+    logger.info("order_confirmed", extra={"event_id": event_id, "order_id": order.id, "tickets": len(order.tickets)})
+    await after_commit(deps, hold, claim, body, admission, ga_left, now_ms)
+    return Replay(201, body)
+
+
+async def _lock_and_open(deps: PurchaseDeps, held: Hold, new_payment: NewPayment | None,
+                         now_ms: int) -> tuple[Hold, Opened | None]:
+    """Lock the hold for the payment window and open the payments row, concurrently (one Redis
+    script and one PostgreSQL statement in flight together). Free orders only lock."""
+    window_ms = deps.settings.payment_window_s * 1000
+    if new_payment is None:
+        return await deps.holds.lock_for_payment(held, now_ms, window_ms), None
+    locked, opened = await asyncio.gather(deps.holds.lock_for_payment(held, now_ms, window_ms),
+                                          deps.records.open(new_payment), return_exceptions=True)
+    if isinstance(opened, BaseException):
+        if not isinstance(locked, BaseException):
+            await _unlock(deps, held)
+        if isinstance(opened, StagedoorError):
+            raise opened
+        raise DependencyUnavailable("the payment records are unreachable; nothing was charged",
+                                    retry_after_s=1) from opened
+    if opened is None:  # a concurrent attempt with this key opened it this very moment
+        if not isinstance(locked, BaseException):
+            await _unlock(deps, held)
+        raise PurchaseInProgress("a purchase with this Idempotency-Key is in progress; retry shortly",
+                                 retry_after_s=1)
+    if isinstance(locked, BaseException):
+        if opened.inserted:  # nothing will be charged under this new key
+            await _record(deps.records.mark_failed(opened.gateway_key, "hold_not_locked"), opened)
+        raise locked
+    return locked, opened
+
+
+async def _record(update: Any, opened: Opened) -> None:
+    """Best effort: a row left pending is settled by the reconciler after the payment window."""
+    try:
+        await update
+    except Exception:
+        logger.warning("payment_state_not_recorded", extra={"gateway_key": opened.gateway_key}, exc_info=True)
+
+
+async def _refund_charge(deps: PurchaseDeps, spec: OrderSpec, reason: str) -> bool:
+    """Refund the purchase's charge if its row can be claimed (pending/unknown -> refunding); False
+    when it cannot (settled meanwhile, e.g. its order committed: nothing is refunded then)."""
+    if spec.gateway_key is None or spec.charge.amount <= 0:
+        return True  # free: nothing to give back
+    try:
+        return await deps.refunder.claim_and_refund(spec.gateway_key, spec.charge, reason)
+    except Exception:  # PostgreSQL down: the row stays pending/unknown; the reconciler settles it
+        logger.warning("refund_deferred", extra={"charge_id": spec.charge.id, "reason": reason}, exc_info=True)
+        return False
+
+
+def build_order(deps: PurchaseDeps, hold: Hold, spec: OrderSpec) -> tuple[NewOrder, bytes]:
+    """The order of a locked hold: tickets with signed codes, the answer body, the outbox payload."""
+    event_id = hold.event_id
     order_id = str(uuid.uuid4())
     # A validity horizon for scanners, not business time: wall clock, not the injected one.
     code_exp_s = int(time.time()) + deps.settings.ticket_code_ttl_days * 86_400
@@ -206,44 +350,36 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
         ticket_id = str(uuid.uuid4())
         tickets.append(NewTicket(id=ticket_id, seat=item.seat, tier=item.tier, price=item.price,
                                  code=sign_ticket_code(deps.keyring, ticket_id, event_id, code_exp_s)))
+    total = spec.subtotal - spec.discount
     response = PurchaseResponse(
         order_id=order_id, status="confirmed", event_id=event_id, hold_id=hold.id,
         tickets=[TicketOut(t.id, t.seat, t.tier, t.code) for t in tickets],
-        subtotal=subtotal, discount=off, total=total, currency=hold.currency,
+        subtotal=spec.subtotal, discount=spec.discount, total=total, currency=hold.currency,
     )
     body = _ENCODER.encode(response)
     outbox = _ENCODER.encode({
-        "order_id": order_id, "event_id": event_id, "user_id": user_id, "email": req.body.email,
+        "order_id": order_id, "event_id": event_id, "user_id": spec.user_id, "email": spec.email,
         "total": total, "currency": hold.currency, "ticket_ids": [t.id for t in tickets],
     })
     ga = hold.kind == "general_admission"
     order = NewOrder(
-        id=order_id, user_id=user_id, event_id=int(event_id), hold_id=hold.id, subtotal=subtotal, discount=off,
-        total=total, currency=hold.currency, discount_code_id=discount.id if discount else None,
-        email=req.body.email, tickets=tickets, ga_tier=hold.tier if ga else None, ga_quantity=len(tickets) if ga else 0,
-        account_limit=deps.settings.max_tickets_per_account_per_event, gateway=gateway, charge_id=charge.id,
-        outbox_payload=outbox, idempotency_key=claim.key, fingerprint=claim.fingerprint, response=body,
+        id=order_id, user_id=spec.user_id, event_id=int(event_id), hold_id=hold.id, subtotal=spec.subtotal,
+        discount=spec.discount, total=total, currency=hold.currency, discount_code_id=spec.discount_code_id,
+        email=spec.email, tickets=tickets, ga_tier=hold.tier if ga else None, ga_quantity=len(tickets) if ga else 0,
+        account_limit=deps.settings.max_tickets_per_account_per_event, gateway=spec.gateway, charge_id=spec.charge.id,
+        outbox_payload=outbox, idempotency_key=spec.idempotency_key, fingerprint=spec.fingerprint, response=body,
+        gateway_key=spec.gateway_key,
     )
-    try:
-        ga_left = await deps.orders.commit_purchase(order)
-    except CommitRefused as exc:
-        return await _refused(deps, req, claim, hold, charge, gateway, exc)
-    except DependencyUnavailable:
-        await _refund(deps, user_id, charge, gateway, "database_unavailable")
-        raise
-
-    deps.metrics.orders_confirmed_total.inc()
-    deps.metrics.purchases_total.labels("confirmed").inc()
-    logger.info("order_confirmed", extra={"event_id": event_id, "order_id": order_id, "tickets": len(tickets)})
-    await _after_commit(deps, hold, claim, body, admission, ga_left, now_ms)
-    return Replay(201, body)
+    return order, body
 
 
-async def _refused(deps: PurchaseDeps, req: PurchaseInput, claim: Claim, hold: Hold, charge: Charge,
-                   gateway: str, exc: CommitRefused) -> Replay:
+async def _refused(deps: PurchaseDeps, req: PurchaseInput, claim: Claim, hold: Hold, spec: OrderSpec,
+                   exc: CommitRefused) -> Replay:
     user_id = req.principal.id
-    await _refund(deps, user_id, charge, gateway, exc.reason)
-    if exc.reason == "idempotent_duplicate":
+    if not await _refund_charge(deps, spec, exc.reason) or exc.reason in ("idempotent_duplicate",
+                                                                          "payment_settled"):
+        # Not refunded (the row was settled: maybe this very purchase committed) or this key committed
+        # meanwhile: replay what is recorded for the key.
         replay = await _replay_committed(deps, user_id, claim)
         if replay is not None:
             return replay
@@ -260,20 +396,13 @@ async def _refused(deps: PurchaseDeps, req: PurchaseInput, claim: Claim, hold: H
             "your payment was refunded")
     if exc.reason == "discount_exhausted":
         raise DiscountExhausted("the discount code was used up meanwhile; your payment was refunded")
+    if exc.reason == "event_not_on_sale":
+        logger.warning("purchase_refused_event_not_on_sale", extra={"event_id": hold.event_id, "hold_id": hold.id})
+        raise EventNotOnSale("the event is no longer on sale (cancelled); your payment was refunded")
+    if exc.reason == "payment_settled":
+        raise PaymentRefunded("this payment was settled meanwhile (refunded); buy again with a new Idempotency-Key")
     raise DependencyUnavailable("the event changed during the purchase; your payment was refunded",
                                 retry_after_s=1)
-
-
-async def _refund(deps: PurchaseDeps, user_id: str, charge: Charge, gateway: str, reason: str) -> None:
-    refund_id = None
-    if charge.amount > 0:
-        refund_id = await deps.payments.refund(charge, idempotency_key="refund:" + charge.id)
-    deps.metrics.refunds_total.labels(reason).inc()
-    logger.warning("charge_refunded" if refund_id or not charge.amount else "refund_failed",
-                   extra={"charge_id": charge.id, "reason": reason})
-    await deps.orders.record_failed_charge(user_id=user_id, gateway=gateway, charge_id=charge.id,
-                                           amount=charge.amount, currency=charge.currency, reason=reason,
-                                           refund_id=refund_id or ("none" if not charge.amount else None))
 
 
 PAYMENT_FAILED_NAMESPACE = uuid.UUID("9c8e0f3a-5b1d-4e7a-8f2c-6d4b3a2e1f07")
@@ -294,7 +423,15 @@ async def _announce_payment_failed(deps: PurchaseDeps, hold: Hold, user_id: str,
         logger.warning("payment_failed_not_announced", extra={"hold_id": hold.id}, exc_info=True)
 
 
-async def _after_commit(deps: PurchaseDeps, hold: Hold, claim: Claim, body: bytes,
+async def _mirror_sold(deps: PurchaseDeps, hold: Hold, now_ms: int) -> None:
+    """A replayed order whose first answer was lost: its hold may still be locked in Redis."""
+    try:
+        await deps.holds.confirm_sold(hold, now_ms)
+    except Exception:  # the inventory rebuild marks the seats sold
+        logger.warning("confirm_sold_failed", extra={"event_id": hold.event_id, "hold_id": hold.id})
+
+
+async def after_commit(deps: PurchaseDeps, hold: Hold, claim: Claim | None, body: bytes,
                         admission: AdmissionClaims | None, ga_left: int | None, now_ms: int) -> None:
     """Mirror the committed sale. Nothing here may undo it: failures are logged, not raised.
 
@@ -314,6 +451,8 @@ async def _after_commit(deps: PurchaseDeps, hold: Hold, claim: Claim, body: byte
             deps.sold_out.note(hold.event_id, admission.room if admission is not None else None)
 
     async def remember() -> None:
+        if claim is None:  # completed by the reconciler: PostgreSQL's idempotency record replays it
+            return
         try:
             await deps.idempotency.finish(claim, 201, body)
         except Exception as exc:  # PostgreSQL still has the idempotency record

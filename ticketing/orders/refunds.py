@@ -44,7 +44,8 @@ async def refund_event_orders(orders: OrderStore, payments: Payments, event_id: 
             refund_id: str | None = "none"
             if order.amount > 0 and order.gateway != "none":
                 refund_id = await payments.refund(charge, idempotency_key="refund:" + charge.id)
-            if refund_id is None:
+            if refund_id is None:  # logged by Payments.refund; counted apart from confirmed refunds
+                payments.metrics.refunds_failed_total.labels("event_cancelled").inc()
                 failed += 1
                 skip.append(order.order_id)
                 continue

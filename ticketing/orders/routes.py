@@ -29,6 +29,7 @@ from ticketing.orders.purchase import PurchaseDeps, PurchaseInput, purchase
 from ticketing.orders.sold_out import SoldOutWatch
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
+from ticketing.payments.records import PaymentRecords
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
         idempotency=idempotency, keyring=app[KEYRING], metrics=metrics, settings=settings, admission=admission,
         sold_out=SoldOutWatch(settings.sold_out_check_interval_ms, holds=app[HOLDS], orders=app[ORDERS],
                               admission=admission),
-        emitter=app.get(EMITTER),
+        records=PaymentRecords(app[DB]), emitter=app.get(EMITTER),
     )
     watch = asyncio.create_task(app[PURCHASES].sold_out.run(app[CLOCK].now_ms),
                                 name="sold-out-watch")

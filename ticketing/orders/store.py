@@ -10,7 +10,14 @@ the purchase flow maps to a domain error:
   last word (Redis said free, PostgreSQL says sold);
 - ``orders_one_per_hold``: the hold was already bought (another Idempotency-Key);
 - ``idempotency_keys_pkey``: the same key committed meanwhile (replay it);
-- ``account_ticket_limit``, ``discount_usage_limit``.
+- ``account_ticket_limit``, ``discount_usage_limit``;
+- ``event_on_sale``: the event is not on sale (cancelled); raised by ``event_sales_open()``, which
+  serialises the purchase with the cancellation (migration 0010);
+- ``payment_pending``: the charge's payments row is no longer pending/unknown (the reconciler
+  claimed its refund meanwhile, or another commit used it).
+
+A paid order's payments row was written ``pending`` before the charge (ticketing/payments/records.py);
+the statement moves it to ``succeeded`` (no extra round trip). A free order inserts its row.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from stagedoor.errors import DependencyUnavailable
 from ticketing.ids import EventNotFound
 
 RefusalReason = Literal["seat_sold", "ga_sold_out", "hold_bought", "idempotent_duplicate", "account_limit",
-                        "discount_exhausted", "missing_reference"]
+                        "discount_exhausted", "missing_reference", "event_not_on_sale", "payment_settled"]
 
 _CONSTRAINT_REASONS: dict[str, RefusalReason] = {
     "tickets_sold_once": "seat_sold",
@@ -35,10 +42,17 @@ _CONSTRAINT_REASONS: dict[str, RefusalReason] = {
     "idempotency_keys_pkey": "idempotent_duplicate",
     "account_ticket_limit": "account_limit",
     "discount_usage_limit": "discount_exhausted",
+    "event_on_sale": "event_not_on_sale",
+    "payment_pending": "payment_settled",
 }
 
 DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError,
            asyncpg.CannotConnectNowError)
+
+
+class CommitOutcomeUnknown(DependencyUnavailable):
+    """The connection died while the purchase statement ran: it may have committed. Never refund on
+    this; the payments row (succeeded or not) and the idempotency record settle it later."""
 
 
 class CommitRefused(Exception):
@@ -77,6 +91,7 @@ class NewOrder(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str
     fingerprint: str
     response: bytes
+    gateway_key: str | None = None  # the pending payments row of a paid order (None: free, a row is inserted)
 
 
 class Discount(msgspec.Struct, frozen=True, kw_only=True):
@@ -98,7 +113,8 @@ class StoredResponse(msgspec.Struct, frozen=True):
 
 
 # One statement: order, tickets, GA counter, account counter, discount usage, payment,
-# outbox row and idempotency record, all or nothing.
+# outbox row and idempotency record, all or nothing; refused unless the event is on sale and the
+# paid order's payments row is still pending/unknown.
 COMMIT_PURCHASE = """
 WITH new_order AS (
     INSERT INTO orders (id, user_id, event_id, hold_id, subtotal, discount, total, currency,
@@ -127,8 +143,13 @@ WITH new_order AS (
     UPDATE discount_codes SET used = used + 1 WHERE id = $9
     RETURNING 1
 ), payment AS (
-    INSERT INTO payments (order_id, user_id, gateway, charge_id, amount, currency, status)
-    VALUES ($1, $2, $20, $21, $7, $8, 'captured')
+    INSERT INTO payments (order_id, user_id, gateway, charge_id, amount, currency, status, gateway_key, hold_id,
+                          event_id)
+    VALUES ($1, $2, $20, $21, $7, $8, 'succeeded', $26, $4, $3)
+    ON CONFLICT (gateway_key) DO UPDATE
+        SET status = 'succeeded', order_id = EXCLUDED.order_id, charge_id = EXCLUDED.charge_id,
+            gateway = EXCLUDED.gateway, updated_at = now()
+        WHERE payments.status IN ('pending', 'unknown')
     RETURNING 1
 ), announced AS (
     INSERT INTO outbox (event_type, aggregate_id, payload)
@@ -139,14 +160,9 @@ WITH new_order AS (
     VALUES ($2, $23, $24, 201, $25, $1)
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM new_tickets) AS tickets, (SELECT min(tickets_left) FROM ga) AS ga_left
-"""
-
-RECORD_FAILED_CHARGE = """
-INSERT INTO payments (order_id, user_id, gateway, charge_id, amount, currency, status, reason, refund_id,
-                      refunded_at)
-VALUES (NULL, $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::text IS NULL THEN NULL ELSE now() END)
-ON CONFLICT (charge_id) DO NOTHING
+SELECT (SELECT count(*) FROM new_tickets) AS tickets, (SELECT min(tickets_left) FROM ga) AS ga_left,
+       event_sales_open($3) AS on_sale,
+       CASE WHEN NOT EXISTS (SELECT 1 FROM payment) THEN payment_settled_refusal($26) END AS settled
 """
 
 ANNOUNCE = """
@@ -155,6 +171,16 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 REPLAY = "SELECT fingerprint, status, response FROM idempotency_keys WHERE user_id = $1 AND key = $2"
+
+# What the reconciler checks before it settles a charge: did an order commit for this purchase's
+# Idempotency-Key, or for its hold (maybe with another key)? And with which charge?
+ORDER_OF_PURCHASE = """
+SELECT (SELECT order_id::text FROM idempotency_keys WHERE user_id = $1 AND key = $2) AS by_key,
+       o.id::text AS by_hold, p.charge_id AS hold_charge_id
+FROM (SELECT 1) one
+LEFT JOIN orders o ON o.hold_id = $3
+LEFT JOIN payments p ON p.order_id = o.id
+"""
 
 GET_DISCOUNT = """
 SELECT id, event_id, code, kind, value, max_uses, used, valid_from, valid_until
@@ -251,12 +277,16 @@ class OrderStore:
     async def commit_purchase(self, order: NewOrder) -> int | None:
         """Commit the whole purchase; returns GA tickets left in the tier (None for seats).
 
-        Raises CommitRefused (a constraint said no; nothing was written) or
-        DependencyUnavailable (PostgreSQL unreachable; the outcome is unknown only if the
-        connection died after sending COMMIT, which the idempotency record settles)."""
+        Raises CommitRefused (a constraint said no; nothing was written), DependencyUnavailable
+        (no connection, or the statement failed: nothing was written) or CommitOutcomeUnknown (the
+        connection died while the statement ran: it may have committed)."""
         tickets = order.tickets
         try:
-            row = await self.pool.fetchrow(
+            conn = await self.pool.acquire()
+        except DB_DOWN as exc:
+            raise DependencyUnavailable("the order database is unreachable", retry_after_s=1) from exc
+        try:
+            row = await conn.fetchrow(
                 COMMIT_PURCHASE,
                 order.id, order.user_id, order.event_id, order.hold_id, order.subtotal, order.discount,
                 order.total, order.currency, order.discount_code_id, order.email,
@@ -264,28 +294,21 @@ class OrderStore:
                 [t.price for t in tickets], [t.code for t in tickets],
                 order.ga_tier, order.ga_quantity, len(tickets), order.account_limit,
                 order.gateway, order.charge_id, order.outbox_payload.decode(),
-                order.idempotency_key, order.fingerprint, order.response,
+                order.idempotency_key, order.fingerprint, order.response, order.gateway_key,
             )
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _refusal(exc) from exc
-        except DB_DOWN as exc:
-            raise DependencyUnavailable("the order database is unreachable", retry_after_s=1) from exc
-        except asyncpg.PostgresError as exc:  # anything else: nothing was written; the caller refunds
+        except (*DB_DOWN, asyncpg.OperatorInterventionError) as exc:  # e.g. the backend was terminated
+            raise CommitOutcomeUnknown("the order database went away during the purchase; retry with the "
+                                       "same Idempotency-Key", retry_after_s=2) from exc
+        except asyncpg.PostgresError as exc:  # anything else: the statement failed, nothing was written
             raise DependencyUnavailable(f"the order could not be stored ({type(exc).__name__})",
                                         retry_after_s=1) from exc
+        finally:
+            await self.pool.release(conn)
         assert row is not None
         ga_left: int | None = row["ga_left"]
         return ga_left
-
-    async def record_failed_charge(self, *, user_id: str, gateway: str, charge_id: str, amount: int,
-                                   currency: str, reason: str, refund_id: str | None) -> None:
-        """Audit trail of a charge whose order did not commit (refunded, or refund failed)."""
-        status = "refunded" if refund_id else "refund_failed"
-        try:
-            await self.pool.execute(RECORD_FAILED_CHARGE, user_id, gateway, charge_id, amount, currency, status,
-                                    reason, refund_id)
-        except (*DB_DOWN, asyncpg.PostgresError):
-            pass  # logged by the caller's refund_failed/refunded log line; the gateway has the record
 
     async def announce(self, outbox_event_id: str, event_type: str, aggregate_id: str, payload: bytes) -> None:
         """One outbox row on its own (facts with no other write, e.g. PaymentFailed); a repeat is a no-op."""
@@ -297,6 +320,13 @@ class OrderStore:
         except DB_DOWN as exc:
             raise DependencyUnavailable("the order database is unreachable", retry_after_s=1) from exc
         return None if row is None else StoredResponse(row["fingerprint"], row["status"], bytes(row["response"]))
+
+    async def order_of_purchase(self, user_id: str, key: str, hold_id: str) -> tuple[str | None, str | None,
+                                                                                    str | None]:
+        """(order id recorded for the Idempotency-Key, order id of the hold, that order's charge id)."""
+        row = await self.pool.fetchrow(ORDER_OF_PURCHASE, user_id, key, hold_id)
+        assert row is not None
+        return row["by_key"], row["by_hold"], row["hold_charge_id"]
 
     # ------------------------------------------------------------ events (read-only here)
     async def event_owner(self, event_id: int) -> tuple[str, str, str]:

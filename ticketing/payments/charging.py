@@ -29,7 +29,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from stagedoor.settings import Settings
 from ticketing.metrics import BREAKER_STATES, TicketingMetrics
 from ticketing.payments.errors import PaymentDeclined, PaymentGatewayError, PaymentGatewayUnavailable
-from ticketing.payments.gateway import Charge, ChargeDeclined, GatewayFailure, MockGateway, PaymentGateway
+from ticketing.payments.gateway import Charge, ChargeDeclined, GatewayFailure, PaymentGateway, gateway_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ class Payments:
     @classmethod
     def from_settings(cls, settings: Settings, metrics: TicketingMetrics,
                       gateway: PaymentGateway | None = None) -> Payments:
-        gateway = gateway or MockGateway(latency_ms=settings.payment_mock_latency_ms,
-                                         slow_ms=settings.payment_mock_slow_ms,
-                                         failure_rate=settings.payment_mock_failure_rate)
+        gateway = gateway or gateway_from_settings(settings)
         return cls(gateway, metrics, attempts=settings.payment_retry_attempts,
                    retry_base_ms=settings.payment_retry_base_ms, retry_max_ms=settings.payment_retry_max_ms,
                    attempt_timeout_s=settings.payment_attempt_timeout_s,
@@ -147,6 +145,11 @@ class Payments:
                 return await self._attempt(amount=amount, currency=currency, token=token,
                                            idempotency_key=idempotency_key)
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
+
+    async def lookup(self, idempotency_key: str) -> Charge | None:
+        """The charge this key made, None if none; GatewayFailure/TimeoutError when the gateway does not say."""
+        async with asyncio.timeout(self.attempt_timeout_s):
+            return await self.gateway.lookup(idempotency_key)
 
     async def refund(self, charge: Charge, *, idempotency_key: str) -> str | None:
         """Best effort with retries; None (logged) when the gateway will not answer. Never raises."""

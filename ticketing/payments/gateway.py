@@ -11,7 +11,10 @@ charge twice. Outcomes are exceptions with meaning to the caller:
 The mock is a fake at a true outside boundary (STYLE.md 12): ``tok_ok`` succeeds,
 ``tok_declined`` is declined, ``tok_error`` fails every time, ``tok_slow`` answers after
 ``slow_ms``; ``latency_ms`` and ``failure_rate`` shape every call. It records charges and
-refunds so tests can count them.
+refunds so tests can count them. ``lookup`` asks which charge an idempotency key made (the
+worker's reconciler settles unanswered charges with it). One mock lives in one process: the
+worker's reconciler sees the charges of a mock in another process as never made, so the
+services share a gateway (``ticketing.appkeys.GATEWAY``) in tests that need the reconciler.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import secrets
 from typing import Protocol
 
 import msgspec
+
+from stagedoor.settings import Settings
 
 
 class Charge(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,6 +53,16 @@ class PaymentGateway(Protocol):
 
     async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
         """Refund a charge in full; returns the refund id. Refunding twice is a no-op."""
+
+    async def lookup(self, idempotency_key: str) -> Charge | None:
+        """The charge made with this idempotency key, or None when the gateway made none (a charge
+        refunded since is still returned). Raises GatewayFailure when the gateway does not answer."""
+
+
+def gateway_from_settings(settings: Settings) -> PaymentGateway:
+    """The configured gateway (``payment_gateway``; the mock is the only one until a real adapter is wired)."""
+    return MockGateway(latency_ms=settings.payment_mock_latency_ms, slow_ms=settings.payment_mock_slow_ms,
+                       failure_rate=settings.payment_mock_failure_rate)
 
 
 class MockGateway:
@@ -78,16 +93,20 @@ class MockGateway:
         await self._answer_delay(token)
         if token == "tok_error" or (self.failure_rate and self._rng.random() < self.failure_rate):
             raise GatewayFailure("mock gateway error")
+        existing = self.charges.get(idempotency_key)
+        if existing is not None:  # as real gateways do: a key's first result is its answer, whatever the card
+            return existing
         if token == "tok_declined":
             raise ChargeDeclined("card declined")
         if token not in ("tok_ok", "tok_slow"):
             raise ChargeDeclined("unknown payment token")
-        existing = self.charges.get(idempotency_key)
-        if existing is not None:
-            return existing
         charge = Charge(id="ch_" + secrets.token_hex(12), amount=amount, currency=currency)
         self.charges[idempotency_key] = charge
         return charge
+
+    async def lookup(self, idempotency_key: str) -> Charge | None:
+        await self._answer_delay("")
+        return self.charges.get(idempotency_key)
 
     async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
         await self._answer_delay("")

@@ -1,0 +1,189 @@
+"""A payment gateway double over HTTP, and the shop plus worker wired to it.
+
+``GatewayDouble`` is a small aiohttp server that keeps a ledger of charges (one per idempotency key,
+as a real gateway does) and refunds; it can be told to charge and then not answer in time
+(``hang_after_charge``), to fail before charging (``fail_before_charge``) or to refuse refunds
+(``refunds_down``). ``HttpGateway`` is the ``PaymentGateway`` the services use to reach it, so the
+ticketing app and the worker talk to one ledger, as they would to a real gateway.
+
+``start_payment_stack(...)`` serves the double, then the shop (ticketing app) and the worker on the
+same settings, movable clock and gateway; the reconciler loop is slowed down so tests run it
+themselves (``worker.app[RECONCILER].run_once()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from stagedoor.clock import ManualClock
+from stagedoor.keys import KeyRing
+from stagedoor.settings import Settings
+from ticketing.app import create_app
+from ticketing.appkeys import CLOCK, GATEWAY
+from ticketing.payments.gateway import Charge, ChargeDeclined, GatewayFailure
+from ticketing.worker import create_worker_app
+
+
+@dataclass
+class GatewayDouble:
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> charge
+    refunds: dict[str, str] = field(default_factory=dict)  # charge id -> refund id
+    charge_requests: int = 0
+    refund_requests: int = 0
+    hang_after_charge: int = 0  # the next N charge requests charge, then answer after hang_s
+    hang_s: float = 2.0
+    fail_before_charge: int = 0  # the next N charge requests answer 503 without charging
+    refunds_down: bool = False
+    url: str = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/charges", self._charge)
+        app.router.add_get("/v1/charges", self._lookup)
+        app.router.add_post("/v1/refunds", self._refund)
+        return app
+
+    async def _charge(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.charge_requests += 1
+        if self.fail_before_charge > 0:
+            self.fail_before_charge -= 1
+            return web.json_response({"error": "unavailable"}, status=503)
+        key = body["idempotency_key"]
+        charge = self.charges.get(key)  # a key's first charge is its answer, whatever the card
+        if charge is None and body["token"] == "tok_declined":
+            return web.json_response({"error": "card_declined"}, status=402)
+        if charge is None:
+            charge = self.charges[key] = {"id": "ch_" + secrets.token_hex(8), "amount": body["amount"],
+                                          "currency": body["currency"]}
+        if self.hang_after_charge > 0:
+            self.hang_after_charge -= 1
+            await asyncio.sleep(self.hang_s)  # charged, but the answer comes too late for the caller
+        return web.json_response(charge)
+
+    async def _lookup(self, request: web.Request) -> web.Response:
+        charge = self.charges.get(request.query["idempotency_key"])
+        return web.json_response(charge) if charge is not None else web.json_response({}, status=404)
+
+    async def _refund(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.refund_requests += 1
+        if self.refunds_down:
+            return web.json_response({"error": "unavailable"}, status=503)
+        refund_id = self.refunds.setdefault(body["charge_id"], "re_" + secrets.token_hex(8))
+        return web.json_response({"id": refund_id})
+
+    @property
+    def net_charges(self) -> int:
+        """Charges not refunded: what the fans paid for in the end."""
+        return len([c for c in self.charges.values() if c["id"] not in self.refunds])
+
+
+class HttpGateway:
+    """PaymentGateway over HTTP to a GatewayDouble (a stand-in for a real gateway's adapter)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+        try:
+            async with self._client().request(method, self.url + path, **kw) as resp:
+                return resp.status, await resp.json()
+        except aiohttp.ClientError as exc:
+            raise GatewayFailure(str(exc)) from exc
+
+    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+        status, body = await self._call("POST", "/v1/charges", json={
+            "amount": amount, "currency": currency, "token": token, "idempotency_key": idempotency_key})
+        if status == 402:
+            raise ChargeDeclined(body["error"])
+        if status != 200:
+            raise GatewayFailure(f"gateway answered {status}")
+        return Charge(id=body["id"], amount=body["amount"], currency=body["currency"])
+
+    async def lookup(self, idempotency_key: str) -> Charge | None:
+        status, body = await self._call("GET", "/v1/charges", params={"idempotency_key": idempotency_key})
+        if status == 404:
+            return None
+        if status != 200:
+            raise GatewayFailure(f"gateway answered {status}")
+        return Charge(id=body["id"], amount=body["amount"], currency=body["currency"])
+
+    async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
+        status, body = await self._call("POST", "/v1/refunds", json={"charge_id": charge.id,
+                                                                     "idempotency_key": idempotency_key})
+        if status != 200:
+            raise GatewayFailure(f"gateway answered {status}")
+        return str(body["id"])
+
+
+@dataclass
+class PaymentStack:
+    shop: Any  # the ticketing TestClient
+    worker: Any  # the worker TestClient
+    double: GatewayDouble
+    gateway: HttpGateway
+    settings: Settings
+
+
+async def start_payment_stack(aiohttp_server: Callable[..., Any], aiohttp_client: Callable[..., Any],
+                              make_settings: Callable[..., Settings], keyring: KeyRing, clock: ManualClock,
+                              **overrides: Any) -> PaymentStack:
+    double = GatewayDouble()
+    server = await aiohttp_server(double.app())
+    double.url = str(server.make_url("")).rstrip("/")
+    overrides.setdefault("rate_limits_enabled", False)
+    overrides.setdefault("payment_reconcile_interval_s", 3600)  # the tests run the reconciler themselves
+    overrides.setdefault("payment_retry_attempts", 1)
+    overrides.setdefault("payment_attempt_timeout_s", 0.5)
+    settings = make_settings(**overrides)
+    gateway = HttpGateway(double.url)
+    shop_app = create_app(settings, keyring)
+    shop_app[CLOCK] = clock
+    shop_app[GATEWAY] = gateway
+    worker_app = create_worker_app(settings, keyring)
+    worker_app[CLOCK] = clock
+    worker_app[GATEWAY] = gateway
+
+    async def close_gateway(_: web.Application) -> None:
+        await gateway.close()
+
+    worker_app.on_cleanup.append(close_gateway)
+    shop = await aiohttp_client(shop_app)
+    worker = await aiohttp_client(worker_app)
+    return PaymentStack(shop=shop, worker=worker, double=double, gateway=gateway, settings=settings)
+
+
+async def age_payments(db: asyncpg.Pool, seconds: float) -> None:
+    """Move every payments row's last change ``seconds`` into the past (the payment window has passed)."""
+    await db.execute("UPDATE payments SET updated_at = updated_at - make_interval(secs => $1)", float(seconds))
+
+
+async def make_refunds_due(db: asyncpg.Pool) -> None:
+    """Bring every owed refund's next attempt to now (its backoff has passed)."""
+    await db.execute("UPDATE payments SET next_attempt_at = now() WHERE status IN ('refunding', 'refund_failed')")
+
+
+async def payment_rows(db: asyncpg.Pool) -> list[dict[str, Any]]:
+    rows = await db.fetch("SELECT status, charge_id, order_id::text AS order_id, seq, reason, attempts, "
+                          "extract(epoch FROM next_attempt_at - updated_at) AS backoff_s "
+                          "FROM payments WHERE gateway_key IS NOT NULL ORDER BY id")
+    return [dict(r) for r in rows]

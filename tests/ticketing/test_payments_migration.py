@@ -1,0 +1,57 @@
+"""Migration 0010 on a database that already sold: captured payments become succeeded, a refund that
+failed before it gets a gateway key and is retried by the worker like any other."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from stagedoor.embedded import with_database
+from stagedoor.migrate import MIGRATIONS_DIR, migrate
+from ticketing.payments.records import PaymentRecords
+
+
+async def test_0010_keeps_old_payments_and_makes_old_failed_refunds_retryable(pg_server_url: str,
+                                                                             tmp_path: Path) -> None:
+    before, upto = tmp_path / "before", tmp_path / "upto"
+    before.mkdir()
+    upto.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        version = int(path.name[:4])
+        if version < 10:
+            shutil.copy(path, before / path.name)
+        if version <= 10:
+            shutil.copy(path, upto / path.name)
+    name = f"sdt_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        conn = await asyncpg.connect(with_database(pg_server_url, name))
+        try:
+            await migrate(conn, before)
+            user = await conn.fetchval("INSERT INTO users (email, password_hash, name, roles) "
+                                       "VALUES ('old@example.test', 'x', 'Old', '{customer}') RETURNING id")
+            await conn.execute("""
+                INSERT INTO payments (order_id, user_id, gateway, charge_id, amount, currency, status, reason)
+                VALUES (NULL, $1, 'mock', 'ch_old_ok', 100, 'EUR', 'captured', NULL),
+                       (NULL, $1, 'mock', 'ch_old_owed', 200, 'EUR', 'refund_failed', 'seat_sold'),
+                       (NULL, $1, 'mock', 'ch_old_back', 300, 'EUR', 'refunded', 'seat_sold')""", user)
+            assert 10 in await migrate(conn, upto)
+            rows = {r["charge_id"]: dict(r) for r in await conn.fetch(
+                "SELECT charge_id, status, gateway_key, next_attempt_at IS NOT NULL AS due FROM payments")}
+            assert rows["ch_old_ok"]["status"] == "succeeded" and rows["ch_old_ok"]["gateway_key"] is None
+            assert rows["ch_old_owed"] == {"charge_id": "ch_old_owed", "status": "refund_failed",
+                                           "gateway_key": "legacy:ch_old_owed", "due": True}
+            assert rows["ch_old_back"]["status"] == "refunded" and not rows["ch_old_back"]["due"]
+            # what the worker's refund retries read: the old row, with what it has
+            [due] = await PaymentRecords(conn).refunds_due(10, 60)  # type: ignore[arg-type]
+            assert (due.gateway_key, due.charge_id, due.amount, due.currency, due.reason) == (
+                "legacy:ch_old_owed", "ch_old_owed", 200, "EUR", "seat_sold")
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
