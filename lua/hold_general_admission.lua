@@ -35,7 +35,8 @@
             An admission (ARGV[8]) is bound to the first user who holds with it: KEYS[10] is created
             with u = user, n = 0 and a PEXPIRE of ARGV[9]; confirm_hold_sold counts n.
   Cost      O(1), plus O(reclaimed holds x their seats) when the counter is short
-  Includes  reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back
+  Includes  reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back;
+            admission_binding (lua/lib/admission_binding.lua): check_binding, bind
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
 local meta = redis.call('HMGET', KEYS[1], 'status', 'currency', 'max_per_order', 'hold_ttl_ms')
@@ -44,14 +45,10 @@ if meta[1] ~= 'on_sale' then return {'not_on_sale', meta[1] or ''} end
 local hold_id, user_id, now, tier = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
 local qty = tonumber(ARGV[6])
 if qty < 1 or qty > tonumber(meta[3]) then return {'over_limit', meta[3]} end
+--#include admission_binding
 local jti = ARGV[8]
-local bound
-if jti ~= '' then
-  bound = redis.call('HMGET', KEYS[10], 'u', 'n')
-  if bound[1] and bound[1] ~= user_id then return {'admission_in_use'} end
-  local bought = tonumber(bound[2] or '0')
-  if qty + bought > tonumber(meta[3]) then return {'admission_limit', meta[3], bought} end
-end
+local bound, refusal = check_binding(KEYS[10], jti, user_id, qty, meta[3])
+if refusal then return refusal end
 local t = redis.call('HMGET', KEYS[2], 'ga:' .. tier, 'p:' .. tier, 'f:' .. tier)
 if t[1] ~= '1' then return {'unknown_tier'} end
 
@@ -85,8 +82,5 @@ redis.call('HSET', KEYS[5], hold_id, cjson.encode({
   c = now, e = expires, a = bound and jti or nil}))
 redis.call('ZADD', KEYS[4], expires, hold_id)
 redis.call('HSET', KEYS[6], user_id, hold_id)
-if bound and not bound[1] then
-  redis.call('HSET', KEYS[10], 'u', user_id, 'n', 0)
-  redis.call('PEXPIRE', KEYS[10], ARGV[9])
-end
+bind(KEYS[10], bound, user_id, ARGV[9])
 return {'ok', expires, total, meta[2], price}

@@ -34,6 +34,7 @@
             An admission (ARGV[5]) is bound to the first user who holds with it: KEYS[9] is created
             with u = user, n = 0 and a PEXPIRE of ARGV[6]; confirm_hold_sold counts n.
   Cost      O(number of seats requested)
+  Includes  admission_binding (lua/lib/admission_binding.lua): check_binding, bind
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
 local meta = redis.call('HMGET', KEYS[1], 'status', 'currency', 'max_per_order', 'hold_ttl_ms')
@@ -43,13 +44,9 @@ local n = #ARGV - 6
 if n < 1 or n > tonumber(meta[3]) then return {'over_limit', meta[3]} end
 
 local hold_id, user_id, now, jti = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5]
-local bound
-if jti ~= '' then
-  bound = redis.call('HMGET', KEYS[9], 'u', 'n')
-  if bound[1] and bound[1] ~= user_id then return {'admission_in_use'} end
-  local bought = tonumber(bound[2] or '0')
-  if n + bought > tonumber(meta[3]) then return {'admission_limit', meta[3], bought} end
-end
+--#include admission_binding
+local bound, refusal = check_binding(KEYS[9], jti, user_id, n, meta[3])
+if refusal then return refusal end
 
 local seen = {}
 for i = 7, #ARGV do
@@ -104,8 +101,5 @@ redis.call('HSET', KEYS[6], hold_id, cjson.encode({
   a = bound and jti or nil}))
 redis.call('ZADD', KEYS[5], expires, hold_id)
 redis.call('HSET', KEYS[7], user_id, hold_id)
-if bound and not bound[1] then
-  redis.call('HSET', KEYS[9], 'u', user_id, 'n', 0)
-  redis.call('PEXPIRE', KEYS[9], ARGV[6])
-end
+bind(KEYS[9], bound, user_id, ARGV[6])
 return reply
