@@ -61,22 +61,12 @@ class Opened(msgspec.Struct, frozen=True, kw_only=True):
     inserted: bool
 
 
-class PaymentRow(msgspec.Struct, frozen=True, kw_only=True):
+class PaymentRow(NewPayment, frozen=True, kw_only=True):
+    """A row as read back: what the purchase recorded, and where it stands."""
+
     id: int
     gateway_key: str
     status: PaymentStatus
-    user_id: str
-    gateway: str
-    hold_id: str
-    event_id: int
-    idempotency_key: str
-    fingerprint: str
-    email: str
-    subtotal: int
-    discount: int
-    discount_code_id: int | None
-    amount: int
-    currency: str
     charge_id: str | None
     reason: str | None
     attempts: int
@@ -150,7 +140,8 @@ RETURNING attempts
 """
 
 # (rows from before migration 0010, only ever seen as refunds owed, lack the purchase's fields)
-_COLUMNS = """id, gateway_key, status, user_id::text AS user_id, gateway, coalesce(hold_id, '') AS hold_id,
+_COLUMNS = """id, gateway_key, status, coalesce(purchase_key, '') AS purchase_key,
+user_id::text AS user_id, gateway, coalesce(hold_id, '') AS hold_id,
 coalesce(event_id, 0) AS event_id, coalesce(idempotency_key, '') AS idempotency_key,
 coalesce(fingerprint, '') AS fingerprint, coalesce(email, '') AS email, coalesce(subtotal, amount) AS subtotal,
 coalesce(discount, 0) AS discount, discount_code_id, amount, currency, charge_id, reason, attempts, updated_at"""
