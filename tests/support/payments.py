@@ -173,7 +173,9 @@ async def start_payment_stack(aiohttp_server: Callable[..., Any], aiohttp_client
 
 
 async def age_payments(db: asyncpg.Pool, seconds: float) -> None:
-    """Move every payments row's last change ``seconds`` into the past (the payment window has passed)."""
+    """Move every charge attempt's and payments row's last change ``seconds`` into the past (the payment
+    window has passed)."""
+    await db.execute("UPDATE charge_attempts SET updated_at = updated_at - make_interval(secs => $1)", float(seconds))
     await db.execute("UPDATE payments SET updated_at = updated_at - make_interval(secs => $1)", float(seconds))
 
 
@@ -183,7 +185,8 @@ async def make_refunds_due(db: asyncpg.Pool) -> None:
 
 
 async def payment_rows(db: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Each purchase charge as it stands (the view of migration 0011), in the order they were made."""
     rows = await db.fetch("SELECT status, charge_id, order_id::text AS order_id, seq, reason, attempts, "
                           "extract(epoch FROM next_attempt_at - updated_at) AS backoff_s "
-                          "FROM payments WHERE gateway_key IS NOT NULL ORDER BY id")
+                          "FROM purchase_payments ORDER BY created_at, seq")
     return [dict(r) for r in rows]

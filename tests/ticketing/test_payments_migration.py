@@ -55,3 +55,51 @@ async def test_0010_keeps_old_payments_and_makes_old_failed_refunds_retryable(pg
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_0011_moves_unsettled_payments_to_charge_attempts(pg_server_url: str, tmp_path: Path) -> None:
+    """Pending, unknown and failed rows of 0010 become charge attempts (and leave payments); a refunded
+    charge keeps its payments row and gets its attempt, so the purchase's next attempt takes seq + 1."""
+    upto10, upto11 = tmp_path / "upto10", tmp_path / "upto11"
+    upto10.mkdir()
+    upto11.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        version = int(path.name[:4])
+        if version <= 10:
+            shutil.copy(path, upto10 / path.name)
+        if version <= 11:
+            shutil.copy(path, upto11 / path.name)
+    name = f"sdt_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        conn = await asyncpg.connect(with_database(pg_server_url, name))
+        try:
+            await migrate(conn, upto10)
+            user = await conn.fetchval("INSERT INTO users (email, password_hash, name, roles) "
+                                       "VALUES ('mid@example.test', 'x', 'Mid', '{customer}') RETURNING id")
+            for key, status, charge in (("a", "pending", None), ("b", "unknown", "ch_b"), ("c", "failed", None),
+                                        ("d", "refunded", "ch_d")):
+                await conn.execute("""
+                    INSERT INTO payments (user_id, gateway, charge_id, amount, currency, status, purchase_key, seq,
+                                          gateway_key, hold_id, event_id, idempotency_key, fingerprint, email,
+                                          subtotal, discount)
+                    VALUES ($1, 'mock', $2, 500, 'EUR', $3, $4, 0, $4 || ':0', 'h-' || $4, 7, 'k-' || $4, 'fp',
+                            'mid@example.test', 500, 0)""", user, charge, status, key)
+            assert 11 in await migrate(conn, upto11)
+            attempts = {r["gateway_key"]: (r["state"], r["charge_id"]) for r in await conn.fetch(
+                "SELECT gateway_key, state, charge_id FROM charge_attempts")}
+            assert attempts == {"a:0": ("pending", None), "b:0": ("unknown", "ch_b"), "c:0": ("failed", None),
+                                "d:0": ("pending", "ch_d")}
+            assert [r["gateway_key"] for r in await conn.fetch("SELECT gateway_key FROM payments")] == ["d:0"]
+            standing = {r["gateway_key"]: r["status"] for r in await conn.fetch(
+                "SELECT gateway_key, status FROM purchase_payments")}
+            assert standing == {"a:0": "pending", "b:0": "unknown", "c:0": "failed", "d:0": "refunded"}
+            records = PaymentRecords(conn)  # type: ignore[arg-type]
+            [stale] = [r.gateway_key for r in await records.stale(0, 10) if r.status == "pending"]
+            assert stale == "a:0"  # the refunded charge is settled: not the reconciler's
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -3,19 +3,19 @@
     claim the Idempotency-Key (Redis; a duplicate replays or gets 409 + Retry-After)
     -> the hold is the caller's and live; gated event: a valid admission token
     -> lock the hold for the payment window (it cannot expire mid-charge; refused when the
-       event is cancelled) and, concurrently, write the payments row ``pending`` with the
+       event is cancelled) and, concurrently, record the charge attempt ``pending`` with the
        deterministic gateway idempotency key (paid orders only; ticketing/payments/records.py)
     -> charge with that key (retries + circuit breaker, ticketing/payments/charging.py): a
-       decline marks the row failed; no answer marks it unknown
-    -> ONE PostgreSQL statement: order, tickets, payment row -> succeeded, outbox OrderConfirmed,
+       decline marks the attempt failed; no answer marks it unknown
+    -> ONE PostgreSQL statement: order, tickets, payments row (the attempt settled), outbox OrderConfirmed,
        idempotency record, GA / account / discount counters; refused unless the event is on
        sale (ticketing/orders/store.py)
     -> confirm sold in Redis, remember the answer, tell admission the shopper is done,
        announce a sell-out.
 
-Charged once: a retry with the same Idempotency-Key reuses the pending/unknown row and its
-gateway key, so the gateway answers with the charge it made. A refund needs the row claimed
-first (pending/unknown -> refunding), so a charge whose order committed is never refunded. A
+Charged once: a retry with the same Idempotency-Key reuses the pending/unknown attempt and its
+gateway key, so the gateway answers with the charge it made. A refund needs the key's payments
+row claimed first, which the commit inserts too: a charge whose order committed is never refunded. A
 connection lost during the commit is an unknown outcome: no refund, 503 + Retry-After; the
 retry replays the order or completes it with the same charge, and the worker's reconciler
 (ticketing/orders/reconcile.py) settles what nobody retries.

@@ -2,8 +2,9 @@
 
 Every ``payment_reconcile_interval_s``:
 
-1. ``pending`` and ``unknown`` payments rows untouched for ``payment_window_s`` (the purchase that
-   wrote them is over: its charge attempts are bounded by their timeouts, well inside the window):
+1. ``pending`` and ``unknown`` charge attempts with no payments row, untouched for ``payment_window_s``
+   (the purchase that wrote them is over: its gateway calls are bounded by their timeouts, well inside
+   the window):
    - an order committed for the purchase's Idempotency-Key or its hold (checked first, in
      PostgreSQL) with this very charge -> ``succeeded``;
    - the gateway made no charge under the row's key (``PaymentGateway.lookup``) -> ``failed``;
@@ -11,10 +12,10 @@ Every ``payment_reconcile_interval_s``:
    - charged and no order: if the hold is still the fan's and can be locked (the purchase's own
      ``lock_for_payment``; refused when the event was cancelled), the order is completed with the
      purchase's own ``build_order`` and commit statement; otherwise the charge is refunded.
-   The gateway not answering leaves the row for the next round. A refund always claims the row
-   first (pending/unknown -> refunding, a compare-and-set), and the commit statement only moves a
-   pending/unknown row to succeeded: a late commit and a refund can never both win, so a charge
-   whose commit outcome is unknown is never refunded while that commit can still land.
+   The gateway not answering leaves the attempt for the next round. A refund always claims the
+   charge first by inserting the gateway key's payments row (``refunding``), and the commit statement
+   inserts that same unique key's row (``succeeded``): a late commit and a refund can never both win,
+   so a charge whose commit outcome is unknown is never refunded while that commit can still land.
 2. ``refunding``/``refund_failed`` rows whose ``next_attempt_at`` is due: refund again (backoff with
    jitter between attempts, ticketing/payments/refunding.py).
 Both reads lease their rows (``FOR UPDATE SKIP LOCKED``, then a moved timestamp): reconcilers in
@@ -22,6 +23,7 @@ several workers never work on one row at once. A fan's retry that reuses a pendi
 touches it, and the reconciler's ``failed``, ``succeeded`` and refund claim require the row as it
 leased it: a lookup that saw no charge cannot fail a row whose retry is charging right then.
 3. ``ticketing_refunds_owed`` is set to the rows still owed a refund (alerted in ops/prometheus).
+4. Failed attempts older than a week are forgotten (``PaymentRecords.prune_failed``).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class Reconciler:
             else:
                 run.refund_failed += 1
         deps.metrics.refunds_owed.set(await deps.records.refunds_owed())
+        await deps.records.prune_failed()
         if any(msgspec.structs.astuple(run)):
             logger.info("payments_reconciled", extra=msgspec.structs.asdict(run))
         return run
@@ -105,7 +108,7 @@ class Reconciler:
             return "failed"
         if by_key is not None or by_hold is not None:
             if hold_charge_id == charge.id and by_hold is not None:
-                if await deps.records.mark_succeeded(row.gateway_key, by_hold, charge.id, lease=row.updated_at):
+                if await deps.records.mark_succeeded(row.gateway_key, lease=row.updated_at):
                     return "succeeded"
                 return "kept"
             return await self._refund(row, charge, "order_exists")  # the hold was bought with another charge

@@ -13,11 +13,12 @@ the purchase flow maps to a domain error:
 - ``account_ticket_limit``, ``discount_usage_limit``;
 - ``event_on_sale``: the event is not on sale (cancelled); raised by ``event_sales_open()``, which
   serialises the purchase with the cancellation (migration 0010);
-- ``payment_pending``: the charge's payments row is no longer pending/unknown (the reconciler
-  claimed its refund meanwhile, or another commit used it).
+- ``payment_pending``: the charge is settled already: a refund claimed its key's payments row
+  meanwhile (the reconciler), another commit used it, or its attempt was marked failed.
 
-A paid order's payments row was written ``pending`` before the charge (ticketing/payments/records.py);
-the statement moves it to ``succeeded`` (no extra round trip). A free order inserts its row.
+A paid order's charge attempt was written ``pending`` before the charge (ticketing/payments/records.py);
+the statement inserts the key's ``succeeded`` payments row and deletes the attempt (no extra round
+trip). A free order inserts its payments row only.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import msgspec
 
 from stagedoor.errors import DependencyUnavailable
 from ticketing.ids import EventNotFound
+from ticketing.payments.records import attempt_of
 
 RefusalReason = Literal["seat_sold", "ga_sold_out", "hold_bought", "idempotent_duplicate", "account_limit",
                         "discount_exhausted", "missing_reference", "event_not_on_sale", "payment_settled"]
@@ -91,7 +93,7 @@ class NewOrder(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str
     fingerprint: str
     response: bytes
-    gateway_key: str | None = None  # the pending payments row of a paid order (None: free, a row is inserted)
+    gateway_key: str | None = None  # the charge attempt of a paid order (None: free)
 
 
 class Discount(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,9 +114,9 @@ class StoredResponse(msgspec.Struct, frozen=True):
     body: bytes
 
 
-# One statement: order, tickets, GA counter, account counter, discount usage, payment,
-# outbox row and idempotency record, all or nothing; refused unless the event is on sale and the
-# paid order's payments row is still pending/unknown.
+# One statement: order, tickets, GA counter, account counter, discount usage, payment (and its charge
+# attempt settled), outbox row and idempotency record, all or nothing; refused unless the event is on
+# sale and the paid order's charge attempt is still unsettled (no refund claimed its key).
 COMMIT_PURCHASE = """
 WITH new_order AS (
     INSERT INTO orders (id, user_id, event_id, hold_id, subtotal, discount, total, currency,
@@ -142,14 +144,15 @@ WITH new_order AS (
 ), discount_use AS (
     UPDATE discount_codes SET used = used + 1 WHERE id = $9
     RETURNING 1
-), payment AS (
-    INSERT INTO payments (order_id, user_id, gateway, charge_id, amount, currency, status, gateway_key, hold_id,
-                          event_id)
-    VALUES ($1, $2, $20, $21, $7, $8, 'succeeded', $26, $4, $3)
-    ON CONFLICT (gateway_key) DO UPDATE
-        SET status = 'succeeded', order_id = EXCLUDED.order_id, charge_id = EXCLUDED.charge_id,
-            gateway = EXCLUDED.gateway, updated_at = now()
-        WHERE payments.status IN ('pending', 'unknown')
+), payment AS (  -- the key's payments row: inserted once, by this statement or by a refund's claim
+    INSERT INTO payments (order_id, user_id, gateway, charge_id, amount, currency, status, gateway_key, seq,
+                          hold_id, event_id)
+    VALUES ($1, $2, $20, $21, $7, $8, 'succeeded', $26, coalesce($28, 0), $4, $3)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), attempt_done AS (  -- the charge attempt is settled (none for a free order)
+    DELETE FROM charge_attempts
+    WHERE purchase_key = $27 AND seq = $28 AND state IN ('pending', 'unknown')
     RETURNING 1
 ), announced AS (
     INSERT INTO outbox (event_type, aggregate_id, payload)
@@ -162,7 +165,8 @@ WITH new_order AS (
 )
 SELECT (SELECT count(*) FROM new_tickets) AS tickets, (SELECT min(tickets_left) FROM ga) AS ga_left,
        event_sales_open($3) AS on_sale,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM payment) THEN payment_settled_refusal($26) END AS settled
+       CASE WHEN NOT EXISTS (SELECT 1 FROM payment) OR ($27::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM attempt_done))
+            THEN payment_settled_refusal($26) END AS settled
 """
 
 ANNOUNCE = """
@@ -295,6 +299,7 @@ class OrderStore:
                 order.ga_tier, order.ga_quantity, len(tickets), order.account_limit,
                 order.gateway, order.charge_id, order.outbox_payload.decode(),
                 order.idempotency_key, order.fingerprint, order.response, order.gateway_key,
+                *(attempt_of(order.gateway_key) if order.gateway_key is not None else (None, None)),
             )
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _refusal(exc) from exc

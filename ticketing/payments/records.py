@@ -1,15 +1,17 @@
-"""PaymentRecords: the payments rows (migration 0010), the only code that knows their SQL outside
-the purchase statement (which moves a pending row to ``succeeded``, ticketing/orders/store.py).
+"""PaymentRecords: charge attempts and settled payments (migrations 0010, 0011), the only code that
+knows their SQL besides the purchase statement (ticketing/orders/store.py), which inserts the key's
+``succeeded`` payments row and deletes its attempt.
 
-A paid purchase :meth:`opens <PaymentRecords.open>` its row (``pending``) before it charges; every
-later step is a compare-and-set on the row's state, so the purchase, a retry and the worker's
-reconciler can never both settle one charge (one commits the order, or one claims the refund):
+A paid purchase :meth:`opens <PaymentRecords.open>` an attempt (``pending``, in ``charge_attempts``)
+before it charges, under the gateway key ``<purchase_key>:<seq>``. Settling it inserts the key's
+``payments`` row, once (the key is unique there): either the purchase statement with the order, or a
+refund's claim. So the purchase, a retry and the worker's reconciler can never both settle one charge:
 
-    pending/unknown --commit--> succeeded
-    pending/unknown --decline / no charge at the gateway--> failed
-    pending --no answer (gateway timeout, commit connection lost)--> unknown
-    pending/unknown --claim_refund--> refunding --gateway ok--> refunded
-                                                 --gateway failed--> refund_failed (retried, backoff)
+    attempt pending/unknown --commit--> payments succeeded (the attempt is deleted)
+    attempt pending/unknown --decline / no charge at the gateway--> attempt failed
+    attempt pending --no answer (gateway timeout, commit connection lost)--> attempt unknown
+    attempt pending/unknown --claim_refund--> payments refunding --gateway ok--> refunded
+                                                             --gateway failed--> refund_failed (retried)
 """
 
 from __future__ import annotations
@@ -56,8 +58,7 @@ class NewPayment(msgspec.Struct, frozen=True, kw_only=True):
 
 class Opened(msgspec.Struct, frozen=True, kw_only=True):
     gateway_key: str
-    status: PaymentStatus  # "pending" for a new row; else the state the earlier attempt left
-    fingerprint: str
+    status: PaymentStatus  # "pending" for a new attempt; else where the earlier attempt stands
     inserted: bool
 
 
@@ -73,55 +74,83 @@ class PaymentRow(NewPayment, frozen=True, kw_only=True):
     updated_at: dt.datetime  # as read (the reconciler's lease)
 
 
-# The latest row of the purchase decides: pending/unknown -> reuse its key (the gateway answers with
-# the charge it may already have made); succeeded -> the order exists (replay it); anything else
-# (no charge, or the charge's money is owed back or returned) -> a new row, seq + 1, a new key.
+# The latest attempt decides, seen through its payments row when it has one: pending/unknown -> reuse its
+# key (the gateway answers with the charge it may already have made); anything else (no charge, or the
+# charge's money is owed back or returned) -> the next seq, a new key; unless an order committed under
+# that next key (the commit deletes its attempt), in which case it is the purchase's standing.
 OPEN = """
 WITH latest AS (
-    SELECT gateway_key, status, seq, fingerprint FROM payments
-    WHERE purchase_key = $1 ORDER BY seq DESC LIMIT 1
-), reused AS (  -- touched: a reconciler's lease on it is void (this retry may charge under its key)
-    UPDATE payments SET updated_at = clock_timestamp()
-    WHERE gateway_key = (SELECT gateway_key FROM latest WHERE status IN ('pending', 'unknown'))
-    RETURNING 1
-), fresh AS (
-    INSERT INTO payments (purchase_key, seq, gateway_key, user_id, gateway, hold_id, event_id, idempotency_key,
-                          fingerprint, email, subtotal, discount, discount_code_id, amount, currency, status)
-    SELECT $1, n.seq, $1 || ':' || n.seq, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending'
+    SELECT a.seq, a.gateway_key, coalesce(p.status, a.state) AS status
+    FROM charge_attempts a LEFT JOIN payments p ON p.gateway_key = a.gateway_key
+    WHERE a.purchase_key = $1
+    ORDER BY a.seq DESC LIMIT 1
+), candidate AS (
+    SELECT n.seq, $1 || ':' || n.seq AS gateway_key
     FROM (SELECT coalesce((SELECT seq + 1 FROM latest), 0) AS seq) n
     WHERE NOT EXISTS (SELECT 1 FROM latest WHERE status IN ('pending', 'unknown', 'succeeded'))
-    ON CONFLICT (gateway_key) DO NOTHING
-    RETURNING gateway_key, status, fingerprint
+), committed AS (
+    SELECT p.gateway_key, 'succeeded'::text AS status
+    FROM candidate c JOIN payments p ON p.gateway_key = c.gateway_key AND p.order_id IS NOT NULL
+), reused AS (  -- touched: a reconciler's lease on it is void (this retry may charge under its key)
+    UPDATE charge_attempts SET updated_at = clock_timestamp()
+    WHERE purchase_key = $1 AND seq = (SELECT seq FROM latest WHERE status IN ('pending', 'unknown'))
+    RETURNING 1
+), fresh AS (
+    INSERT INTO charge_attempts (purchase_key, seq, user_id, gateway, hold_id, event_id, idempotency_key,
+                                 fingerprint, email, subtotal, discount, discount_code_id, amount, currency)
+    SELECT $1, c.seq, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+    FROM candidate c
+    WHERE NOT EXISTS (SELECT 1 FROM committed)
+    ON CONFLICT (purchase_key, seq) DO NOTHING
+    RETURNING gateway_key, state AS status
 )
-SELECT f.gateway_key, f.status, f.fingerprint, true AS inserted FROM fresh f
+SELECT gateway_key, status, true AS inserted FROM fresh
 UNION ALL
-SELECT l.gateway_key, l.status, l.fingerprint, false FROM latest l WHERE NOT EXISTS (SELECT 1 FROM fresh)
+SELECT gateway_key, status, false FROM committed
+UNION ALL
+SELECT gateway_key, status, false FROM latest WHERE NOT EXISTS (SELECT 1 FROM candidate)
 """
 
-# $n::timestamptz "lease": the reconciler's conditional updates also require the row untouched since it
-# leased it (a fan's retry reusing the row touches it: the retry's charge may be on its way).
-MARK_FAILED = """
-UPDATE payments SET status = 'failed', reason = $2, updated_at = now()
-WHERE gateway_key = $1 AND status IN ('pending', 'unknown') AND ($3::timestamptz IS NULL OR updated_at = $3)
+# The attempt's own states. $n::timestamptz "lease": the reconciler's conditional updates also require
+# the attempt untouched since it leased it (a fan's retry reusing the attempt touches it: the retry's
+# charge may be on its way). An attempt whose payments row exists is settled: none of these apply.
+_UNSETTLED = "NOT EXISTS (SELECT 1 FROM payments p WHERE p.gateway_key = charge_attempts.gateway_key)"
+
+MARK_FAILED = f"""
+UPDATE charge_attempts SET state = 'failed', reason = $3, updated_at = now()
+WHERE purchase_key = $1 AND seq = $2 AND state IN ('pending', 'unknown')
+  AND ($4::timestamptz IS NULL OR updated_at = $4) AND {_UNSETTLED}
 RETURNING 1
 """
 
-MARK_SUCCEEDED = """
-UPDATE payments SET status = 'succeeded', order_id = $2, charge_id = $3, updated_at = now()
-WHERE gateway_key = $1 AND status IN ('pending', 'unknown') AND ($4::timestamptz IS NULL OR updated_at = $4)
+MARK_UNKNOWN = f"""
+UPDATE charge_attempts SET state = 'unknown', reason = $3, charge_id = coalesce($4, charge_id), updated_at = now()
+WHERE purchase_key = $1 AND seq = $2 AND state = 'pending' AND {_UNSETTLED}
 RETURNING 1
 """
 
-MARK_UNKNOWN = """
-UPDATE payments SET status = 'unknown', reason = $2, charge_id = coalesce($3, charge_id), updated_at = now()
-WHERE gateway_key = $1 AND status = 'pending'
+# An order committed with this attempt's charge by another way than the purchase statement under this key
+# (a row of 0010): the attempt is done.
+SETTLE_WITH_ORDER = f"""
+DELETE FROM charge_attempts
+WHERE purchase_key = $1 AND seq = $2 AND state IN ('pending', 'unknown')
+  AND ($3::timestamptz IS NULL OR updated_at = $3) AND {_UNSETTLED}
 RETURNING 1
 """
 
+# The refund's claim is the key's payments row: if the purchase statement inserted it first (the order
+# committed), the claim inserts nothing; if the claim is first, the statement's insert is refused.
 CLAIM_REFUND = """
-UPDATE payments SET status = 'refunding', reason = $2, charge_id = $3, amount = $4,
-                    next_attempt_at = now() + make_interval(secs => $5), updated_at = now()
-WHERE gateway_key = $1 AND status IN ('pending', 'unknown') AND ($6::timestamptz IS NULL OR updated_at = $6)
+INSERT INTO payments (order_id, user_id, gateway, charge_id, amount, currency, status, reason, gateway_key, seq,
+                      purchase_key, hold_id, event_id, idempotency_key, fingerprint, email, subtotal, discount,
+                      discount_code_id, next_attempt_at, updated_at)
+SELECT NULL, a.user_id, a.gateway, $3, $4, a.currency, 'refunding', $5, a.gateway_key, a.seq, a.purchase_key,
+       a.hold_id, a.event_id, a.idempotency_key, a.fingerprint, a.email, a.subtotal, a.discount,
+       a.discount_code_id, now() + make_interval(secs => $6), now()
+FROM charge_attempts a
+WHERE a.purchase_key = $1 AND a.seq = $2 AND a.state IN ('pending', 'unknown')
+  AND ($7::timestamptz IS NULL OR a.updated_at = $7)
+ON CONFLICT DO NOTHING
 RETURNING 1
 """
 
@@ -139,21 +168,29 @@ WHERE gateway_key = $1 AND status IN ('refunding', 'refund_failed')
 RETURNING attempts
 """
 
+_ATTEMPT_COLUMNS = """0 AS id, gateway_key, state AS status, purchase_key, user_id::text AS user_id, gateway,
+hold_id, event_id, idempotency_key, fingerprint, email, subtotal, discount, discount_code_id, amount, currency,
+charge_id, reason, 0 AS attempts, updated_at"""
+
 # (rows from before migration 0010, only ever seen as refunds owed, lack the purchase's fields)
-_COLUMNS = """id, gateway_key, status, coalesce(purchase_key, '') AS purchase_key,
+_PAYMENT_COLUMNS = """id, gateway_key, status, coalesce(purchase_key, '') AS purchase_key,
 user_id::text AS user_id, gateway, coalesce(hold_id, '') AS hold_id,
 coalesce(event_id, 0) AS event_id, coalesce(idempotency_key, '') AS idempotency_key,
 coalesce(fingerprint, '') AS fingerprint, coalesce(email, '') AS email, coalesce(subtotal, amount) AS subtotal,
 coalesce(discount, 0) AS discount, discount_code_id, amount, currency, charge_id, reason, attempts, updated_at"""
 
 # Both reads lease what they return (updated_at / next_attempt_at moved on), so reconcilers in several
-# workers never settle one row at once; a reconciler that dies leaves the row to the next lease.
+# workers never settle one row at once; a reconciler that dies leaves the row to the next lease. The
+# attempts table holds only unsettled, failed and refunded attempts (the commit deletes its attempt):
+# it stays small, and is read without an index.
 STALE = f"""
-UPDATE payments SET updated_at = clock_timestamp()
-WHERE id IN (SELECT id FROM payments
-             WHERE status IN ('pending', 'unknown') AND updated_at < now() - make_interval(secs => $1)
-             ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-RETURNING {_COLUMNS}
+UPDATE charge_attempts SET updated_at = clock_timestamp()
+WHERE (purchase_key, seq) IN (
+    SELECT a.purchase_key, a.seq FROM charge_attempts a
+    WHERE a.state IN ('pending', 'unknown') AND a.updated_at < now() - make_interval(secs => $1)
+      AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.gateway_key = a.gateway_key)
+    ORDER BY a.updated_at LIMIT $2 FOR UPDATE OF a SKIP LOCKED)
+RETURNING {_ATTEMPT_COLUMNS}
 """
 
 REFUNDS_DUE = f"""
@@ -161,12 +198,31 @@ UPDATE payments SET next_attempt_at = now() + make_interval(secs => $2)
 WHERE id IN (SELECT id FROM payments
              WHERE status IN ('refunding', 'refund_failed') AND next_attempt_at <= now()
              ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING {_COLUMNS}
+RETURNING {_PAYMENT_COLUMNS}
 """
 
 OWED = "SELECT count(*) FROM payments WHERE status IN ('refunding', 'refund_failed')"
 
-GET = f"SELECT {_COLUMNS} FROM payments WHERE gateway_key = $1"
+GET_PAYMENT = f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE gateway_key = $1"
+
+GET_ATTEMPT = f"SELECT {_ATTEMPT_COLUMNS} FROM charge_attempts WHERE purchase_key = $1 AND seq = $2"
+
+# Failed attempts are kept for the purchase's seq (its next attempt takes a new gateway key, which a
+# gateway that remembers declines per key requires) well past any gateway's key retention, then go.
+PRUNE_FAILED = """
+DELETE FROM charge_attempts
+WHERE (purchase_key, seq) IN (SELECT purchase_key, seq FROM charge_attempts
+                              WHERE state = 'failed' AND updated_at < now() - make_interval(secs => $1)
+                              LIMIT $2)
+"""
+
+FAILED_ATTEMPT_RETENTION_S = 7 * 86_400
+
+
+def attempt_of(gateway_key: str) -> tuple[str, int]:
+    """(purchase_key, seq) of a gateway key ``<purchase_key>:<seq>``."""
+    purchase, _, seq = gateway_key.rpartition(":")
+    return purchase, int(seq)
 
 
 def _row(r: asyncpg.Record) -> PaymentRow:
@@ -175,44 +231,45 @@ def _row(r: asyncpg.Record) -> PaymentRow:
     return msgspec.convert(out, PaymentRow)
 
 
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 class PaymentRecords:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     async def open(self, p: NewPayment) -> Opened | None:
-        """The pending row of this purchase (new, or the earlier attempt's when its charge may exist);
+        """The pending attempt of this purchase (new, or the earlier one when its charge may exist);
         None when a concurrent attempt opened it this very moment (the caller answers 'in progress').
         DependencyUnavailable when PostgreSQL does not answer (nothing is charged then)."""
         try:
-            row = await self._open(p)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            row = await self.pool.fetchrow(OPEN, p.purchase_key, p.user_id, p.gateway, p.hold_id, p.event_id,
+                                           p.idempotency_key, p.fingerprint, p.email, p.subtotal, p.discount,
+                                           p.discount_code_id, p.amount, p.currency)
+        except _UNREACHABLE as exc:
             raise DependencyUnavailable("the payment records are unreachable; nothing was charged",
                                         retry_after_s=1) from exc
         if row is None:
             return None
-        return Opened(gateway_key=row["gateway_key"], status=row["status"], fingerprint=row["fingerprint"],
-                      inserted=row["inserted"])
-
-    async def _open(self, p: NewPayment) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(OPEN, p.purchase_key, p.user_id, p.gateway, p.hold_id, p.event_id,
-                                       p.idempotency_key, p.fingerprint, p.email, p.subtotal, p.discount,
-                                       p.discount_code_id, p.amount, p.currency)
+        return Opened(gateway_key=row["gateway_key"], status=row["status"], inserted=row["inserted"])
 
     async def mark_failed(self, gateway_key: str, reason: str, lease: dt.datetime | None = None) -> bool:
-        return await self.pool.fetchval(MARK_FAILED, gateway_key, reason, lease) is not None
+        """pending/unknown -> failed: the gateway took no charge under this key."""
+        return await self.pool.fetchval(MARK_FAILED, *attempt_of(gateway_key), reason, lease) is not None
 
-    async def mark_succeeded(self, gateway_key: str, order_id: str, charge_id: str,
-                             lease: dt.datetime | None = None) -> bool:
-        return await self.pool.fetchval(MARK_SUCCEEDED, gateway_key, order_id, charge_id, lease) is not None
+    async def mark_succeeded(self, gateway_key: str, lease: dt.datetime | None = None) -> bool:
+        """The attempt's charge paid for an order already committed: the attempt is done."""
+        return await self.pool.fetchval(SETTLE_WITH_ORDER, *attempt_of(gateway_key), lease) is not None
 
     async def mark_unknown(self, gateway_key: str, reason: str, charge_id: str | None = None) -> bool:
-        return await self.pool.fetchval(MARK_UNKNOWN, gateway_key, reason, charge_id) is not None
+        return await self.pool.fetchval(MARK_UNKNOWN, *attempt_of(gateway_key), reason, charge_id) is not None
 
     async def claim_refund(self, gateway_key: str, *, charge_id: str, amount: int, reason: str,
                            retry_in_s: float, lease: dt.datetime | None = None) -> bool:
-        """pending/unknown -> refunding; False when the row was settled meanwhile (then: no refund).
+        """An unsettled attempt's charge is owed back: its payments row ``refunding``; False when the
+        attempt was settled meanwhile (its order committed, or a refund was claimed: then no refund).
         ``retry_in_s``: when the retry loop may pick it up if this refund never reports back."""
-        return await self.pool.fetchval(CLAIM_REFUND, gateway_key, reason, charge_id, amount,
+        return await self.pool.fetchval(CLAIM_REFUND, *attempt_of(gateway_key), charge_id, amount, reason,
                                         float(retry_in_s), lease) is not None
 
     async def mark_refunded(self, gateway_key: str, refund_id: str) -> bool:
@@ -225,7 +282,7 @@ class PaymentRecords:
         return attempts
 
     async def stale(self, older_than_s: float, limit: int) -> list[PaymentRow]:
-        """pending/unknown rows untouched for ``older_than_s``: the reconciler's work, leased (their
+        """Unsettled attempts untouched for ``older_than_s``: the reconciler's work, leased (their
         ``updated_at`` is now: another reconciler takes them only ``older_than_s`` later)."""
         return [_row(r) for r in await self.pool.fetch(STALE, float(older_than_s), limit)]
 
@@ -237,6 +294,14 @@ class PaymentRecords:
     async def refunds_owed(self) -> int:
         return int(await self.pool.fetchval(OWED))
 
+    async def prune_failed(self, older_than_s: float = FAILED_ATTEMPT_RETENTION_S, limit: int = 1_000) -> int:
+        """Forget failed attempts older than ``older_than_s``; how many went."""
+        status: str = await self.pool.execute(PRUNE_FAILED, float(older_than_s), limit)
+        return int(status.rsplit(" ", 1)[-1])
+
     async def get(self, gateway_key: str) -> PaymentRow | None:
-        row = await self.pool.fetchrow(GET, gateway_key)
+        """The key's payments row (settled), else its attempt; None when neither exists."""
+        row = await self.pool.fetchrow(GET_PAYMENT, gateway_key)
+        if row is None and not gateway_key.startswith("legacy:"):
+            row = await self.pool.fetchrow(GET_ATTEMPT, *attempt_of(gateway_key))
         return None if row is None else _row(row)
