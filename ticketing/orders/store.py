@@ -165,7 +165,8 @@ WITH new_order AS (
 )
 SELECT (SELECT count(*) FROM new_tickets) AS tickets, (SELECT min(tickets_left) FROM ga) AS ga_left,
        event_sales_open($3) AS on_sale,
-       CASE WHEN NOT EXISTS (SELECT 1 FROM payment) OR ($27::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM attempt_done))
+       CASE WHEN NOT EXISTS (SELECT 1 FROM payment)
+                 OR ($27::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM attempt_done))
             THEN payment_settled_refusal($26) END AS settled
 """
 
