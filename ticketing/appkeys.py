@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import
     from ticketing.holds.store import HoldStore
     from ticketing.metrics import AccountsMetrics, TicketingMetrics
     from ticketing.notifications.service import Notifications
-    from ticketing.orders.purchase import PurchaseDeps
+    from ticketing.orders.purchase_deps import PurchaseDeps
     from ticketing.orders.reconcile import Reconciler
     from ticketing.orders.store import OrderStore
     from ticketing.payments.charging import Payments

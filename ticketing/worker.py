@@ -39,7 +39,7 @@ from ticketing.holds.shopper_session import AdmissionHooks
 from ticketing.metrics import TicketingMetrics
 from ticketing.notifications.context import add_notifications
 from ticketing.orders.idempotency import IdempotencyStore
-from ticketing.orders.purchase import PurchaseDeps
+from ticketing.orders.purchase_deps import PurchaseDeps
 from ticketing.orders.reconcile import Reconciler
 from ticketing.orders.sold_out import SoldOutWatch
 from ticketing.orders.store import OrderStore

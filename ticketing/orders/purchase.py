@@ -25,6 +25,10 @@ refuses (Redis said free, PostgreSQL says sold) the charge is refunded and the b
 409, counted by ``ticketing_oversell_prevented_total``. PostgreSQL is the truth: if Redis
 fails after the commit, the order stands and the inventory rebuild marks the seats sold.
 One clock reading per purchase (``now_ms``), passed down.
+
+Beside it: ``order_commit.py`` (the order built from a locked hold, and what follows its commit;
+shared with the reconciler), ``refusals.py`` (the statement refused after the charge),
+``purchase_deps.py`` (what both work with).
 """
 
 from __future__ import annotations
@@ -32,9 +36,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -42,74 +44,26 @@ import msgspec
 from rooms.sessions import room_from_reply
 from stagedoor.admission_tokens import AdmissionClaims, verify_admission_token
 from stagedoor.auth import Principal
-from stagedoor.bus import BusEmitter
 from stagedoor.errors import DependencyUnavailable, StagedoorError
-from stagedoor.keys import KeyRing
 from stagedoor.policy import Action, Resource, authorize
-from stagedoor.settings import Settings
 from ticketing.holds.errors import EventNotOnSale, HoldAlreadySold, HoldNotFound, NotHoldOwner
-from ticketing.holds.shopper_session import AdmissionHooks, ShopperSessionEnded
-from ticketing.holds.store import HoldStore
+from ticketing.holds.shopper_session import ShopperSessionEnded
 from ticketing.holds.types import Hold, event_of_hold_id
-from ticketing.metrics import TicketingMetrics
 from ticketing.orders.discounts import discount_amount, find_applicable
-from ticketing.orders.errors import (
-    AccountTicketLimit,
-    DiscountExhausted,
-    PaymentRefunded,
-    PurchaseInProgress,
-    SeatsAlreadySold,
-)
-from ticketing.orders.idempotency import Claim, IdempotencyStore, Replay, check_replay, fingerprint, validate_key
-from ticketing.orders.orders import PurchaseRequest, PurchaseResponse, TicketOut
-from ticketing.orders.sold_out import SoldOutWatch
-from ticketing.orders.store import CommitOutcomeUnknown, CommitRefused, NewOrder, NewTicket, OrderStore
-from ticketing.payments.charging import Payments
+from ticketing.orders.errors import PaymentRefunded, PurchaseInProgress
+from ticketing.orders.idempotency import Claim, Replay, fingerprint, validate_key
+from ticketing.orders.order_commit import OrderSpec, after_commit, build_order, mirror_sold
+from ticketing.orders.orders import PurchaseRequest
+from ticketing.orders.purchase_deps import PurchaseDeps
+from ticketing.orders.refusals import refund_charge, refused, replay_committed
+from ticketing.orders.store import CommitOutcomeUnknown, CommitRefused
 from ticketing.payments.errors import PaymentDeclined
 from ticketing.payments.gateway import Charge
-from ticketing.payments.records import NewPayment, Opened, PaymentRecords, purchase_key
-from ticketing.payments.refunding import Refunder
-from ticketing.tickets.codes import sign_ticket_code
+from ticketing.payments.records import NewPayment, Opened, purchase_key
 
 logger = logging.getLogger(__name__)
 
 _ENCODER = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True)
-class PurchaseDeps:
-    holds: HoldStore
-    orders: OrderStore
-    payments: Payments
-    idempotency: IdempotencyStore
-    keyring: KeyRing
-    metrics: TicketingMetrics
-    settings: Settings
-    admission: AdmissionHooks
-    sold_out: SoldOutWatch
-    records: PaymentRecords
-    emitter: BusEmitter | None = None  # best-effort ShopperFinished (stagedoor/bus.py)
-
-    @property
-    def refunder(self) -> Refunder:
-        return Refunder(self.payments, self.records, self.metrics, base_s=self.settings.refund_retry_base_s,
-                        max_s=self.settings.refund_retry_max_s)
-
-
-class OrderSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What an order is made of besides its hold: the purchase builds it from the request, the
-    reconciler from the pending payments row (the same fields)."""
-
-    user_id: str
-    email: str
-    subtotal: int
-    discount: int
-    discount_code_id: int | None
-    idempotency_key: str
-    fingerprint: str
-    gateway: str
-    charge: Charge
-    gateway_key: str | None
 
 
 class PurchaseInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,16 +131,6 @@ async def _abandon(deps: PurchaseDeps, claim: Claim) -> None:
         logger.warning("idempotency_abandon_failed")
 
 
-async def _replay_committed(deps: PurchaseDeps, user_id: str, claim: Claim) -> Replay | None:
-    stored = await deps.orders.replay(user_id, claim.key)
-    if stored is None:
-        return None
-    replay = check_replay(claim.fingerprint, stored.fingerprint, stored.status, stored.body)
-    await deps.idempotency.finish(claim, replay.status, replay.body)
-    deps.metrics.purchases_total.labels("replayed").inc()
-    return replay
-
-
 async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim, event_id: str,
                             room: str | None, hold_record: bytes | None,
                             session: tuple[AdmissionClaims, bytes | str | float | None] | None) -> Replay:
@@ -198,7 +142,7 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
             try:
                 deps.admission.require_active(session[0], session[1], now_ms)
             except ShopperSessionEnded:  # finished by this very purchase (a retry)? Then replay it.
-                replay = await _replay_committed(deps, user_id, claim)
+                replay = await replay_committed(deps, user_id, claim)
                 if replay is not None:
                     return replay
                 raise
@@ -228,17 +172,17 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
         hold, opened = await _lock_and_open(deps, held, new_payment, now_ms)
     except (HoldNotFound, HoldAlreadySold, EventNotOnSale):
         # Bought already (this key, maybe before Redis lost its data)? Then replay that answer.
-        replay = await _replay_committed(deps, user_id, claim)
+        replay = await replay_committed(deps, user_id, claim)
         if replay is not None:
             return replay
         raise
 
     if opened is not None and opened.status == "succeeded":
         # This purchase committed before (its answer was lost with the connection or with Redis).
-        replay = await _replay_committed(deps, user_id, claim)
+        replay = await replay_committed(deps, user_id, claim)
         if replay is None:
             raise HoldAlreadySold("the hold has already been purchased")
-        await _mirror_sold(deps, hold, now_ms)
+        await mirror_sold(deps, hold, now_ms)
         return replay
 
     if opened is not None:
@@ -264,14 +208,14 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
                      fingerprint=claim.fingerprint, gateway=gateway, charge=charge,
                      gateway_key=opened.gateway_key if opened is not None else None)
     if opened is not None and charge.amount != total:  # the key's earlier charge was for another amount
-        await _refund_charge(deps, spec, "amount_mismatch")
+        await refund_charge(deps, spec, "amount_mismatch")
         raise PaymentRefunded("this Idempotency-Key was charged another amount earlier; that charge is being "
                               "refunded: buy again with a new Idempotency-Key")
     order, body = build_order(deps, hold, spec)
     try:
         ga_left = await deps.orders.commit_purchase(order)
     except CommitRefused as exc:
-        return await _refused(deps, req, claim, hold, spec, exc)
+        return await refused(deps, req.principal.id, claim, hold, spec, exc)
     except CommitOutcomeUnknown:
         # The statement may have committed: never refund now. The same Idempotency-Key replays the
         # order or completes it with the same charge; the worker's reconciler settles it otherwise.
@@ -281,7 +225,7 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
                                                         "charge_id": charge.id})
         raise
     except DependencyUnavailable:  # nothing was written: the charge goes back
-        await _refund_charge(deps, spec, "database_unavailable")
+        await refund_charge(deps, spec, "database_unavailable")
         raise
 
     deps.metrics.orders_confirmed_total.inc()
@@ -327,84 +271,6 @@ async def _record(update: Any, opened: Opened) -> None:
         logger.warning("payment_state_not_recorded", extra={"gateway_key": opened.gateway_key}, exc_info=True)
 
 
-async def _refund_charge(deps: PurchaseDeps, spec: OrderSpec, reason: str) -> bool:
-    """Refund the purchase's charge if its row can be claimed (pending/unknown -> refunding); False
-    when it cannot (settled meanwhile, e.g. its order committed: nothing is refunded then)."""
-    if spec.gateway_key is None or spec.charge.amount <= 0:
-        return True  # free: nothing to give back
-    try:
-        return await deps.refunder.claim_and_refund(spec.gateway_key, spec.charge, reason)
-    except Exception:  # PostgreSQL down: the row stays pending/unknown; the reconciler settles it
-        logger.warning("refund_deferred", extra={"charge_id": spec.charge.id, "reason": reason}, exc_info=True)
-        return False
-
-
-def build_order(deps: PurchaseDeps, hold: Hold, spec: OrderSpec) -> tuple[NewOrder, bytes]:
-    """The order of a locked hold: tickets with signed codes, the answer body, the outbox payload."""
-    event_id = hold.event_id
-    order_id = str(uuid.uuid4())
-    # A validity horizon for scanners, not business time: wall clock, not the injected one.
-    code_exp_s = int(time.time()) + deps.settings.ticket_code_ttl_days * 86_400
-    tickets = []
-    for item in hold.items:
-        ticket_id = str(uuid.uuid4())
-        tickets.append(NewTicket(id=ticket_id, seat=item.seat, tier=item.tier, price=item.price,
-                                 code=sign_ticket_code(deps.keyring, ticket_id, event_id, code_exp_s)))
-    total = spec.subtotal - spec.discount
-    response = PurchaseResponse(
-        order_id=order_id, status="confirmed", event_id=event_id, hold_id=hold.id,
-        tickets=[TicketOut(t.id, t.seat, t.tier, t.code) for t in tickets],
-        subtotal=spec.subtotal, discount=spec.discount, total=total, currency=hold.currency,
-    )
-    body = _ENCODER.encode(response)
-    outbox = _ENCODER.encode({
-        "order_id": order_id, "event_id": event_id, "user_id": spec.user_id, "email": spec.email,
-        "total": total, "currency": hold.currency, "ticket_ids": [t.id for t in tickets],
-    })
-    ga = hold.kind == "general_admission"
-    order = NewOrder(
-        id=order_id, user_id=spec.user_id, event_id=int(event_id), hold_id=hold.id, subtotal=spec.subtotal,
-        discount=spec.discount, total=total, currency=hold.currency, discount_code_id=spec.discount_code_id,
-        email=spec.email, tickets=tickets, ga_tier=hold.tier if ga else None, ga_quantity=len(tickets) if ga else 0,
-        account_limit=deps.settings.max_tickets_per_account_per_event, gateway=spec.gateway, charge_id=spec.charge.id,
-        outbox_payload=outbox, idempotency_key=spec.idempotency_key, fingerprint=spec.fingerprint, response=body,
-        gateway_key=spec.gateway_key,
-    )
-    return order, body
-
-
-async def _refused(deps: PurchaseDeps, req: PurchaseInput, claim: Claim, hold: Hold, spec: OrderSpec,
-                   exc: CommitRefused) -> Replay:
-    user_id = req.principal.id
-    if not await _refund_charge(deps, spec, exc.reason) or exc.reason in ("idempotent_duplicate",
-                                                                          "payment_settled"):
-        # Not refunded (the row was settled: maybe this very purchase committed) or this key committed
-        # meanwhile: replay what is recorded for the key.
-        replay = await _replay_committed(deps, user_id, claim)
-        if replay is not None:
-            return replay
-    if exc.reason in ("seat_sold", "ga_sold_out"):
-        deps.metrics.oversell_prevented_total.inc()
-        logger.warning("oversell_prevented", extra={"event_id": hold.event_id, "hold_id": hold.id})
-        raise SeatsAlreadySold("these seats were sold to someone else; your payment was refunded",
-                               conflicts=hold.seats)
-    if exc.reason == "hold_bought":
-        raise HoldAlreadySold("the hold has already been purchased; this payment was refunded")
-    if exc.reason == "account_limit":
-        raise AccountTicketLimit(
-            f"at most {deps.settings.max_tickets_per_account_per_event} tickets per account for this event; "
-            "your payment was refunded")
-    if exc.reason == "discount_exhausted":
-        raise DiscountExhausted("the discount code was used up meanwhile; your payment was refunded")
-    if exc.reason == "event_not_on_sale":
-        logger.warning("purchase_refused_event_not_on_sale", extra={"event_id": hold.event_id, "hold_id": hold.id})
-        raise EventNotOnSale("the event is no longer on sale (cancelled); your payment was refunded")
-    if exc.reason == "payment_settled":
-        raise PaymentRefunded("this payment was settled meanwhile (refunded); buy again with a new Idempotency-Key")
-    raise DependencyUnavailable("the event changed during the purchase; your payment was refunded",
-                                retry_after_s=1)
-
-
 PAYMENT_FAILED_NAMESPACE = uuid.UUID("9c8e0f3a-5b1d-4e7a-8f2c-6d4b3a2e1f07")
 
 
@@ -423,51 +289,3 @@ async def _announce_payment_failed(deps: PurchaseDeps, hold: Hold, user_id: str,
         logger.warning("payment_failed_not_announced", extra={"hold_id": hold.id}, exc_info=True)
 
 
-async def _mirror_sold(deps: PurchaseDeps, hold: Hold, now_ms: int) -> None:
-    """A replayed order whose first answer was lost: its hold may still be locked in Redis."""
-    try:
-        await deps.holds.confirm_sold(hold, now_ms)
-    except Exception:  # the inventory rebuild marks the seats sold
-        logger.warning("confirm_sold_failed", extra={"event_id": hold.event_id, "hold_id": hold.id})
-
-
-async def after_commit(deps: PurchaseDeps, hold: Hold, claim: Claim | None, body: bytes,
-                        admission: AdmissionClaims | None, ga_left: int | None, now_ms: int) -> None:
-    """Mirror the committed sale. Nothing here may undo it: failures are logged, not raised.
-
-    Three independent jobs run concurrently: confirm-sold then noting the event for the sell-out
-    check (in that order: the check runs after every noted confirm-sold, so it sees the last seat
-    sold), remembering the answer for the Idempotency-Key, and ending the shopper's session."""
-
-    async def confirm_then_check() -> None:
-        try:
-            overtaken = await deps.holds.confirm_sold(hold, now_ms)
-        except Exception:  # the inventory rebuild will mark the seats sold
-            logger.exception("confirm_sold_failed", extra={"event_id": hold.event_id, "hold_id": hold.id})
-            return
-        if overtaken:
-            logger.warning("confirm_overtook_holds", extra={"event_id": hold.event_id, "seats": len(overtaken)})
-        if ga_left is None or ga_left <= 0:  # maybe the last tickets: checked off the request path
-            deps.sold_out.note(hold.event_id, admission.room if admission is not None else None)
-
-    async def remember() -> None:
-        if claim is None:  # completed by the reconciler: PostgreSQL's idempotency record replays it
-            return
-        try:
-            await deps.idempotency.finish(claim, 201, body)
-        except Exception as exc:  # PostgreSQL still has the idempotency record
-            logger.warning("idempotency_finish_failed", extra={"error": type(exc).__name__})
-
-    async def finish_shopper() -> None:
-        if admission is None:
-            return
-        if deps.emitter is not None:  # the bus copy is the fallback when the direct call below fails
-            deps.emitter.emit("ShopperFinished", admission.room, {
-                "room": admission.room, "visitor_id": admission.visitor_id, "event_id": hold.event_id,
-                "at_ms": now_ms})
-        try:
-            await deps.admission.finish_shopper(admission.room, admission.visitor_id, now_ms)
-        except Exception:
-            logger.exception("finish_shopper_failed", extra={"room": admission.room})
-
-    await asyncio.gather(confirm_then_check(), remember(), finish_shopper())

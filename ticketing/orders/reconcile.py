@@ -36,7 +36,8 @@ import msgspec
 from stagedoor.clock import Clock
 from stagedoor.errors import DependencyUnavailable, StagedoorError
 from ticketing.holds.errors import HoldNotFound
-from ticketing.orders.purchase import OrderSpec, PurchaseDeps, after_commit, build_order
+from ticketing.orders.order_commit import OrderSpec, after_commit, build_order
+from ticketing.orders.purchase_deps import PurchaseDeps
 from ticketing.orders.store import CommitRefused
 from ticketing.payments.gateway import Charge
 from ticketing.payments.records import PaymentRow

@@ -25,7 +25,8 @@ from ticketing.orders import discounts, orders
 from ticketing.orders.errors import PurchaseInProgress
 from ticketing.orders.idempotency import IdempotencyStore
 from ticketing.orders.orders import OrderOut, PurchaseRequest, PurchaseResponse
-from ticketing.orders.purchase import PurchaseDeps, PurchaseInput, purchase
+from ticketing.orders.purchase import PurchaseInput, purchase
+from ticketing.orders.purchase_deps import PurchaseDeps
 from ticketing.orders.sold_out import SoldOutWatch
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
