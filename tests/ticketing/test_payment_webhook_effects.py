@@ -35,7 +35,7 @@ from tests.support.stripe_webhooks import (
     stripe_event,
     wait_applied,
 )
-from ticketing.appkeys import RECONCILER
+from ticketing.appkeys import METRICS, RECONCILER
 from ticketing.consumers import CONSUMER_FACTORIES
 
 
@@ -107,6 +107,11 @@ async def _apply_stored_again(s: PaymentStack) -> None:
                                       "created_at FROM outbox WHERE event_type = 'PaymentWebhookReceived'")
     for row in rows:
         await handler(envelope_of_row(row))
+
+
+def _effects(s: PaymentStack, type_: str, outcome: str) -> float:
+    return s.worker.app[METRICS].registry.get_sample_value(
+        "ticketing_payment_webhook_effects_total", {"type": type_, "outcome": outcome}) or 0.0
 
 
 async def _attempt(db: asyncpg.Pool) -> dict[str, Any]:
@@ -219,6 +224,7 @@ async def test_a_failure_delivered_after_the_success_changes_nothing(stack: Any,
     await _send(s, _failed(sale))
     attempt = await _attempt(sale.db)
     assert (attempt["state"], attempt["charge_id"]) == ("unknown", sale.charge_id)
+    assert _effects(s, "payment_intent.payment_failed", "ignored") == 1
 
 
 # ---------------------------------------------------------------- charge.refunded
@@ -271,6 +277,8 @@ async def test_a_dispute_flags_the_order_once_and_announces_it_for_the_organizer
     assert announced["payload"]["kind"] == "dispute" and announced["payload"]["order_id"] == order_id
     assert announced["payload"]["event_id"] == str(event_id)
     assert await sale.db.fetchval("SELECT status FROM orders") == "confirmed"  # the organizer decides
+    assert _effects(s, "charge.dispute.created", "flagged") == 2  # applied twice, flagged once
+    assert s.worker.app[METRICS].registry.get_sample_value("ticketing_payment_flags_total", {"kind": "dispute"}) == 1
 
 
 async def test_a_webhook_for_a_charge_stagedoor_never_made_changes_nothing(stack: Any) -> None:

@@ -151,6 +151,8 @@ def read_event(event: StripeEvent) -> PaymentWebhookReceived:
                 gateway_key=charge.metadata.get("gateway_key"), status=charge.status, amount=charge.amount,
                 currency=_upper(charge.currency), amount_refunded=charge.amount_refunded, refunded=charge.refunded,
                 refund_id=refunds[0].id if refunds else None)
+        if event.type != "charge.dispute.created":
+            raise WebhookPayloadInvalid(f"{event.type} is not read here")
         dispute = msgspec.convert(obj, DisputeObject)
         return PaymentWebhookReceived(
             **base, object_id=dispute.id, payment_intent=dispute.payment_intent, status=dispute.status,
