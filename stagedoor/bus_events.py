@@ -113,6 +113,35 @@ class OrderRefunded(BusEvent, kw_only=True):
     reason: str
 
 
+class PaymentWebhookReceived(BusEvent, kw_only=True):
+    """A verified gateway webhook of a handled type, as far as stagedoor reads it (the outbox row's
+    event id is uuid5 of the gateway's event id: a redelivered webhook is stored once)."""
+    TYPE = "PaymentWebhookReceived"
+    gateway: str  # "stripe"
+    gateway_event_id: str  # evt_...
+    type: str  # payment_intent.succeeded | payment_intent.payment_failed | charge.refunded | charge.dispute.created
+    created: int  # epoch seconds, the gateway's clock
+    object_id: str  # the payment intent, charge or dispute
+    payment_intent: str | None = None  # our payments.charge_id
+    gateway_key: str | None = None  # the intent's metadata.gateway_key (<purchase_key>:<seq>)
+    status: str | None = None  # the object's status when the event happened
+    amount: int | None = None  # minor units: received (succeeded), intended (failed), charged, disputed
+    currency: str | None = None  # upper case
+    amount_refunded: int | None = None  # charge.refunded: refunded so far in total
+    refunded: bool | None = None  # charge.refunded: the whole charge is refunded
+    refund_id: str | None = None  # charge.refunded: the latest refund, when the event lists it
+    reason: str | None = None  # the failure's code, the dispute's reason
+
+
+class PaymentFlagged(BusEvent, kw_only=True):
+    """A charge that needs a person (payment_flags row): a dispute, or amounts that do not match."""
+    TYPE = "PaymentFlagged"
+    flag_id: int
+    kind: str  # dispute | amount_mismatch
+    event_id: str
+    order_id: str | None = None
+
+
 class TicketCheckedIn(BusEvent, kw_only=True):
     TYPE = "TicketCheckedIn"
     ticket_id: str
@@ -137,7 +166,7 @@ class ShopperFinished(BusEvent, kw_only=True):
 
 EVENT_TYPES: dict[str, type[BusEvent]] = {t.TYPE: t for t in (
     EventCreated, EventUpdated, EventPublished, EventCancelled, HoldPlaced, BookingExpired, OrderConfirmed,
-    PaymentFailed, OrderRefunded, TicketCheckedIn, SoldOut, ShopperFinished)}
+    PaymentFailed, OrderRefunded, PaymentWebhookReceived, PaymentFlagged, TicketCheckedIn, SoldOut, ShopperFinished)}
 
 
 def decode_payload(envelope: Envelope) -> BusEvent:

@@ -123,6 +123,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     payment_retry_max_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1_000
     payment_breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     payment_breaker_reset_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    # Signs Stripe's webhook deliveries (POST /api/payments/webhook, docs/payment-webhooks.md); empty: the
+    # endpoint answers 404 (no receiver in this deployment).
+    stripe_webhook_secret: str = ""
     # The worker's payment reconciler (ticketing/orders/reconcile.py): pending/unknown payments older
     # than payment_window_s are settled with the gateway; failed refunds are retried after
     # refund_retry_base_s, doubling up to refund_retry_max_s (jittered).

@@ -20,6 +20,8 @@ from ticketing.holds.routes import api as holds_api
 from ticketing.metrics import TicketingMetrics
 from ticketing.orders.routes import api as orders_api
 from ticketing.orders.routes import purchases_ctx
+from ticketing.payments.routes import api as payments_api
+from ticketing.payments.routes import webhooks_ctx
 from ticketing.sales.routes import api as sales_api
 from ticketing.sales.routes import sales_ctx
 from ticketing.shop.routes import routes as pages_routes
@@ -31,9 +33,9 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     metrics = TicketingMetrics()
     app = base_app(
         settings, metrics, [accounts_api, events_api, holds_api, orders_api, tickets_api, sales_api,
-                           organizer_events_api],
+                           organizer_events_api, payments_api],
         title="stagedoor ticketing",
-        description="Accounts, events, seat holds, purchases, tickets and check-in.",
+        description="Accounts, events, seat holds, purchases, payment webhooks, tickets and check-in.",
         keyring=keyring,
     )
     app[METRICS] = metrics
@@ -42,6 +44,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(inventory_ctx)
     app.cleanup_ctx.append(emitter_ctx)  # best-effort bus events: HoldPlaced, ShopperFinished
     app.cleanup_ctx.append(purchases_ctx)
+    app.cleanup_ctx.append(webhooks_ctx)  # POST /api/payments/webhook
     app.cleanup_ctx.append(sales_ctx)
     app.cleanup_ctx.append(tickets_ctx)
     add_routes(app, pages_routes)  # HTML shop + organizer pages

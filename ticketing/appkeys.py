@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import
     from ticketing.orders.store import OrderStore
     from ticketing.payments.charging import Payments
     from ticketing.payments.gateway import PaymentGateway
+    from ticketing.payments.webhook_store import WebhookStore
     from ticketing.sales.counters import GroupBacklog, SalesCounterStore
     from ticketing.tickets.store import TicketStore
 
@@ -40,6 +41,7 @@ ORDERS: web.AppKey[OrderStore] = web.AppKey("orders")
 PURCHASES: web.AppKey[PurchaseDeps] = web.AppKey("purchases")
 SALES_COUNTERS: web.AppKey[SalesCounterStore] = web.AppKey("sales_counters")
 DASHBOARD_BACKLOG: web.AppKey[GroupBacklog] = web.AppKey("dashboard_backlog")
+PAYMENT_WEBHOOKS: web.AppKey[WebhookStore] = web.AppKey("payment_webhooks")  # ticketing.payments.routes
 GATEWAY: web.AppKey[PaymentGateway] = web.AppKey("payment_gateway")  # tests and benchmarks may set one before startup
 
 # tickets (ticketing.tickets.routes.tickets_ctx)

@@ -20,6 +20,10 @@
   holds, check-ins; exactly-once through ``bus_applied`` in the same statement). Beside its
   consumer, the worker runs the one-time backfill of the counters from the outbox in the
   background (``dashboard_backfill_ctx``; a no-op once done).
+- group ``payment_webhooks``: PaymentWebhookReceived (the gateway's webhooks as the ticketing service
+  stored them) applied to the charge attempts, payments, orders and payment flags
+  (ticketing/payments/webhook_effects.py: every effect a compare-and-set or an insert-once, so a
+  delivery applied twice changes nothing).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from ticketing.holds.shopper_session import AdmissionHooks, AdmissionSignals
 from ticketing.orders.refunds import CancellationRefunds
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
+from ticketing.payments.records import PaymentRecords
+from ticketing.payments.webhook_effects import PaymentWebhooks
+from ticketing.payments.webhook_store import WebhookStore
 from ticketing.sales.counters import DashboardCounters, backfill_until_done
 
 logger = logging.getLogger(__name__)
@@ -63,8 +70,13 @@ def _dashboard(app: web.Application) -> Handler:
     return DashboardCounters(app[DB])
 
 
+def _payment_webhooks(app: web.Application) -> Handler:
+    return PaymentWebhooks(WebhookStore(app[DB]), PaymentRecords(app[DB]), app[METRICS])
+
+
 CONSUMER_FACTORIES: dict[str, Callable[[web.Application], Handler]] = {
-    "read_model": _read_model, "admission": _admission, "refunds": _refunds, "dashboard": _dashboard}
+    "read_model": _read_model, "admission": _admission, "refunds": _refunds, "dashboard": _dashboard,
+    "payment_webhooks": _payment_webhooks}
 
 
 async def dashboard_backfill_ctx(app: web.Application) -> AsyncIterator[None]:

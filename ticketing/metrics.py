@@ -56,6 +56,18 @@ class TicketingMetrics(BaseMetrics):
         self.payments_reconciled_total = Counter(
             "ticketing_payments_reconciled_total", "Pending/unknown payments settled by the reconciler, by outcome "
             "(succeeded, completed, failed, refunded, refund_failed, kept)", ["outcome"], registry=r)
+        self.payment_webhooks_total = Counter(
+            "ticketing_payment_webhooks_total", "Gateway webhooks received, by event type (\"unknown\" before the "
+            "signature is verified) and outcome (stored, duplicate, ignored: a type not handled, "
+            "bad_signature, bad_payload)", ["type", "outcome"], registry=r)
+        self.payment_webhook_effects_total = Counter(
+            "ticketing_payment_webhook_effects_total", "Stored gateway webhooks applied by the worker, by event "
+            "type and effect (charge_recorded, reopened, failed, refund_confirmed, order_refunded, "
+            "partially_refunded, flagged, refund_claimed, settled_already, unmatched, ignored)",
+            ["type", "outcome"], registry=r)
+        self.payment_flags_total = Counter(
+            "ticketing_payment_flags_total", "Charges flagged for a person, by kind (dispute, amount_mismatch)",
+            ["kind"], registry=r)
         self.oversell_prevented_total = Counter(
             "ticketing_oversell_prevented_total",
             "Purchases refused by PostgreSQL after Redis said the seats were free (refunded)", registry=r)

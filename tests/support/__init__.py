@@ -17,6 +17,7 @@ package alone.
 - ``rooms``: the waiting room's stores on a fixed clock, room configs, rooms over the admin API
 - ``bus``: outbox rows, stream reads, a recording handler, the dashboard's consumer run once
 - ``notifications``: SMTP sinks, bus envelopes, bulk-inserted events and orders
+- ``stripe_webhooks``: Stripe events signed as Stripe signs them, posted to the shop; the worker applying them
 - ``abuse``, ``browser``, ``cluster``, ``ops``: helpers of those areas' tests
 - ``stack``, ``up_process``: real service processes (``stagedoor serve``, ``stagedoor up``)
 """

@@ -1,6 +1,6 @@
 """Notifications: e-mail over SMTP and SMS through a provider, driven by the event bus.
 
-- ``handlers``   the bus consumer: OrderConfirmed, EventUpdated, EventCancelled -> messages
+- ``handlers``   the bus consumer: OrderConfirmed, EventUpdated, EventCancelled, PaymentFlagged -> messages
 - ``reminders``  a worker loop: events starting within the lead time -> one reminder per holder
 - ``your_turn``  a worker loop: waiting visitors admitted by the controller who left an address
 - ``notifier``   the exactly-once core: claim in the sent-log, send, mark sent (or failed)

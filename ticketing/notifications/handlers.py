@@ -1,4 +1,5 @@
-"""The notifications' bus consumer (group "notifications"): one handler per event type.
+"""The notifications' bus consumer (group "notifications"): one handler per event type
+(OrderConfirmed, EventUpdated, EventCancelled, PaymentFlagged).
 
 Delivery is at-least-once; the sent-log makes the effect exactly-once per (event id,
 recipient, kind). Returning acknowledges; raising (:class:`NotificationsIncomplete` when a
@@ -59,10 +60,20 @@ async def on_event_cancelled(n: Notifications, env: Envelope) -> None:
     await n.record_job(env.event_id, "event_cancelled", event_id, {})
 
 
+async def on_payment_flagged(n: Notifications, env: Envelope) -> None:
+    try:
+        flag_id = int(env.payload["flag_id"])
+    except (KeyError, TypeError, ValueError):
+        logger.warning("notification_bad_flag", extra={"event_type": env.event_type, "event_id": env.event_id})
+        return
+    raise_if_incomplete("payment_flagged", await n.payment_flagged(env.event_id, flag_id))
+
+
 HANDLERS: dict[str, Callable[[Notifications, Envelope], Awaitable[None]]] = {
     "OrderConfirmed": on_order_confirmed,
     "EventUpdated": on_event_updated,
     "EventCancelled": on_event_cancelled,
+    "PaymentFlagged": on_payment_flagged,
 }
 
 

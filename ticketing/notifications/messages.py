@@ -25,7 +25,7 @@ import segno
 
 from stagedoor.settings import TEMPLATES_DIR, Settings
 from ticketing.notifications.calendar import event_ics
-from ticketing.notifications.recipients import EventInfo, OrderInfo, TicketInfo
+from ticketing.notifications.recipients import EventInfo, FlagInfo, OrderInfo, TicketInfo
 from ticketing.tickets.qr import QR_BORDER
 
 MESSAGE_NAMESPACE = uuid.UUID("5d0c3f4e-2f0b-4d0e-9a56-7a1c0f6b7e10")
@@ -37,7 +37,11 @@ SUBJECTS = {
     "event_cancelled": "Cancelled: {title} (you will be refunded)",
     "reminder": "Reminder: {title} starts {when}",
     "your_turn": "It is your turn: the shop is open for you",
+    "payment_flagged": "Payment needs your attention: {title}",
 }
+
+FLAG_LABELS = {"dispute": "A fan disputed a payment with their bank (chargeback)",
+               "amount_mismatch": "The payment gateway charged another amount or currency than the order's"}
 
 
 class QrTicket(msgspec.Struct, frozen=True):
@@ -144,6 +148,13 @@ class Composer:
         text, html = self._render("your_turn", subject=subject, expires_at=expires_ms,
                                   queue_url=f"{self.waitingroom_url}/rooms/{room}")
         return self._message("your_turn", to, subject, text, html, msgid)
+
+    def payment_flagged(self, flag: FlagInfo, event: EventInfo, msgid: str) -> EmailMessage:
+        subject = self._subject("payment_flagged", event)
+        order_url = f"{self.ticketing_url}/orders/{flag.order_id}" if flag.order_id else None
+        text, html = self._render("payment_flagged", subject=subject, flag=flag, event=event,
+                                  label=FLAG_LABELS.get(flag.kind, flag.kind), order_url=order_url)
+        return self._message("payment_flagged", flag.organizer_email, subject, text, html, msgid)
 
     def _attach_ics(self, msg: EmailMessage, event: EventInfo, sequence: int) -> None:
         ics = event_ics(event, url=f"{self.ticketing_url}/events/{event.id}", sequence=sequence)

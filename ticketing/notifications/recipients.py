@@ -1,6 +1,6 @@
 """What the notifications read from PostgreSQL (the truth), by the ids an event carries:
-an order with its tickets, an event with its venue, the holders of an event's tickets, and
-the events starting soon. The only place that knows this SQL."""
+an order with its tickets, an event with its venue, the holders of an event's tickets, the
+events starting soon, and a payment flag with its event's organizer. The only place that knows this SQL."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ SELECT id, starts_at FROM events
 WHERE status IN ('on_sale', 'sold_out') AND starts_at > $1 AND starts_at <= $2
 ORDER BY starts_at, id
 LIMIT $3
+"""
+
+# A payment flag (migration 0012) and who is told: the organizer of the flag's event.
+SELECT_FLAG = """
+SELECT f.id, f.kind, f.event_id, f.order_id::text AS order_id, f.charge_id, f.details::text AS details,
+       f.created_at, u.email AS organizer_email
+FROM payment_flags f JOIN events e ON e.id = f.event_id JOIN users u ON u.id = e.organizer_id
+WHERE f.id = $1
 """
 
 HOLDING = ("confirmed",)
@@ -97,6 +105,17 @@ class OrderInfo(msgspec.Struct, frozen=True):
     tickets: tuple[TicketInfo, ...]
 
 
+class FlagInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    kind: str  # dispute | amount_mismatch
+    event_id: int
+    order_id: str | None
+    charge_id: str | None
+    details: dict[str, object]
+    created_at: dt.datetime
+    organizer_email: str
+
+
 class Recipients:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -115,6 +134,14 @@ class Recipients:
             TicketInfo(id=t["id"], seat_id=t["seat_id"], tier=t["tier"], tier_name=t["tier_name"] or t["tier"],
                        price=t["price"], code=t["code"], section=t["section"], row_label=t["row_label"],
                        number=t["number"]) for t in tickets))
+
+    async def payment_flag(self, flag_id: int) -> FlagInfo | None:
+        row = await self.pool.fetchrow(SELECT_FLAG, flag_id)
+        if row is None:
+            return None
+        out = dict(row)
+        out["details"] = msgspec.json.decode(out["details"])
+        return msgspec.convert(out, FlagInfo)
 
     async def holders(self, event_id: int, statuses: Sequence[str] = HOLDING) -> list[str]:
         """Distinct e-mail addresses of the event's orders in these statuses."""

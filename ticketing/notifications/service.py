@@ -4,7 +4,9 @@ who gets it (read from PostgreSQL), how it is built, through which channel it go
 - order confirmation: one e-mail to the order's address (+ one SMS when the event carries a
   phone number), sent by the bus handler itself;
 - event updated / cancelled / reminder: fan-outs to every holder, run as jobs (``run_job``);
-- your turn: one e-mail per admitted visitor who left an address (``send_your_turn``).
+- your turn: one e-mail per admitted visitor who left an address (``send_your_turn``);
+- payment flagged: one e-mail to the event's organizer (``payment_flagged``: a dispute, or a charge
+  whose amount or currency differ from the order's).
 """
 
 from __future__ import annotations
@@ -125,6 +127,26 @@ class Notifications:
             return SmsMessage(to=t.address, text=text, idempotency_key=f"{envelope_id}:{kind}:{t.key}")
         return await self.notifier.deliver(event_id=envelope_id, kind=kind, channel="sms",
                                            targets=[Target(number, number)], build=build, send=self.sms.send)
+
+    # -- payment flags (bus handler)
+    async def payment_flagged(self, envelope_id: str, flag_id: int) -> list[Outcome]:
+        flag = await self.recipients.payment_flag(flag_id)
+        if flag is None:
+            logger.warning("notification_flag_missing", extra={"flag_id": flag_id})
+            return []
+        event = await self.recipients.event(flag.event_id)
+        if event is None:
+            logger.warning("notification_event_missing", extra={"event_id": flag.event_id})
+            return []
+        kind = "payment_flagged"
+        if not self.email_enabled:
+            return [self._disabled(kind, 1)]
+
+        async def build(t: Target) -> Any:
+            return await self._cpu(self.composer.payment_flagged, flag, event, message_id(envelope_id, t.key, kind))
+        target = Target(key=flag.organizer_email.strip().lower(), address=flag.organizer_email)
+        return [await self.notifier.deliver(event_id=envelope_id, kind=kind, channel="email", targets=[target],
+                                            build=build, send=self.mailer.send)]
 
     # -- fan-outs (jobs)
     async def record_job(self, job_id: uuid.UUID | str, kind: str, event_id: int, details: dict[str, Any]) -> bool:

@@ -5,7 +5,7 @@ Each says what happened; stagedoor/problems.py maps the category to the status.
 
 from __future__ import annotations
 
-from stagedoor.errors import BadGateway, PaymentRequired, Unavailable
+from stagedoor.errors import BadGateway, BadRequest, NotFound, PaymentRequired, Unavailable
 
 
 class PaymentDeclined(PaymentRequired):
@@ -23,3 +23,22 @@ class PaymentGatewayUnavailable(Unavailable):
 
     code = "payment-gateway-unavailable"
     title = "Payments are temporarily unavailable"
+
+
+class WebhookSignatureInvalid(BadRequest):
+    """A webhook without a valid ``Stripe-Signature`` for the configured secret (or too old)."""
+
+    code = "webhook-signature-invalid"
+    title = "Webhook signature missing, wrong or expired"
+
+
+class WebhookPayloadInvalid(BadRequest):
+    """A correctly signed webhook whose body is not an event stagedoor can read."""
+
+    code = "webhook-payload-invalid"
+    title = "Webhook body is not a readable event"
+
+
+class WebhooksNotConfigured(NotFound):
+    """No webhook secret is configured: this deployment receives no gateway webhooks (answered as a
+    route that does not exist)."""
