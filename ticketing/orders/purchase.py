@@ -207,9 +207,10 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
                      discount_code_id=discount.id if discount else None, idempotency_key=claim.key,
                      fingerprint=claim.fingerprint, gateway=gateway, charge=charge,
                      gateway_key=opened.gateway_key if opened is not None else None)
-    if opened is not None and charge.amount != total:  # the key's earlier charge was for another amount
+    if opened is not None and (charge.amount != total or charge.currency.upper() != hold.currency.upper()):
+        # the gateway charged another amount than this order's (e.g. the key's earlier charge)
         await refund_charge(deps, spec, "amount_mismatch")
-        raise PaymentRefunded("this Idempotency-Key was charged another amount earlier; that charge is being "
+        raise PaymentRefunded("the charge under this Idempotency-Key was for another amount; it is being "
                               "refunded: buy again with a new Idempotency-Key")
     order, body = build_order(deps, hold, spec)
     try:

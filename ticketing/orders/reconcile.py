@@ -117,7 +117,7 @@ class Reconciler:
 
     async def _complete(self, row: PaymentRow, charge: Charge) -> str:
         deps = self.deps
-        if charge.amount != row.amount:
+        if charge.amount != row.amount or charge.currency.upper() != row.currency.upper():
             return await self._refund(row, charge, "amount_mismatch")
         now_ms = self.clock.now_ms()
         try:

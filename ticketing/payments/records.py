@@ -116,9 +116,11 @@ SELECT gateway_key, status, false FROM latest WHERE NOT EXISTS (SELECT 1 FROM ca
 # charge may be on its way). An attempt whose payments row exists is settled: none of these apply.
 _UNSETTLED = "NOT EXISTS (SELECT 1 FROM payments p WHERE p.gateway_key = charge_attempts.gateway_key)"
 
+# A charge the gateway's webhook reported (charged_at) is never marked failed: a lookup that lags behind
+# the gateway (search is eventually consistent) must not undo what the gateway said.
 MARK_FAILED = f"""
 UPDATE charge_attempts SET state = 'failed', reason = $3, updated_at = now()
-WHERE purchase_key = $1 AND seq = $2 AND state IN ('pending', 'unknown')
+WHERE purchase_key = $1 AND seq = $2 AND state IN ('pending', 'unknown') AND charged_at IS NULL
   AND ($4::timestamptz IS NULL OR updated_at = $4) AND {_UNSETTLED}
 RETURNING 1
 """
