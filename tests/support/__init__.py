@@ -17,6 +17,8 @@ package alone.
 - ``rooms``: the waiting room's stores on a fixed clock, room configs, rooms over the admin API
 - ``bus``: outbox rows, stream reads, a recording handler, the dashboard's consumer run once
 - ``notifications``: SMTP sinks, bus envelopes, bulk-inserted events and orders
+- ``payments``: a payment gateway double over HTTP, the shop and the worker wired to it
+- ``localstripe``: a local Stripe-compatible server (localstripe), test cards, the fan's 3-D Secure step
 - ``abuse``, ``browser``, ``cluster``, ``ops``: helpers of those areas' tests
 - ``stack``, ``up_process``: real service processes (``stagedoor serve``, ``stagedoor up``)
 """

@@ -81,8 +81,8 @@ class PaymentGateway(Protocol):
     async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
         """Refund ``amount`` minor units of a charge (None: all that is left of it); returns the
         refund id. The same ``idempotency_key`` again returns the same refund; a whole refund of a
-        charge with nothing left returns its last refund. Raises RefundRefused for an amount the
-        charge cannot give back, GatewayFailure when the gateway does not answer."""
+        charge with nothing left makes none and returns an earlier refund's id. Raises RefundRefused
+        for an amount the charge cannot give back, GatewayFailure when the gateway does not answer."""
 
     async def lookup(self, idempotency_key: str) -> Charge | None:
         """The charge made with this idempotency key, or None when the gateway made none (a charge
