@@ -2,12 +2,13 @@
 in a child process on a loopback port, for ``stagedoor up`` with ``STAGEDOOR_PAYMENT_GATEWAY=stripe``
 and no ``STAGEDOOR_STRIPE_API_BASE``, and for the tests of the Stripe adapter.
 
-``python -m stagedoor.dev_stripe --port 0 --port-file F`` serves localstripe's own aiohttp app
-rather than its ``localstripe`` command, which would listen on every interface (``::``) and
-pickle its whole store to one fixed file, ``/tmp/localstripe.pickle``, after every write (two
+``python -m stagedoor.dev_stripe --port 0 --port-file F [--store S]`` serves localstripe's own
+aiohttp app rather than its ``localstripe`` command, which would listen on every interface (``::``)
+and pickle its whole store to one fixed file, ``/tmp/localstripe.pickle``, after every write (two
 servers on one machine would overwrite each other's store, and each write costs time growing
-with the store). Here the store lives in memory for the life of the process, the server listens
-on 127.0.0.1 only, and the port it got is written to ``F`` once it listens. One parameter of
+with the store). Here the server listens on 127.0.0.1 only, the port it got is written to ``F``
+once it listens, and the store lives in memory for the life of the process, or is kept in ``S``
+(``stagedoor up``: the laptop's test payments survive a restart, as its database does). One parameter of
 Stripe's current API that localstripe predates is taught to it here:
 ``allowed_payment_method_types`` on PaymentIntents (Stripe API 2026-07-29 and later; the
 ``payment_method_types`` it replaces is refused from 2026-09-30 on, and the SDK we pin speaks
@@ -20,7 +21,9 @@ The package is a development dependency (the ``embedded`` extra), never in the p
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pickle
 import secrets
 import signal
 import socket
@@ -52,6 +55,7 @@ class LocalStripe:
 
     log_path: Path
     port: int = 0  # 0: any free port (known after start)
+    store_path: Path | None = None  # keep the store in this file (None: in memory only)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -66,10 +70,12 @@ class LocalStripe:
                                          "(pip install 'stagedoor[embedded]')") from exc
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         port_file = self.log_path.with_name(f"{self.log_path.stem}.{os.getpid()}.{secrets.token_hex(4)}.port")
+        argv = [sys.executable, "-m", "stagedoor.dev_stripe", "--port", str(self.port), "--port-file", str(port_file)]
+        if self.store_path is not None:
+            argv += ["--store", str(self.store_path)]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stagedoor.dev_stripe", "--port", str(self.port), "--port-file", str(port_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                            start_new_session=True)
         try:
             self._wait_ready(port_file, timeout_s)
         except BaseException:
@@ -100,6 +106,15 @@ class LocalStripe:
         except (urllib.error.URLError, OSError):
             return False
 
+    def register_webhook(self, url: str, secret: str, name: str = "stagedoor") -> None:
+        """Have the server sign and send its events to ``url`` (localstripe's own ``/_config`` route)."""
+        body = json.dumps({"url": url, "secret": secret}).encode()
+        request = urllib.request.Request(f"{self.url}/_config/webhooks/{name}", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            if int(response.status) != 200:
+                raise RuntimeError(f"localstripe refused the webhook: {response.status}")
+
     def stop(self, timeout_s: float = 10.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -111,13 +126,16 @@ class LocalStripe:
             self.process.wait()
 
 
-def serve(port: int, port_file: Path | None) -> None:
-    """Run localstripe's app on 127.0.0.1:``port`` with its store in memory only (this process)."""
+def serve(port: int, port_file: Path | None, store_path: Path | None = None) -> None:
+    """Run localstripe's app on 127.0.0.1:``port``, its store in memory (or kept in ``store_path``)."""
     from aiohttp import web
     from localstripe import server
     from localstripe.resources import PaymentIntent, store
 
-    store.dump_to_disk = lambda: None  # the store is this process's memory; no shared pickle file
+    if store_path is None:
+        store.dump_to_disk = lambda: None  # the store is this process's memory; no shared pickle file
+    else:
+        _keep_store_in(store, store_path)
     create_intent = PaymentIntent.__init__
 
     def create_intent_of_current_api(intent: Any, *args: Any, allowed_payment_method_types: Any = None,
@@ -137,12 +155,29 @@ def serve(port: int, port_file: Path | None) -> None:
     web.run_app(server.app, sock=sock, access_log=None, print=None)
 
 
+def _keep_store_in(store: Any, path: Path) -> None:
+    """Load localstripe's store from ``path`` and write it there after each change (whole file,
+    replaced atomically)."""
+    if path.exists():
+        with open(path, "rb") as fh:
+            store.update(pickle.load(fh))  # our own file, written below
+
+    def dump() -> None:
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as fh:
+            pickle.dump(dict(store), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(path)
+
+    store.dump_to_disk = dump
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stagedoor.dev_stripe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8420, help="0: any free port")
     parser.add_argument("--port-file", type=Path, help="write the port here once listening")
+    parser.add_argument("--store", type=Path, help="keep the server's objects in this file across restarts")
     args = parser.parse_args(argv)
-    serve(args.port, args.port_file)
+    serve(args.port, args.port_file, args.store)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,19 @@ def test_the_publishable_key_must_be_of_the_secret_keys_mode() -> None:
 def test_the_api_base_must_be_an_http_url(base: str) -> None:
     with pytest.raises(SettingsError, match=r"^invalid STAGEDOOR_STRIPE_API_BASE"):
         load_settings(environ={"STAGEDOOR_STRIPE_API_BASE": base})
+
+
+@pytest.mark.parametrize("component", ["ticketing", "worker"])
+def test_serve_refuses_to_charge_with_stripe_without_a_secret_key(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  component: str) -> None:
+    from stagedoor.cli import main
+
+    for name, value in {"STAGEDOOR_REDIS_URL": "redis://127.0.0.1:1/0",
+                        "STAGEDOOR_DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+                        "STAGEDOOR_SIGNING_KEYS_DIR": "/nonexistent", "STAGEDOOR_ADMIN_API_KEY": token(),
+                        "STAGEDOOR_PAYMENT_GATEWAY": "stripe"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("STAGEDOOR_STRIPE_API_KEY", raising=False)
+    assert main(["serve", component]) == 2
+    assert "STAGEDOOR_PAYMENT_GATEWAY=stripe needs STAGEDOOR_STRIPE_API_KEY" in capsys.readouterr().err

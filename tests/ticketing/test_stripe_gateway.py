@@ -15,6 +15,7 @@ import pytest
 from aiohttp import ClientSession, web
 
 from stagedoor.embedded import free_port
+from tests.support.events import buy, hold_seats
 from tests.support.localstripe import (
     CARD_3DS,
     CARD_3DS_THEN_DECLINED,
@@ -23,7 +24,9 @@ from tests.support.localstripe import (
     CARD_OK,
     StripeAccount,
 )
+from ticketing.appkeys import ORDERS, PURCHASES
 from ticketing.metrics import TicketingMetrics
+from ticketing.orders.refunds import refund_event_orders
 from ticketing.payments.charging import Payments
 from ticketing.payments.errors import PaymentGatewayError, PaymentGatewayUnavailable
 from ticketing.payments.gateway import Charge, ChargeDeclined, ChargeRequiresAction, GatewayFailure, RefundRefused
@@ -277,3 +280,27 @@ async def test_many_charges_are_in_flight_at_once_and_the_event_loop_never_stall
           f"{max(stalls) * 1000:.1f} ms")
     assert elapsed < 4 * delay_s, elapsed
     assert max(stalls) < 0.25, max(stalls)  # a call holding the loop would stall it a whole delay (0.3 s)
+
+
+async def test_a_purchase_charges_one_payment_intent_and_cancelling_the_event_refunds_it_at_stripe(
+        shop: Any, make_event: Any, create_user: Any, stripe_gateway: StripeGateway,
+        stripe_account: StripeAccount) -> None:
+    client = await shop(gateway=stripe_gateway, payment_retry_attempts=1)
+    event = await make_event(client)
+    fan = await create_user()
+    hold = await hold_seats(client, fan, event["id"], ["s1", "s2"])
+    card = await stripe_account.payment_method(CARD_OK)
+    resp = await buy(client, fan, hold["hold_id"], token=card)
+    assert resp.status == 201, await resp.text()
+    order = await resp.json()
+    [row] = await client.app[ORDERS].confirmed_orders(int(event["id"]), 10, [])
+    intent = await stripe_account.intent(row.charge_id)
+    assert intent["status"] == "succeeded" and intent["amount"] == order["total"] == row.amount
+    assert intent["metadata"]["gateway_key"]
+
+    organizer = event["_organizer"]
+    assert (await client.delete(f"/api/events/{event['id']}", headers=organizer.headers)).status in (200, 204)
+    run = await refund_event_orders(client.app[ORDERS], client.app[PURCHASES].payments, int(event["id"]))
+    assert (run.refunded, run.failed) == (1, 0)
+    [refund] = await stripe_account.refunds(row.charge_id)
+    assert refund["amount"] == row.amount and refund["metadata"] == {"refund_key": "refund:" + row.charge_id}
