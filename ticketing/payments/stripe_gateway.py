@@ -156,7 +156,8 @@ class StripeGateway:
                 raise _translated(exc, refusals=False) from exc
             else:
                 self._search = True
-                return [intent.to_dict() for intent in found.data]
+                intents = [intent.to_dict() for intent in found.data]
+                return [i for i in intents if (i.get("metadata") or {}).get("gateway_key") == idempotency_key]
         return await self._scan(client, idempotency_key)
 
     async def _scan(self, client: stripe.StripeClient, idempotency_key: str) -> list[dict[str, Any]]:
@@ -185,23 +186,26 @@ class StripeGateway:
         for refund in refunds:
             if (refund.get("metadata") or {}).get("refund_key") == idempotency_key:
                 return str(refund["id"])  # this key's refund, made before
-        counted = [r for r in refunds if r.get("status") in _REFUNDABLE_STATES]
-        left = charge.amount - sum(int(r.get("amount") or 0) for r in counted)
+        left, earlier = _left(charge, refunds)
+        whole = amount is None
         if amount is None:
-            if left <= 0 and counted:
-                return str(counted[0]["id"])  # nothing left: the whole charge is back already
+            if left <= 0 and earlier is not None:
+                return earlier  # nothing left: the whole charge is back already
             amount = left
         if amount <= 0 or amount > left:
             raise RefundRefused(f"cannot refund {amount} of {charge.id}: {left} left")
         try:
             made = await client.v1.refunds.create_async(
-                {"payment_intent": charge.id, "amount": amount,
-                 "metadata": {"refund_key": idempotency_key[:_METADATA_VALUE_CHARS]}},
+                {"payment_intent": charge.id, "amount": amount, "metadata": {"refund_key": idempotency_key}},
                 {"idempotency_key": idempotency_key})
         except stripe.InvalidRequestError as exc:
-            if exc.code in ("charge_already_refunded", "amount_too_large"):
-                raise RefundRefused(f"stripe refused the refund of {charge.id}: {exc.code}") from exc
-            raise _failure(exc) from exc
+            if exc.code not in ("charge_already_refunded", "amount_too_large"):
+                raise _failure(exc) from exc
+            # Another refund got there first (a concurrent one under another key).
+            left, earlier = _left(charge, await self._refunds_of(client, charge.id))
+            if whole and left <= 0 and earlier is not None:
+                return earlier
+            raise RefundRefused(f"stripe refused the refund of {charge.id}: {exc.code}") from exc
         except Exception as exc:
             raise _translated(exc, refusals=False) from exc
         return str(made.id)
@@ -222,9 +226,16 @@ class StripeGateway:
             after = items[-1]["id"]
 
 
+def _left(charge: Charge, refunds: list[dict[str, Any]]) -> tuple[int, str | None]:
+    """What is left of the charge after its refunds (newest first), and the newest refund's id."""
+    counted = [r for r in refunds if r.get("status") in _REFUNDABLE_STATES]
+    left = charge.amount - sum(int(r.get("amount") or 0) for r in counted)
+    return left, (str(counted[0]["id"]) if counted else None)
+
+
 def _metadata(metadata: Mapping[str, str] | None, idempotency_key: str) -> dict[str, str]:
     """The purchase's metadata within Stripe's limits, always with our key (lookup finds it by it)."""
-    out = {"gateway_key": idempotency_key[:_METADATA_VALUE_CHARS]}
+    out = {"gateway_key": idempotency_key}  # whole: lookup matches it exactly (our keys are short)
     for key, value in (metadata or {}).items():
         if len(out) >= _METADATA_KEYS:
             break
