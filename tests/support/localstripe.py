@@ -8,19 +8,27 @@ stagedoor/dev_stripe.py as a child process on a free loopback port, once per tes
   step (``authenticate(intent_id, client_secret, success=...)``, the route localstripe's
   Stripe.js stand-in calls), read intents and refunds as the server holds them.
 - ``stripe_gateway``: a ``StripeGateway`` on that server, closed after the test.
+- ``StripeFront``: a server in front of localstripe that answers each request late (a distant
+  Stripe) and adds what localstripe lacks for our tests: Stripe's Search API for PaymentIntents by
+  ``metadata['gateway_key']`` (answered from localstripe's list), so the adapter's search path
+  runs against a server too.
 
 What localstripe implements, and where it differs from Stripe, is in docs/payments.md.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from stagedoor.dev_stripe import LocalStripe, local_keys
 from ticketing.payments.stripe_gateway import StripeGateway
@@ -104,3 +112,64 @@ async def stripe_gateway(stripe_account: StripeAccount) -> AsyncIterator[StripeG
         yield gateway
     finally:
         await gateway.aclose()
+
+
+_SEARCH_BY_KEY = re.compile(r"^metadata\['gateway_key'\]:'((?:[^'\\]|\\.)*)'$")
+UPSTREAM = web.AppKey("upstream_session", aiohttp.ClientSession)
+
+
+@dataclass
+class StripeFront:
+    """Serve ``app()`` (e.g. with pytest-aiohttp's ``aiohttp_server``) and point the adapter at it."""
+
+    upstream: str
+    delay_s: float = 0.0
+    searches: list[str] = field(default_factory=list)  # the queries the Search API answered
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.cleanup_ctx.append(self._session_ctx)
+        app.router.add_get("/v1/payment_intents/search", self._search)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        return app
+
+    async def _session_ctx(self, app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            app[UPSTREAM] = session
+            yield
+
+    async def _upstream(self, request: web.Request, method: str, path_qs: str,
+                        body: bytes = b"") -> tuple[int, bytes]:
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() in ("authorization", "content-type", "idempotency-key", "stripe-version")}
+        async with request.app[UPSTREAM].request(method, self.upstream + path_qs, headers=headers,
+                                                 data=body) as resp:
+            return resp.status, await resp.read()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.delay_s)
+        status, body = await self._upstream(request, request.method, request.path_qs, await request.read())
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async def _search(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.delay_s)
+        query = request.query.get("query", "")
+        match = _SEARCH_BY_KEY.match(query)
+        if match is None:
+            return web.json_response({"error": {"type": "invalid_request_error", "message": "query"}}, status=400)
+        self.searches.append(query)
+        key = re.sub(r"\\(.)", r"\1", match.group(1))
+        found: list[dict[str, Any]] = []
+        after = ""
+        while True:
+            status, raw = await self._upstream(
+                request, "GET", "/v1/payment_intents?limit=100" + (f"&starting_after={after}" if after else ""))
+            if status != 200:
+                return web.Response(status=status, body=raw, content_type="application/json")
+            page = json.loads(raw)
+            found += [i for i in page["data"] if (i.get("metadata") or {}).get("gateway_key") == key]
+            if not page["has_more"] or not page["data"]:
+                break
+            after = page["data"][-1]["id"]
+        return web.json_response({"object": "search_result", "url": "/v1/payment_intents/search", "data": found,
+                                  "has_more": False, "next_page": None})

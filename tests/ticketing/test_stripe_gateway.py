@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, web
 
 from stagedoor.embedded import free_port
 from tests.support.events import buy, hold_seats
@@ -23,6 +21,7 @@ from tests.support.localstripe import (
     CARD_GENERIC_DECLINE,
     CARD_OK,
     StripeAccount,
+    StripeFront,
 )
 from ticketing.appkeys import ORDERS, PURCHASES
 from ticketing.metrics import TicketingMetrics
@@ -31,8 +30,6 @@ from ticketing.payments.charging import Payments
 from ticketing.payments.errors import PaymentGatewayError, PaymentGatewayUnavailable
 from ticketing.payments.gateway import Charge, ChargeDeclined, ChargeRequiresAction, GatewayFailure, RefundRefused
 from ticketing.payments.stripe_gateway import StripeGateway
-
-SESSION = web.AppKey("upstream_session", ClientSession)
 
 
 def new_key() -> str:
@@ -165,6 +162,25 @@ async def test_lookup_finds_the_intent_by_our_key_in_its_metadata_and_none_for_a
     assert await stripe_gateway.lookup("it's \\ quoted") is None
 
 
+async def test_lookup_asks_the_search_api_where_the_server_has_one(aiohttp_server: Any,
+                                                                   stripe_account: StripeAccount) -> None:
+    """Stripe's own path: ``metadata['gateway_key']:'<key>'`` through the Search API (the front
+    server answers it from localstripe's list), quotes and backslashes escaped."""
+    front = StripeFront(stripe_account.url)
+    server = await aiohttp_server(front.app())
+    gateway = StripeGateway(api_key=stripe_account.api_key, api_base=str(server.make_url("")).rstrip("/"))
+    try:
+        key = new_key() + "'quoted\\"
+        card = await stripe_account.payment_method(CARD_OK)
+        charge = await gateway.charge(amount=610, currency="eur", token=card, idempotency_key=key)
+        assert await gateway.lookup(key) == charge
+        assert await gateway.lookup(new_key()) is None
+        assert front.searches[0] == "metadata['gateway_key']:'" + key.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        assert len(front.searches) == 2
+    finally:
+        await gateway.aclose()
+
+
 async def test_localstripe_ignores_idempotency_keys_so_lookup_never_relies_on_them(
         stripe_gateway: StripeGateway, stripe_account: StripeAccount) -> None:
     """The same key twice makes two intents on the test server (Stripe would answer the first
@@ -226,33 +242,11 @@ async def test_payments_hands_3d_secure_back_untouched_without_retry_or_breaker_
         await gateway.aclose()
 
 
-async def _slow_proxy(aiohttp_server: Callable[..., Awaitable[Any]], upstream: str, delay_s: float) -> str:
-    """A server in front of localstripe answering each request ``delay_s`` late (a distant Stripe)."""
-    async def forward(request: web.Request) -> web.Response:
-        await asyncio.sleep(delay_s)
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in ("authorization", "content-type", "idempotency-key", "stripe-version")}
-        async with request.app[SESSION].request(request.method, upstream + request.path_qs, headers=headers,
-                                                  data=await request.read()) as resp:
-            return web.Response(status=resp.status, body=await resp.read(), content_type="application/json")
-
-    async def session_ctx(app: web.Application) -> Any:
-        async with ClientSession() as session:
-            app[SESSION] = session
-            yield
-
-    app = web.Application()
-    app.cleanup_ctx.append(session_ctx)
-    app.router.add_route("*", "/{tail:.*}", forward)
-    server = await aiohttp_server(app)
-    return str(server.make_url("")).rstrip("/")
-
-
 async def test_many_charges_are_in_flight_at_once_and_the_event_loop_never_stalls(
         aiohttp_server: Any, stripe_account: StripeAccount) -> None:
     delay_s, charges = 0.3, 40
-    base = await _slow_proxy(aiohttp_server, stripe_account.url, delay_s)
-    gateway = StripeGateway(api_key=stripe_account.api_key, api_base=base)
+    front = await aiohttp_server(StripeFront(stripe_account.url, delay_s=delay_s).app())
+    gateway = StripeGateway(api_key=stripe_account.api_key, api_base=str(front.make_url("")).rstrip("/"))
     cards = [await stripe_account.payment_method(CARD_OK) for _ in range(charges)]
     stalls: list[float] = []
     done = asyncio.Event()
