@@ -31,7 +31,7 @@ from aiohttp import web
 from stagedoor.hot_http import make_site
 from stagedoor.keys import KeyRing, write_new_key
 from stagedoor.logs import configure_logging
-from stagedoor.settings import Settings, SettingsError, load_settings, require
+from stagedoor.settings import Settings, SettingsError, load_settings, require, require_payment_gateway
 
 logger = logging.getLogger("stagedoor.cli")
 
@@ -118,6 +118,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     require(settings, "redis_url", "database_url", "signing_keys_dir")
     if component.name in ("ticketing", "admission"):
         require(settings, "admin_api_key")
+    if component.name in ("ticketing", "worker"):  # they charge and refund
+        require_payment_gateway(settings)
     if component.name == "waitingroom":
         require(settings, "queue_token_secret")
     configure_logging(component.name, settings.log_level, settings.log_format)
@@ -205,6 +207,13 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             overrides["signing_keys_dir"] = str(data_dir / "keys")
         if "STAGEDOOR_COOKIE_SECURE" not in os.environ:
             overrides["cookie_secure"] = False
+        extra_lines: list[str] = []
+        if settings.payment_gateway == "stripe" and not settings.stripe_api_base:
+            stripe_server, stripe_overrides = _local_stripe(settings, data_dir)
+            started.append(stripe_server)
+            overrides.update(stripe_overrides)
+            extra_lines.append(f"  stripe (dev):  {stripe_server.url}  a local Stripe test server (localstripe): "
+                               "test cards, no real money")
         mail_dir = None
         if not settings.smtp_host:  # no real SMTP server: a local sink keeps the mail, /dev/mail shows it
             overrides.update(smtp_host="127.0.0.1", smtp_port=settings.dev_smtp_port, smtp_starttls=False,
@@ -212,7 +221,6 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             mail_dir = data_dir / "mail"
         settings = load_settings(**overrides)
         keyring = KeyRing.from_dir(Path(settings.signing_keys_dir or ""), create=True)
-        extra_lines: list[str] = []
         if args.prometheus:
             from stagedoor.dev_prometheus import DevPrometheus, PrometheusMissing
 
@@ -229,6 +237,29 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             server.stop()
     print("stagedoor stopped; data kept in", data_dir)
     return 0
+
+
+def _local_stripe(settings: Settings, data_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """A local Stripe test server for ``STAGEDOOR_PAYMENT_GATEWAY=stripe`` without an api base:
+    localstripe on 127.0.0.1 (port 8420 when free), its objects kept under the data dir, test keys
+    for whatever key is unset, and our webhook endpoint registered with it."""
+    from stagedoor.dev_stripe import LocalStripe, local_keys
+    from stagedoor.embedded import free_port
+
+    api_key, publishable_key, webhook_secret = local_keys()
+    server = LocalStripe(data_dir / "stripe" / "localstripe.log", port=free_port(8420),
+                         store_path=data_dir / "stripe" / "store.pickle").start()
+    values = {"stripe_api_base": server.url,
+              "stripe_api_key": settings.stripe_api_key or api_key,
+              "stripe_publishable_key": settings.stripe_publishable_key or publishable_key,
+              "stripe_webhook_secret": settings.stripe_webhook_secret or webhook_secret}
+    try:
+        server.register_webhook(settings.url_of("ticketing") + "/api/payments/webhook", values["stripe_webhook_secret"])
+    except BaseException:
+        server.stop()
+        raise
+    logger.info("local_stripe_started", extra={"url": server.url})
+    return server, values
 
 
 async def _up(settings: Settings, keyring: KeyRing, seed: bool, mail_dir: Path | None = None,

@@ -111,9 +111,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     admission_burst_s: Annotated[float, msgspec.Meta(ge=0.05, le=10)] = 0.5  # bucket depth, in seconds of rate
     admission_max_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000  # most admitted per room per tick
     waitingroom_sse_max_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 300  # then the client reconnects
-    # Purchases (ticketing/orders/purchase.py, ticketing/payments/charging.py). The mock gateway is the only
-    # gateway until a real one is wired; its latency and failure rate are for tests and benchmarks.
-    payment_gateway: Literal["mock"] = "mock"
+    # Purchases (ticketing/orders/purchase.py, ticketing/payments/charging.py). The gateway that charges
+    # (docs/payments.md): "mock" (test tokens; its latency and failure rate are for tests and benchmarks)
+    # or "stripe".
+    payment_gateway: Literal["mock", "stripe"] = "mock"
+    # Stripe (ticketing/payments/stripe_gateway.py). The secret key (sk_live_/sk_test_..., or a restricted
+    # rk_ key) and the webhook signing secret (whsec_...) are secrets: no defaults. The publishable key
+    # (pk_...) is for the checkout page. stripe_api_base: a Stripe-compatible server to use instead of
+    # Stripe (a local test server); empty = Stripe itself. Under `stagedoor up` with no api base, a
+    # local test server is started (stagedoor/dev_stripe.py) with keys of its own.
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_publishable_key: str | None = None
+    stripe_api_base: Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")] = ""
     payment_mock_latency_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 0
     payment_mock_slow_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] = 2_000
     payment_mock_failure_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
@@ -123,9 +133,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     payment_retry_max_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1_000
     payment_breaker_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
     payment_breaker_reset_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
-    # Signs Stripe's webhook deliveries (POST /api/payments/webhook, docs/payment-webhooks.md); empty: the
-    # endpoint answers 404 (no receiver in this deployment).
-    stripe_webhook_secret: str = ""
     # The worker's payment reconciler (ticketing/orders/reconcile.py): pending/unknown payments older
     # than payment_window_s are settled with the gateway; failed refunds are retried after
     # refund_retry_base_s, doubling up to refund_retry_max_s (jittered).
@@ -278,6 +285,48 @@ def check_secrets(settings: Settings) -> None:
             raise SettingsError(f"invalid {name}: secret {number} is listed twice")
 
 
+# Stripe's key shapes: secret keys sk_live_/sk_test_, restricted keys rk_live_/rk_test_, publishable
+# keys pk_live_/pk_test_, webhook signing secrets whsec_ (https://docs.stripe.com/keys).
+_STRIPE_KEY_RE = re.compile(r"^(sk|rk)_(live|test)_[A-Za-z0-9_-]+$")
+_STRIPE_PUBLISHABLE_RE = re.compile(r"^pk_(live|test)_[A-Za-z0-9_-]+$")
+_STRIPE_WEBHOOK_SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9+/=_-]+$")
+_STRIPE_HINT = "copy it from the Stripe dashboard (Developers > API keys, or the webhook endpoint's page)"
+
+
+def _stripe_mode(key: str) -> str:
+    return "live" if "_live_" in key[:8] else "test"
+
+
+def check_stripe(settings: Settings) -> None:
+    """Refuse (SettingsError naming the variable, never the value) a Stripe key of the wrong kind,
+    a placeholder or short secret, and a publishable key of another mode than the secret key.
+    Unset stays allowed here: ``require_payment_gateway`` refuses it where a component charges."""
+    checks = (("stripe_api_key", _STRIPE_KEY_RE, "a secret key (sk_live_..., sk_test_...) or restricted key (rk_...)"),
+              ("stripe_webhook_secret", _STRIPE_WEBHOOK_SECRET_RE, "a webhook signing secret (whsec_...)"),
+              ("stripe_publishable_key", _STRIPE_PUBLISHABLE_RE, "a publishable key (pk_live_..., pk_test_...)"))
+    for field, shape, kind in checks:
+        value = getattr(settings, field)
+        if not value:
+            continue
+        if not shape.match(value):
+            raise SettingsError(f"invalid {env_name(field)}: it is not {kind}; {_STRIPE_HINT}")
+        problem = _secret_problem(value) if field != "stripe_publishable_key" else None
+        if problem:
+            raise SettingsError(f"invalid {env_name(field)}: it {problem}; {_STRIPE_HINT}")
+    secret, public = settings.stripe_api_key, settings.stripe_publishable_key
+    if secret and public and _stripe_mode(secret) != _stripe_mode(public):
+        raise SettingsError(f"{env_name('stripe_publishable_key')} is a {_stripe_mode(public)} key but "
+                            f"{env_name('stripe_api_key')} is a {_stripe_mode(secret)} key: use the pair of one mode")
+
+
+def require_payment_gateway(settings: Settings) -> None:
+    """Fail with a clear message when the chosen gateway lacks what it needs to charge (the
+    components that charge or refund call this at start)."""
+    if settings.payment_gateway == "stripe" and not settings.stripe_api_key:
+        raise SettingsError(f"{env_name('payment_gateway')}=stripe needs {env_name('stripe_api_key')}: the secret "
+                            f"key (sk_live_... or sk_test_...); {_STRIPE_HINT}")
+
+
 _PATH_RE = re.compile(r"at `\$\.([a-z0-9_]+)`")
 
 
@@ -309,6 +358,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             raise SettingsError(f"invalid {name}: {message}") from None
         raise SettingsError(f"invalid settings: {message}") from None
     check_secrets(settings)
+    check_stripe(settings)
     return settings
 
 

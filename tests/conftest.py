@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.support.accounts",
     "tests.support.events",
     "tests.support.shop",
+    "tests.support.localstripe",
 ]

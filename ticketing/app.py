@@ -20,6 +20,7 @@ from ticketing.holds.routes import api as holds_api
 from ticketing.metrics import TicketingMetrics
 from ticketing.orders.routes import api as orders_api
 from ticketing.orders.routes import purchases_ctx
+from ticketing.payments.configured import gateway_ctx
 from ticketing.payments.routes import api as payments_api
 from ticketing.payments.routes import webhooks_ctx
 from ticketing.sales.routes import api as sales_api
@@ -43,6 +44,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(accounts_ctx)
     app.cleanup_ctx.append(inventory_ctx)
     app.cleanup_ctx.append(emitter_ctx)  # best-effort bus events: HoldPlaced, ShopperFinished
+    app.cleanup_ctx.append(gateway_ctx)  # the configured payment gateway (before everything that charges)
     app.cleanup_ctx.append(purchases_ctx)
     app.cleanup_ctx.append(webhooks_ctx)  # POST /api/payments/webhook
     app.cleanup_ctx.append(sales_ctx)

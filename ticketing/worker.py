@@ -10,8 +10,9 @@ Hold sweeper (ticketing/catalog/hold_sweeper.py): every ``hold_sweep_interval_s`
 - refreshes the free/held/sold gauges.
 One replica sweeps at a time (a Redis lock with a TTL).
 
-Payments (``payments_ctx``, ``reconciler_ctx``): one ``Payments`` over the configured gateway
-(``GATEWAY`` if set before startup, else ``payment_gateway`` from the settings) serves the
+Payments (``gateway_ctx``, ``payments_ctx``, ``reconciler_ctx``): one ``Payments`` over the
+configured gateway (``GATEWAY`` if set before startup, else ``payment_gateway`` from the settings,
+built and closed by ticketing/payments/configured.py) serves the
 cancellation refunds consumer and the payment reconciler (ticketing/orders/reconcile.py: settles
 pending/unknown charges older than the payment window, retries failed refunds with backoff). Every
 step of the reconciler is a compare-and-set on the payments row, so several workers may run it.
@@ -44,7 +45,7 @@ from ticketing.orders.reconcile import Reconciler
 from ticketing.orders.sold_out import SoldOutWatch
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
-from ticketing.payments.gateway import gateway_from_settings
+from ticketing.payments.configured import gateway_ctx
 from ticketing.payments.records import PaymentRecords
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,7 @@ async def hold_sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
     """The worker's payments over the configured gateway (refunds consumer and reconciler share it)."""
-    settings = app[SETTINGS]
-    gateway = app.get(GATEWAY) or gateway_from_settings(settings)
-    app[PAYMENTS] = Payments.from_settings(settings, app[METRICS], gateway)
+    app[PAYMENTS] = Payments.from_settings(app[SETTINGS], app[METRICS], app[GATEWAY])  # set by gateway_ctx
     yield
 
 
@@ -99,6 +98,7 @@ def create_worker_app(settings: Settings, keyring: KeyRing | None = None) -> web
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(inventory_ctx)
     app.cleanup_ctx.append(hold_sweeper_ctx)
+    app.cleanup_ctx.append(gateway_ctx)
     app.cleanup_ctx.append(payments_ctx)
     app.cleanup_ctx.append(reconciler_ctx)
     BusMetrics.of(app[METRICS])  # exported from the start (ticketing_outbox_lag_seconds, stagedoor_bus_*)

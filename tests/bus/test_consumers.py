@@ -146,9 +146,9 @@ class CountingGateway(MockGateway):
         super().__init__()
         self.refund_calls: dict[str, int] = {}
 
-    async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
+    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
         self.refund_calls[charge.id] = self.refund_calls.get(charge.id, 0) + 1
-        return await super().refund(charge, idempotency_key=idempotency_key)
+        return await super().refund(charge, idempotency_key=idempotency_key, amount=amount)
 
 
 async def test_event_cancelled_refunds_each_order_once_even_when_delivered_twice(

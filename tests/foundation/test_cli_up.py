@@ -65,3 +65,25 @@ def test_up_serves_every_service_on_embedded_stores_and_stops_cleanly(tmp_path: 
     assert (data_dir / "postgres" / "PG_VERSION").exists()
     assert (data_dir / "secrets.json").exists()
     assert oct((data_dir / "secrets.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_up_with_stripe_and_no_api_base_runs_a_local_stripe_test_server_and_stops_it(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {f"STAGEDOOR_{name}_PORT": str(free_port()) for name in ("WAITINGROOM", "TICKETING", "ADMISSION", "WORKER")}
+    env["STAGEDOOR_PAYMENT_GATEWAY"] = "stripe"
+    with running_up(data_dir, env) as up:
+        banner = up.banner
+        assert "stagedoor is up" in banner, banner
+        [line] = [line for line in banner.splitlines() if line.strip().startswith("stripe (dev):")]
+        assert "local Stripe test server" in line and "no real money" in line
+        url = line.split()[2]
+        assert url.startswith("http://127.0.0.1:")
+        request = urllib.request.Request(url + "/v1/balance", headers={"Authorization": "Bearer sk_test_probe"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert resp.status == 200
+        status, _ = _get(f"http://127.0.0.1:{env['STAGEDOOR_TICKETING_PORT']}/readyz")
+        assert status == 200
+    assert up.returncode == 0, banner + up.rest
+    time.sleep(0.5)
+    assert _processes_using(data_dir) == [], "the local Stripe server survived Ctrl-C"
+    assert (data_dir / "stripe" / "localstripe.log").exists()

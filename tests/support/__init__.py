@@ -18,6 +18,8 @@ package alone.
 - ``bus``: outbox rows, stream reads, a recording handler, the dashboard's consumer run once
 - ``notifications``: SMTP sinks, bus envelopes, bulk-inserted events and orders
 - ``stripe_webhooks``: Stripe events signed as Stripe signs them, posted to the shop; the worker applying them
+- ``payments``: a payment gateway double over HTTP, the shop and the worker wired to it
+- ``localstripe``: a local Stripe-compatible server (localstripe), test cards, the fan's 3-D Secure step
 - ``abuse``, ``browser``, ``cluster``, ``ops``: helpers of those areas' tests
 - ``stack``, ``up_process``: real service processes (``stagedoor serve``, ``stagedoor up``)
 """

@@ -1,10 +1,13 @@
 """A payment gateway double over HTTP, and the shop plus worker wired to it.
 
 ``GatewayDouble`` is a small aiohttp server that keeps a ledger of charges (one per idempotency key,
-as a real gateway does) and refunds; it can be told to charge and then not answer in time
-(``hang_after_charge``), to fail before charging (``fail_before_charge``) or to refuse refunds
-(``refunds_down``). ``HttpGateway`` is the ``PaymentGateway`` the services use to reach it, so the
-ticketing app and the worker talk to one ledger, as they would to a real gateway.
+as a real gateway does, with the metadata they came with) and refunds (whole or partial, one per
+refund key); it can be told to charge and then not answer in time (``hang_after_charge``), to fail
+before charging (``fail_before_charge``) or to refuse refunds (``refunds_down``). ``tok_3ds`` asks
+for 3-D Secure until ``authenticate(intent_id)``; the charge with that ``intent_id`` then succeeds
+(or is declined when the authentication failed). ``HttpGateway`` is the ``PaymentGateway`` the
+services use to reach it, so the ticketing app and the worker talk to one ledger, as they would to
+a real gateway.
 
 ``start_payment_stack(...)`` serves the double, then the shop (ticketing app) and the worker on the
 same settings, movable clock and gateway; the reconciler loop is slowed down so tests run it
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,14 +31,18 @@ from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
 from ticketing.app import create_app
 from ticketing.appkeys import CLOCK, GATEWAY
-from ticketing.payments.gateway import Charge, ChargeDeclined, GatewayFailure
+from ticketing.payments.gateway import Charge, ChargeDeclined, ChargeRequiresAction, GatewayFailure, RefundRefused
 from ticketing.worker import create_worker_app
 
 
 @dataclass
 class GatewayDouble:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> charge
-    refunds: dict[str, str] = field(default_factory=dict)  # charge id -> refund id
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # idempotency key -> first call's metadata
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)  # intent id -> tok_3ds payment
+    refunds: dict[str, str] = field(default_factory=dict)  # charge id -> its first refund's id
+    refunded: dict[str, int] = field(default_factory=dict)  # charge id -> amount refunded
+    refund_keys: dict[str, str] = field(default_factory=dict)  # refund idempotency key -> refund id
     charge_requests: int = 0
     refund_requests: int = 0
     hang_after_charge: int = 0  # the next N charge requests charge, then answer after hang_s
@@ -58,7 +65,26 @@ class GatewayDouble:
             self.fail_before_charge -= 1
             return web.json_response({"error": "unavailable"}, status=503)
         key = body["idempotency_key"]
+        self.metadata.setdefault(key, body.get("metadata") or {})
         charge = self.charges.get(key)  # a key's first charge is its answer, whatever the card
+        intent_id = body.get("intent_id") or next((i for i, v in self.intents.items() if v["key"] == key), None)
+        if charge is None and intent_id is not None:
+            intent = self.intents.get(intent_id)
+            if intent is None or intent["key"] != key:
+                return web.json_response({"error": "no such payment intent"}, status=402)
+            if intent["state"] == "requires_action":
+                return web.json_response({"status": "requires_action", "intent_id": intent_id,
+                                          "client_secret": intent["client_secret"]})
+            if intent["state"] == "failed":
+                return web.json_response({"error": "authentication failed"}, status=402)
+            charge = self.charges[key] = {"id": intent_id, "amount": intent["amount"], "currency": intent["currency"]}
+        if charge is None and body["token"] == "tok_3ds":
+            intent_id = "pi_" + secrets.token_hex(8)
+            self.intents[intent_id] = {"key": key, "amount": body["amount"], "currency": body["currency"],
+                                       "client_secret": f"{intent_id}_secret_{secrets.token_hex(8)}",
+                                       "state": "requires_action"}
+            return web.json_response({"status": "requires_action", "intent_id": intent_id,
+                                      "client_secret": self.intents[intent_id]["client_secret"]})
         if charge is None and body["token"] == "tok_declined":
             return web.json_response({"error": "card_declined"}, status=402)
         if charge is None:
@@ -78,8 +104,23 @@ class GatewayDouble:
         self.refund_requests += 1
         if self.refunds_down:
             return web.json_response({"error": "unavailable"}, status=503)
-        refund_id = self.refunds.setdefault(body["charge_id"], "re_" + secrets.token_hex(8))
+        charge_id, key, amount = body["charge_id"], body["idempotency_key"], body.get("amount")
+        if key in self.refund_keys:
+            return web.json_response({"id": self.refund_keys[key]})
+        left = body["charge_amount"] - self.refunded.get(charge_id, 0)
+        if amount is None and left <= 0 and charge_id in self.refunds:
+            return web.json_response({"id": self.refunds[charge_id]})  # nothing left: a no-op
+        amount = left if amount is None else amount
+        if amount <= 0 or amount > left:
+            return web.json_response({"error": "amount_too_large"}, status=400)
+        refund_id = self.refund_keys[key] = "re_" + secrets.token_hex(8)
+        self.refunds.setdefault(charge_id, refund_id)
+        self.refunded[charge_id] = self.refunded.get(charge_id, 0) + amount
         return web.json_response({"id": refund_id})
+
+    def authenticate(self, intent_id: str, *, success: bool = True) -> None:
+        """The fan's 3-D Secure step for a tok_3ds payment."""
+        self.intents[intent_id]["state"] = "authenticated" if success else "failed"
 
     @property
     def net_charges(self) -> int:
@@ -99,7 +140,7 @@ class HttpGateway:
             self._session = aiohttp.ClientSession()
         return self._session
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
@@ -110,13 +151,17 @@ class HttpGateway:
         except aiohttp.ClientError as exc:
             raise GatewayFailure(str(exc)) from exc
 
-    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str,
+                     metadata: Mapping[str, str] | None = None, intent_id: str | None = None) -> Charge:
         status, body = await self._call("POST", "/v1/charges", json={
-            "amount": amount, "currency": currency, "token": token, "idempotency_key": idempotency_key})
+            "amount": amount, "currency": currency, "token": token, "idempotency_key": idempotency_key,
+            "metadata": dict(metadata or {}), "intent_id": intent_id})
         if status == 402:
             raise ChargeDeclined(body["error"])
         if status != 200:
             raise GatewayFailure(f"gateway answered {status}")
+        if body.get("status") == "requires_action":
+            raise ChargeRequiresAction(body["intent_id"], body["client_secret"])
         return Charge(id=body["id"], amount=body["amount"], currency=body["currency"])
 
     async def lookup(self, idempotency_key: str) -> Charge | None:
@@ -127,9 +172,12 @@ class HttpGateway:
             raise GatewayFailure(f"gateway answered {status}")
         return Charge(id=body["id"], amount=body["amount"], currency=body["currency"])
 
-    async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
-        status, body = await self._call("POST", "/v1/refunds", json={"charge_id": charge.id,
-                                                                     "idempotency_key": idempotency_key})
+    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
+        status, body = await self._call("POST", "/v1/refunds", json={
+            "charge_id": charge.id, "charge_amount": charge.amount, "idempotency_key": idempotency_key,
+            "amount": amount})
+        if status == 400:
+            raise RefundRefused(body["error"])
         if status != 200:
             raise GatewayFailure(f"gateway answered {status}")
         return str(body["id"])
@@ -164,7 +212,7 @@ async def start_payment_stack(aiohttp_server: Callable[..., Any], aiohttp_client
     worker_app[GATEWAY] = gateway
 
     async def close_gateway(_: web.Application) -> None:
-        await gateway.close()
+        await gateway.aclose()
 
     worker_app.on_cleanup.append(close_gateway)
     shop = await aiohttp_client(shop_app)

@@ -15,10 +15,10 @@ class RefundOutage(MockGateway):
         super().__init__()
         self.refunds_down = False
 
-    async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
+    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
         if self.refunds_down:
             raise GatewayFailure("refunds down")
-        return await super().refund(charge, idempotency_key=idempotency_key)
+        return await super().refund(charge, idempotency_key=idempotency_key, amount=amount)
 
 
 async def test_a_cancelled_event_is_refunded_once_and_its_tickets_stop_checking_in(shop, make_event,

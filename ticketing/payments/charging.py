@@ -11,6 +11,9 @@ Tornado and aiobreaker has not been released since 2021.
   row it opens for ``payment_breaker_reset_s``: calls fail at once with
   ``PaymentGatewayUnavailable`` (503 + Retry-After) instead of waiting on a sick gateway.
 - A decline is an answer, not a failure: never retried, never counted (402).
+- So is a request for the fan's authentication (``ChargeRequiresAction``, 3-D Secure): it goes
+  back to the caller untouched (the purchase answers 202 with the client secret), never
+  retried, never counted; the charge with ``intent_id`` afterwards is an attempt like any other.
 The gateway is idempotent per key, so a retry after a lost answer cannot charge twice.
 """
 
@@ -21,6 +24,8 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
@@ -28,8 +33,16 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from stagedoor.settings import Settings
 from ticketing.metrics import BREAKER_STATES, TicketingMetrics
+from ticketing.payments.configured import gateway_from_settings
 from ticketing.payments.errors import PaymentDeclined, PaymentGatewayError, PaymentGatewayUnavailable
-from ticketing.payments.gateway import Charge, ChargeDeclined, GatewayFailure, PaymentGateway, gateway_from_settings
+from ticketing.payments.gateway import (
+    Charge,
+    ChargeDeclined,
+    ChargeRequiresAction,
+    GatewayFailure,
+    PaymentGateway,
+    RefundRefused,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +51,23 @@ CIRCUIT = "payment-gateway"
 
 class _AttemptFailed(Exception):
     """One failed attempt (gateway error or timeout), as seen by the retry loop."""
+
+
+@dataclass(frozen=True)
+class _ChargeCall:
+    """What each attempt of one charge sends (the same every time: same key, same payment)."""
+
+    amount: int
+    currency: str
+    token: str
+    idempotency_key: str
+    metadata: Mapping[str, str] | None
+    intent_id: str | None
+
+    async def send(self, gateway: PaymentGateway) -> Charge:
+        return await gateway.charge(amount=self.amount, currency=self.currency, token=self.token,
+                                    idempotency_key=self.idempotency_key, metadata=self.metadata,
+                                    intent_id=self.intent_id)
 
 
 class Payments:
@@ -51,10 +81,11 @@ class Payments:
         self.retry_max_s = retry_max_ms / 1000
         self.attempt_timeout_s = attempt_timeout_s
         self.breaker_reset_s = breaker_reset_s
-        # A decline is the gateway answering, not failing: it must not count toward opening the
-        # breaker (five declined cards in a row would otherwise stop everyone's payments).
+        # A decline or a request for 3-D Secure is the gateway answering, not failing: neither may
+        # count toward opening the breaker (five declined cards in a row would otherwise stop
+        # everyone's payments).
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_failures, default_ttl=breaker_reset_s,
-                                                    exclude=[ChargeDeclined])
+                                                    exclude=[ChargeDeclined, ChargeRequiresAction])
         self._breakers.add_listener(self._on_breaker_event)
         metrics.payment_breaker_state.set(0)
 
@@ -78,23 +109,25 @@ class Payments:
         breaker = await self._breakers.get_breaker(CIRCUIT)
         return breaker.context.state
 
-    async def _attempt(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+    async def _attempt(self, call: _ChargeCall) -> Charge:
         breaker = await self._breakers.get_breaker(CIRCUIT)
         try:
             async with breaker:
                 try:
                     async with asyncio.timeout(self.attempt_timeout_s):
-                        charge = await self.gateway.charge(amount=amount, currency=currency, token=token,
-                                                           idempotency_key=idempotency_key)
+                        charge = await call.send(self.gateway)
                 except ChargeDeclined:
                     # An answer, not a failure: leave the breaker's count alone.
                     self.metrics.payment_attempts_total.labels("declined").inc()
+                    raise
+                except ChargeRequiresAction:
+                    self.metrics.payment_attempts_total.labels("requires_action").inc()
                     raise
                 except (GatewayFailure, TimeoutError) as exc:
                     self.metrics.payment_attempts_total.labels("error").inc()
                     logger.warning("payment_attempt_failed", extra={"error": type(exc).__name__})
                     raise _AttemptFailed(str(exc) or type(exc).__name__) from exc
-        except ChargeDeclined:
+        except (ChargeDeclined, ChargeRequiresAction):
             raise
         except OpenedState as exc:
             self.metrics.payment_attempts_total.labels("breaker_open").inc()
@@ -104,21 +137,27 @@ class Payments:
         self.metrics.payment_attempts_total.labels("ok").inc()
         return charge
 
-    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
-        """Charge once (per key); raises PaymentDeclined, PaymentGatewayError, PaymentGatewayUnavailable."""
+    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str,
+                     metadata: Mapping[str, str] | None = None, intent_id: str | None = None) -> Charge:
+        """Charge once (per key); raises PaymentDeclined, PaymentGatewayError, PaymentGatewayUnavailable,
+        and lets the gateway's ChargeRequiresAction through as it came (the fan must authenticate;
+        charge again with its ``intent_id`` afterwards). ``metadata`` goes with the payment."""
+        call = _ChargeCall(amount=amount, currency=currency, token=token, idempotency_key=idempotency_key,
+                           metadata=metadata, intent_id=intent_id)
         start = time.perf_counter()
         outcome = "error"
         try:
             try:  # the first attempt alone: the usual purchase pays for no retry machinery
-                charge = await self._attempt(amount=amount, currency=currency, token=token,
-                                             idempotency_key=idempotency_key)
+                charge = await self._attempt(call)
             except _AttemptFailed:
                 if self.attempts <= 1:
                     raise
-                charge = await self._retry(amount=amount, currency=currency, token=token,
-                                           idempotency_key=idempotency_key)
+                charge = await self._retry(call)
             outcome = "ok"
             return charge
+        except ChargeRequiresAction:
+            outcome = "requires_action"
+            raise
         except ChargeDeclined as exc:
             outcome = "declined"
             raise PaymentDeclined(f"payment declined: {exc.reason}") from None
@@ -130,7 +169,7 @@ class Payments:
         finally:
             self.metrics.payment_latency_seconds.labels(outcome).observe(time.perf_counter() - start)
 
-    async def _retry(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+    async def _retry(self, call: _ChargeCall) -> Charge:
         """Attempts 2..N after a failed first one, by tenacity: backoff base, 2 base, 4 base...
         (capped) plus up to base of jitter, the same curve as one loop over every attempt."""
         await asyncio.sleep(min(self.retry_max_s, self.retry_base_s + random.uniform(0, self.retry_base_s)))
@@ -142,8 +181,7 @@ class Payments:
             reraise=True,
         ):
             with attempt:
-                return await self._attempt(amount=amount, currency=currency, token=token,
-                                           idempotency_key=idempotency_key)
+                return await self._attempt(call)
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
 
     async def lookup(self, idempotency_key: str) -> Charge | None:
@@ -151,12 +189,17 @@ class Payments:
         async with asyncio.timeout(self.attempt_timeout_s):
             return await self.gateway.lookup(idempotency_key)
 
-    async def refund(self, charge: Charge, *, idempotency_key: str) -> str | None:
-        """Best effort with retries; None (logged) when the gateway will not answer. Never raises."""
+    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str | None:
+        """Refund ``amount`` (None: all that is left), best effort with retries; None (logged) when
+        the gateway will not answer. Raises only RefundRefused: an amount the charge cannot give
+        back (more than is left), which no retry changes."""
         for attempt in range(self.attempts):
             try:
                 async with asyncio.timeout(self.attempt_timeout_s):
-                    return await self.gateway.refund(charge, idempotency_key=idempotency_key)
+                    return await self.gateway.refund(charge, idempotency_key=idempotency_key, amount=amount)
+            except RefundRefused:
+                logger.error("refund_refused", extra={"charge_id": charge.id, "amount": amount})
+                raise
             except (GatewayFailure, TimeoutError):
                 await asyncio.sleep(min(self.retry_max_s, self.retry_base_s * 2 ** attempt))
         logger.error("refund_failed", extra={"charge_id": charge.id})

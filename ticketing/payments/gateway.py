@@ -1,18 +1,25 @@
 """The payment gateway boundary: the interface purchases charge through, and the mock.
 
-A real gateway (Stripe, Adyen, ...) implements :class:`PaymentGateway`. Both calls take
-an idempotency key, as real gateways do, so a retried charge after a lost answer cannot
-charge twice. Outcomes are exceptions with meaning to the caller:
+A real gateway implements :class:`PaymentGateway` (Stripe: ticketing/payments/stripe_gateway.py;
+which one runs is ``payment_gateway``, ticketing/payments/configured.py). Every call that moves
+money takes an idempotency key: a retried charge after a lost answer cannot charge twice, and
+``lookup`` finds what a key made even when the gateway itself does not keep keys. Outcomes are
+exceptions with meaning to the caller:
 
 - :class:`ChargeDeclined`: the card was refused. Final; never retried, never a breaker failure.
+- :class:`ChargeRequiresAction`: the bank asks the fan to authenticate (3-D Secure). Nothing is
+  charged yet; the browser completes the action with the intent's client secret, then the
+  purchase charges again with ``intent_id`` and gets the final answer. Not a failure either.
 - :class:`GatewayFailure`: the gateway failed or answered nothing. Retried with backoff, and
   counted by the circuit breaker (ticketing/payments/charging.py).
+- :class:`RefundRefused`: the gateway will not refund that amount (more than is left). Final.
 
 The mock is a fake at a true outside boundary (STYLE.md 12): ``tok_ok`` succeeds,
 ``tok_declined`` is declined, ``tok_error`` fails every time, ``tok_slow`` answers after
-``slow_ms``; ``latency_ms`` and ``failure_rate`` shape every call. It records charges and
-refunds so tests can count them. ``lookup`` asks which charge an idempotency key made (the
-worker's reconciler settles unanswered charges with it). One mock lives in one process: the
+``slow_ms``, ``tok_3ds`` asks for 3-D Secure until a test calls :meth:`MockGateway.authenticate`
+on its intent (then the charge with ``intent_id`` succeeds, or is declined when the
+authentication failed); ``latency_ms`` and ``failure_rate`` shape every call. It records
+charges, intents and refunds so tests can count them. One mock lives in one process: the
 worker's reconciler sees the charges of a mock in another process as never made, so the
 services share a gateway (``ticketing.appkeys.GATEWAY``) in tests that need the reconciler.
 """
@@ -22,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import msgspec
-
-from stagedoor.settings import Settings
 
 
 class Charge(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,26 +50,59 @@ class ChargeDeclined(Exception):
         self.reason = reason
 
 
+class ChargeRequiresAction(Exception):
+    """The fan must authenticate the payment (3-D Secure) before it can succeed. ``intent_id``
+    names the gateway's payment (charge again with it); ``client_secret`` lets the fan's browser
+    complete the action (Stripe.js ``handleNextAction``). Never logged: the secret confirms it."""
+
+    def __init__(self, intent_id: str, client_secret: str) -> None:
+        super().__init__("the payment needs the customer's authentication (3-D Secure)")
+        self.intent_id = intent_id
+        self.client_secret = client_secret
+
+
 class GatewayFailure(Exception):
     """The gateway failed or did not answer (transient: retry, count towards the breaker)."""
 
 
-class PaymentGateway(Protocol):
-    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
-        """Charge ``amount`` minor units; the same ``idempotency_key`` returns the same charge."""
+class RefundRefused(Exception):
+    """The gateway refuses this refund for good (e.g. more than what is left of the charge)."""
 
-    async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
-        """Refund a charge in full; returns the refund id. Refunding twice is a no-op."""
+
+class PaymentGateway(Protocol):
+    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str,
+                     metadata: Mapping[str, str] | None = None, intent_id: str | None = None) -> Charge:
+        """Charge ``amount`` minor units with the payment method ``token``; the same
+        ``idempotency_key`` returns the same charge. ``metadata`` is stored with the payment.
+        ``intent_id``: this purchase already has that payment (it answered ChargeRequiresAction):
+        report its state now (confirming it if it waits for confirmation) instead of making
+        another. Raises ChargeDeclined, ChargeRequiresAction or GatewayFailure."""
+
+    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
+        """Refund ``amount`` minor units of a charge (None: all that is left of it); returns the
+        refund id. The same ``idempotency_key`` again returns the same refund; a whole refund of a
+        charge with nothing left makes none and returns an earlier refund's id. Raises RefundRefused
+        for an amount the charge cannot give back, GatewayFailure when the gateway does not answer."""
 
     async def lookup(self, idempotency_key: str) -> Charge | None:
         """The charge made with this idempotency key, or None when the gateway made none (a charge
-        refunded since is still returned). Raises GatewayFailure when the gateway does not answer."""
+        refunded since is still returned). Raises GatewayFailure when the gateway does not answer
+        or cannot tell yet."""
+
+    async def aclose(self) -> None:
+        """Release the gateway's connections (the app's cleanup calls it once)."""
 
 
-def gateway_from_settings(settings: Settings) -> PaymentGateway:
-    """The configured gateway (``payment_gateway``; the mock is the only one until a real adapter is wired)."""
-    return MockGateway(latency_ms=settings.payment_mock_latency_ms, slow_ms=settings.payment_mock_slow_ms,
-                       failure_rate=settings.payment_mock_failure_rate)
+@dataclass
+class MockIntent:
+    """A tok_3ds payment waiting for (or past) the fan's authentication."""
+
+    id: str
+    client_secret: str
+    idempotency_key: str
+    amount: int
+    currency: str
+    state: Literal["requires_action", "authenticated", "failed"] = "requires_action"
 
 
 class MockGateway:
@@ -75,7 +115,12 @@ class MockGateway:
         self.failure_rate = failure_rate
         self._rng = rng or random.Random()
         self.charges: dict[str, Charge] = {}      # idempotency key -> charge (each charged once)
-        self.refunds: dict[str, str] = {}         # charge id -> refund id
+        self.metadata: dict[str, dict[str, str]] = {}  # idempotency key -> metadata of its first call
+        self.intents: dict[str, MockIntent] = {}  # intent id -> tok_3ds payment
+        self._intent_of_key: dict[str, str] = {}
+        self.refunds: dict[str, str] = {}         # charge id -> its first refund's id
+        self.refunded: dict[str, int] = {}        # charge id -> amount refunded so far
+        self.refund_keys: dict[str, str] = {}     # refund idempotency key -> refund id
         self.calls = 0                            # charge calls, retries included
 
     @property
@@ -83,19 +128,38 @@ class MockGateway:
         """Distinct charges made (what a card holder would see on a statement)."""
         return len(self.charges)
 
+    def authenticate(self, intent_id: str, *, success: bool = True) -> None:
+        """What the fan's browser does with the bank's 3-D Secure page (tests call it)."""
+        intent = self.intents[intent_id]
+        if intent.state != "requires_action":
+            raise ValueError(f"intent {intent_id} is {intent.state}, not waiting for authentication")
+        intent.state = "authenticated" if success else "failed"
+
     async def _answer_delay(self, token: str) -> None:
         delay_ms = self.slow_ms if token == "tok_slow" else self.latency_ms
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
 
-    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str) -> Charge:
+    async def charge(self, *, amount: int, currency: str, token: str, idempotency_key: str,
+                     metadata: Mapping[str, str] | None = None, intent_id: str | None = None) -> Charge:
         self.calls += 1
         await self._answer_delay(token)
         if token == "tok_error" or (self.failure_rate and self._rng.random() < self.failure_rate):
             raise GatewayFailure("mock gateway error")
+        self.metadata.setdefault(idempotency_key, dict(metadata or {}))
         existing = self.charges.get(idempotency_key)
         if existing is not None:  # as real gateways do: a key's first result is its answer, whatever the card
             return existing
+        intent_id = intent_id or self._intent_of_key.get(idempotency_key)
+        if intent_id is not None:
+            return self._settle(intent_id, idempotency_key)
+        if token == "tok_3ds":
+            new_id = "pi_mock_" + secrets.token_hex(12)
+            intent = MockIntent(id=new_id, client_secret=f"{new_id}_secret_{secrets.token_hex(12)}",
+                                idempotency_key=idempotency_key, amount=amount, currency=currency)
+            self.intents[intent.id] = intent
+            self._intent_of_key[idempotency_key] = intent.id
+            raise ChargeRequiresAction(intent.id, intent.client_secret)
         if token == "tok_declined":
             raise ChargeDeclined("card declined")
         if token not in ("tok_ok", "tok_slow"):
@@ -104,13 +168,39 @@ class MockGateway:
         self.charges[idempotency_key] = charge
         return charge
 
+    def _settle(self, intent_id: str, idempotency_key: str) -> Charge:
+        intent = self.intents.get(intent_id)
+        if intent is None or intent.idempotency_key != idempotency_key:
+            raise ChargeDeclined("no such payment intent for this purchase")
+        if intent.state == "requires_action":
+            raise ChargeRequiresAction(intent.id, intent.client_secret)
+        if intent.state == "failed":
+            raise ChargeDeclined("authentication failed")
+        charge = Charge(id=intent.id, amount=intent.amount, currency=intent.currency)
+        self.charges[idempotency_key] = charge
+        return charge
+
     async def lookup(self, idempotency_key: str) -> Charge | None:
         await self._answer_delay("")
         return self.charges.get(idempotency_key)
 
-    async def refund(self, charge: Charge, *, idempotency_key: str) -> str:
+    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
         await self._answer_delay("")
-        existing = self.refunds.get(charge.id)
-        if existing is None:
-            existing = self.refunds[charge.id] = "re_" + secrets.token_hex(12)
-        return existing
+        done = self.refund_keys.get(idempotency_key)
+        if done is not None:
+            return done
+        left = charge.amount - self.refunded.get(charge.id, 0)
+        if amount is None:
+            if left <= 0 and charge.id in self.refunds:
+                return self.refunds[charge.id]  # nothing left: refunding the whole charge again is a no-op
+            amount = max(left, 0)
+        elif amount <= 0 or amount > left:
+            raise RefundRefused(f"cannot refund {amount} of charge {charge.id}: {left} left")
+        refund_id = "re_" + secrets.token_hex(12)
+        self.refunds.setdefault(charge.id, refund_id)
+        self.refunded[charge.id] = self.refunded.get(charge.id, 0) + amount
+        self.refund_keys[idempotency_key] = refund_id
+        return refund_id
+
+    async def aclose(self) -> None:
+        return None

@@ -41,6 +41,6 @@ async def payment_webhook(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         raise errors.PayloadTooLarge(f"body exceeds the {limit} byte limit", limit_bytes=limit) from None
     receipt = await webhooks.receive(request.app[PAYMENT_WEBHOOKS], request.app[METRICS],
-                                     request.app[SETTINGS].stripe_webhook_secret, body,
+                                     request.app[SETTINGS].stripe_webhook_secret or "", body,
                                      request.headers.get("Stripe-Signature"))
     return json_response(receipt)

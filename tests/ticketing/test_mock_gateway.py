@@ -1,0 +1,99 @@
+"""The mock gateway's 3-D Secure (``tok_3ds``) and partial refunds, and how ``Payments`` carries a
+request for authentication: back to the caller as it came, never retried, never a breaker failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from ticketing.metrics import TicketingMetrics
+from ticketing.payments.charging import Payments
+from ticketing.payments.errors import PaymentDeclined
+from ticketing.payments.gateway import Charge, ChargeDeclined, ChargeRequiresAction, MockGateway, RefundRefused
+
+
+async def test_tok_3ds_asks_for_authentication_until_the_intent_is_authenticated_then_charges_once() -> None:
+    gateway = MockGateway()
+    with pytest.raises(ChargeRequiresAction) as asked:
+        await gateway.charge(amount=2500, currency="EUR", token="tok_3ds", idempotency_key="k1",
+                             metadata={"hold_id": "h1", "event_id": "3"})
+    intent_id, secret = asked.value.intent_id, asked.value.client_secret
+    assert secret.startswith(intent_id + "_secret_") and secret not in str(asked.value)
+    assert gateway.metadata["k1"] == {"hold_id": "h1", "event_id": "3"}
+    for intent in (None, intent_id):  # the same key (as a gateway replays it) or the intent: still waiting
+        with pytest.raises(ChargeRequiresAction) as again:
+            await gateway.charge(amount=2500, currency="EUR", token="tok_3ds", idempotency_key="k1", intent_id=intent)
+        assert (again.value.intent_id, again.value.client_secret) == (intent_id, secret)
+    assert gateway.charge_count == 0 and await gateway.lookup("k1") is None
+
+    gateway.authenticate(intent_id)
+    charge = await gateway.charge(amount=2500, currency="EUR", token="tok_3ds", idempotency_key="k1",
+                                  intent_id=intent_id)
+    assert charge == Charge(id=intent_id, amount=2500, currency="EUR")
+    assert await gateway.charge(amount=2500, currency="EUR", token="tok_3ds", idempotency_key="k1") == charge
+    assert gateway.charge_count == 1 and await gateway.lookup("k1") == charge
+
+
+async def test_a_failed_authentication_is_declined_and_an_intent_of_another_key_is_refused() -> None:
+    gateway = MockGateway()
+    with pytest.raises(ChargeRequiresAction) as asked:
+        await gateway.charge(amount=900, currency="EUR", token="tok_3ds", idempotency_key="k1")
+    gateway.authenticate(asked.value.intent_id, success=False)
+    with pytest.raises(ChargeDeclined, match="authentication failed"):
+        await gateway.charge(amount=900, currency="EUR", token="tok_3ds", idempotency_key="k1",
+                             intent_id=asked.value.intent_id)
+    with pytest.raises(ValueError):
+        gateway.authenticate(asked.value.intent_id)  # only a waiting intent can be authenticated
+    with pytest.raises(ChargeDeclined, match="no such payment intent"):
+        await gateway.charge(amount=900, currency="EUR", token="tok_ok", idempotency_key="k2",
+                             intent_id=asked.value.intent_id)
+    assert gateway.charge_count == 0 and await gateway.lookup("k1") is None
+
+
+async def test_the_other_test_tokens_keep_their_answers() -> None:
+    gateway = MockGateway(slow_ms=1)
+    assert (await gateway.charge(amount=1, currency="EUR", token="tok_ok", idempotency_key="a")).amount == 1
+    assert (await gateway.charge(amount=2, currency="EUR", token="tok_slow", idempotency_key="b")).amount == 2
+    with pytest.raises(ChargeDeclined):
+        await gateway.charge(amount=3, currency="EUR", token="tok_declined", idempotency_key="c")
+    with pytest.raises(ChargeDeclined):
+        await gateway.charge(amount=3, currency="EUR", token="pm_card_visa", idempotency_key="d")
+    assert gateway.charge_count == 2
+
+
+async def test_payments_hands_back_a_request_for_authentication_without_retrying_or_opening_the_breaker() -> None:
+    gateway = MockGateway()
+    metrics = TicketingMetrics()
+    payments = Payments(gateway, metrics, attempts=3, retry_base_ms=1, breaker_failures=1)
+    for _ in range(3):
+        with pytest.raises(ChargeRequiresAction) as asked:
+            await payments.charge(amount=700, currency="EUR", token="tok_3ds", idempotency_key="k3ds",
+                                  metadata={"order_id": "o1"})
+    assert gateway.calls == 3  # one attempt per charge
+    assert await payments.breaker_state() == "closed"
+    assert metrics.payment_attempts_total.labels("requires_action")._value.get() == 3
+    gateway.authenticate(asked.value.intent_id)
+    charge = await payments.charge(amount=700, currency="EUR", token="tok_3ds", idempotency_key="k3ds",
+                                   intent_id=asked.value.intent_id)
+    assert charge.id == asked.value.intent_id and gateway.metadata["k3ds"] == {"order_id": "o1"}
+    assert metrics.payment_attempts_total.labels("ok")._value.get() == 1
+
+    with pytest.raises(ChargeRequiresAction) as other:
+        await payments.charge(amount=100, currency="EUR", token="tok_3ds", idempotency_key="k-fail")
+    gateway.authenticate(other.value.intent_id, success=False)
+    with pytest.raises(PaymentDeclined):
+        await payments.charge(amount=100, currency="EUR", token="tok_3ds", idempotency_key="k-fail",
+                              intent_id=other.value.intent_id)
+
+
+async def test_partial_refunds_add_up_to_the_charge_once_per_key() -> None:
+    gateway = MockGateway()
+    payments = Payments(gateway, TicketingMetrics(), attempts=1)
+    charge = await gateway.charge(amount=1000, currency="EUR", token="tok_ok", idempotency_key="k")
+    first = await payments.refund(charge, idempotency_key="r1", amount=250)
+    assert await payments.refund(charge, idempotency_key="r1", amount=250) == first
+    with pytest.raises(RefundRefused):
+        await payments.refund(charge, idempotency_key="r2", amount=751)
+    rest = await payments.refund(charge, idempotency_key="r3")
+    assert rest not in (None, first) and gateway.refunded[charge.id] == 1000
+    assert await payments.refund(charge, idempotency_key="r4") == first  # nothing left: no new refund
+    assert gateway.refunded[charge.id] == 1000 and gateway.refunds == {charge.id: first}
