@@ -25,6 +25,7 @@ from rooms.errors import EventAlreadyGated
 from rooms.queue_store import QueueStore
 from rooms.record_store import RoomRecord, RoomRecords, Written
 from rooms.store import Room, RoomPatch, RoomStore, check_room_id
+from stagedoor.single_flight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
@@ -242,10 +243,10 @@ class RoomRestorer:
         self._clock = clock
         self._known: tuple[float, set[str]] | None = None
         self._failed: tuple[float, BaseException] | None = None  # PostgreSQL unreachable: not asked again at once
-        self._known_read: asyncio.Future[set[str]] | None = None
+        self._known_read: SingleFlight[None, set[str]] = SingleFlight()
         self._restored_at: dict[str, float] = {}
-        self._restores: dict[str, asyncio.Future[Room | None]] = {}
         self._restored: dict[str, Room | None] = {}  # the last restore's answer, for RESTORE_MIN_GAP_S
+        self._restores: SingleFlight[str, Room | None] = SingleFlight(on_result=self._restored.__setitem__)
 
     async def _known_ids(self) -> set[str]:
         now = self._clock()
@@ -253,22 +254,13 @@ class RoomRestorer:
             return self._known[1]
         if self._failed is not None and now - self._failed[0] < KNOWN_IDS_TTL_S:
             raise self._failed[1]
-        if self._known_read is None:
-            read = self._known_read = asyncio.ensure_future(self.durable.records.ids())
-            read.add_done_callback(self._known_done)
         try:
-            ids = await asyncio.shield(self._known_read)
+            ids = await self._known_read.do(None, self.durable.records.ids)
         except Exception as exc:
             self._failed = (now, exc)
             raise
         self._known, self._failed = (now, ids), None
         return ids
-
-    def _known_done(self, read: asyncio.Future[set[str]]) -> None:
-        if self._known_read is read:
-            self._known_read = None
-        if not read.cancelled():
-            read.exception()
 
     async def restore(self, room_id: str) -> Room | None:
         """The room's config once restored into Redis, None when PostgreSQL has no such room (or
@@ -277,21 +269,13 @@ class RoomRestorer:
             return None
         now = self._clock()
         if now - self._restored_at.get(room_id, -RESTORE_MIN_GAP_S) < RESTORE_MIN_GAP_S:
-            running = self._restores.get(room_id)  # a request that missed while it ran: its answer
+            running = self._restores.running(room_id)  # a request that missed while it ran: its answer
             return await asyncio.shield(running) if running is not None else self._restored.get(room_id)
         self._restored_at[room_id] = now
         if len(self._restored_at) > 10_000:
             self._restored_at.clear()
             self._restored.clear()
-        read = self._restores[room_id] = asyncio.ensure_future(self._restore(room_id))
-        read.add_done_callback(lambda done: self._restore_done(room_id, done))
-        return await asyncio.shield(read)
-
-    def _restore_done(self, room_id: str, read: asyncio.Future[Room | None]) -> None:
-        if self._restores.get(room_id) is read:
-            del self._restores[room_id]
-        if not read.cancelled() and read.exception() is None:  # retrieved: a restore nobody awaits logs nothing
-            self._restored[room_id] = read.result()
+        return await self._restores.do(room_id, lambda: self._restore(room_id))
 
     async def _restore(self, room_id: str) -> Room | None:
         record = await self.durable.restore(room_id)

@@ -9,7 +9,6 @@ on every call anyway.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections import OrderedDict
@@ -32,6 +31,7 @@ from stagedoor.queue_tokens import (
     verify_queue_token,
 )
 from stagedoor.settings import Settings
+from stagedoor.single_flight import SingleFlight
 from waitingroom.metrics import WaitingRoomMetrics
 
 State = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out", "closed"]
@@ -92,7 +92,7 @@ class WaitingRoom:
         self.clock = clock
         self._token_keys = keys_from_settings(settings)  # the signing secret and the previous ones
         self._room_cache: dict[str, tuple[float, Room | None]] = {}
-        self._room_reads: dict[str, asyncio.Future[Room | None]] = {}
+        self._room_reads: SingleFlight[str, Room | None] = SingleFlight()
         self._tokens: OrderedDict[tuple[str, str, int], tuple[str, int]] = OrderedDict()
         self._verified: dict[str, QueueTokenClaims] = {}
         self._heard: dict[tuple[str, str], int] = {}  # (room, visitor) -> bucket of a rate-limited heartbeat
@@ -104,11 +104,8 @@ class WaitingRoom:
         if room is not None:
             return room
         check_room_id(room_id)
-        read = self._room_reads.get(room_id)
-        if read is None:  # one read per room at a time: the requests that find it stale share it
-            read = self._room_reads[room_id] = asyncio.ensure_future(self._read_room(room_id, now))
-            read.add_done_callback(lambda done: self._room_read_done(room_id, done))
-        config = await asyncio.shield(read)  # a waiter that gives up does not cancel the others' read
+        # one read per room at a time: the requests that find it stale share it
+        config = await self._room_reads.do(room_id, lambda: self._read_room(room_id, now))
         if config is None:
             raise RoomNotFound(f"no room {room_id!r}")
         return config
@@ -121,11 +118,6 @@ class WaitingRoom:
             self._room_cache.clear()
         self._room_cache[room_id] = (now, config)
         return config
-
-    def _room_read_done(self, room_id: str, read: asyncio.Future[Room | None]) -> None:
-        self._room_reads.pop(room_id, None)
-        if not read.cancelled():
-            read.exception()  # retrieved here too: a read whose every waiter left logs nothing
 
     def fresh_room(self, room_id: str, now: float) -> Room | None:
         """The cached config while it is fresh, without an await (RoomNotFound if the room was
