@@ -63,6 +63,7 @@ async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
     """The worker's payments over the configured gateway (refunds consumer and reconciler share it)."""
     app[PAYMENTS] = Payments.from_settings(app[SETTINGS], app[METRICS], app[GATEWAY])  # set by gateway_ctx
     yield
+    await app[PAYMENTS].aclose()  # the gateways of earlier charges it built, if any
 
 
 async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
