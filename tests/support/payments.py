@@ -58,12 +58,14 @@ class GatewayDouble:
     refunds: dict[str, str] = field(default_factory=dict)  # charge id -> its first refund's id
     refunded: dict[str, int] = field(default_factory=dict)  # charge id -> amount refunded
     refund_keys: dict[str, str] = field(default_factory=dict)  # refund idempotency key -> refund id
+    outside: dict[str, dict[str, Any]] = field(default_factory=dict)  # charge id -> a payment made without us
     charge_requests: int = 0
     refund_requests: int = 0
     hang_after_charge: int = 0  # the next N charge requests charge, then answer after hang_s
     hang_s: float = 2.0
     fail_before_charge: int = 0  # the next N charge requests answer 503 without charging
     refunds_down: bool = False
+    lookup_blind: bool = False  # lookups find nothing (a search that has not caught up with the gateway yet)
     url: str = ""
 
     def app(self) -> web.Application:
@@ -142,6 +144,9 @@ class GatewayDouble:
         listed = [GatewayPayment(id=c["id"], status="succeeded", amount=c["amount"], currency=c["currency"],
                                  amount_refunded=self.refunded.get(c["id"], 0), gateway_key=key, created=c["created"])
                   for key, c in self.charges.items()]
+        listed += [GatewayPayment(id=i, status="succeeded", amount=c["amount"], currency=c["currency"],
+                                  amount_refunded=self.refunded.get(i, 0), gateway_key=c["key"], created=c["created"])
+                   for i, c in self.outside.items()]
         charged = {c["id"] for c in self.charges.values()}
         listed += [GatewayPayment(id=i, status={"failed": "requires_payment_method"}.get(v["state"], v["state"]),
                                   amount=v["amount"], currency=v["currency"], amount_refunded=0, gateway_key=v["key"],
@@ -152,10 +157,11 @@ class GatewayDouble:
         return web.json_response(msgspec.to_builtins(page))
 
     def charge_outside(self, gateway_key: str, amount: int, currency: str = "EUR") -> str:
-        """A payment made at the gateway under one of our keys that stagedoor never recorded."""
+        """A payment made at the gateway with this key in its metadata, not through stagedoor's charge
+        (a process that died before recording it, a second payment under one key, another shop)."""
         charge_id = "ch_" + secrets.token_hex(8)
-        self.charges[gateway_key] = {"id": charge_id, "amount": amount, "currency": currency,
-                                     "created": int(time.time())}
+        self.outside[charge_id] = {"key": gateway_key, "amount": amount, "currency": currency,
+                                   "created": int(time.time())}
         return charge_id
 
     def refund_outside(self, charge_id: str, amount: int) -> str:
@@ -166,6 +172,8 @@ class GatewayDouble:
         return refund_id
 
     async def _lookup(self, request: web.Request) -> web.Response:
+        if self.lookup_blind:
+            return web.json_response({}, status=404)
         self._settle_authenticated()
         charge = self.charges.get(request.query["idempotency_key"])
         return web.json_response(charge) if charge is not None else web.json_response({}, status=404)
@@ -290,6 +298,7 @@ async def start_payment_stack(aiohttp_server: Callable[..., Any], aiohttp_client
     double.url = str(server.make_url("")).rstrip("/")
     overrides.setdefault("rate_limits_enabled", False)
     overrides.setdefault("payment_reconcile_interval_s", 3600)  # the tests run the reconciler themselves
+    overrides.setdefault("payment_sweep_interval_s", 3600)  # and the gateway sweep
     overrides.setdefault("payment_retry_attempts", 1)
     overrides.setdefault("payment_attempt_timeout_s", 0.5)
     settings = make_settings(**overrides)

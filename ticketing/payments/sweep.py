@@ -54,6 +54,7 @@ from ticketing.payments.webhook_store import WebhookStore
 logger = logging.getLogger(__name__)
 
 PAGE = 100
+FIRST_RUN_DELAY_S = 30.0  # after the worker starts (its other loops first; a restart loop still sweeps)
 LEASE_S = 600.0  # a sweeper that dies holds the gateway's row this long (each page extends it)
 OUR_KEY = re.compile(r"^[0-9a-f]{40}:[0-9]+$")  # <purchase_key>:<seq> (ticketing/payments/records.py)
 
@@ -77,6 +78,7 @@ class GatewaySweep:
         self.wall = wall  # the gateway's clock is the wall clock (payments' created times)
 
     async def run(self) -> None:
+        await asyncio.sleep(min(self.settings.payment_sweep_interval_s, FIRST_RUN_DELAY_S))
         while True:
             try:
                 await self.run_once()
@@ -169,7 +171,7 @@ class GatewaySweep:
         self.metrics.payments_unrecorded_total.labels(outcome).inc()
         logger.error("payment_unrecorded", extra={"finding": finding, "outcome": outcome, "charge_id": p.id,
                                                   "gateway_key": p.gateway_key, "amount": p.amount,
-                                                  "currency": p.currency, "created": p.created})
+                                                  "currency": p.currency, "created_at": p.created})
         return [finding]
 
     async def _unsettled(self, p: GatewayPayment, r: Recorded) -> list[str]:
