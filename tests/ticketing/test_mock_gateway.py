@@ -146,3 +146,27 @@ async def test_the_mock_lists_its_payments_by_creation_time_with_their_refunds_i
     assert (listed["k0"].status, listed["k0"].amount, listed["k0"].amount_refunded) == ("succeeded", 100, 40)
     assert listed["k3"].status == "requires_action"
     assert (await gateway.list_payments(created_from=now + 60, created_to=now + 120)).payments == []
+
+
+async def test_payments_refund_a_part_through_the_gateway_that_took_the_charge_and_no_other() -> None:
+    configured, earlier = MockGateway(), MockGateway()
+    built: list[str] = []
+
+    def other(name: str) -> MockGateway | None:
+        built.append(name)
+        return earlier if name == "mock" else None
+
+    payments = Payments(configured, TicketingMetrics(), attempts=1, gateway_name="stripe", other_gateway=other)
+    charge = await earlier.charge(amount=1000, currency="EUR", token="tok_ok", idempotency_key="k")
+    assert await payments.refund(charge, idempotency_key="r1", amount=300, gateway="mock") is not None
+    assert earlier.refunded == {charge.id: 300} and not configured.refunded
+    assert await payments.refund(charge, idempotency_key="r2", gateway="mock") is not None  # the rest
+    assert earlier.refunded == {charge.id: 1000} and built == ["mock"]  # built once, kept
+    with pytest.raises(RefundRefused):
+        await payments.refund(charge, idempotency_key="r3", amount=1, gateway="mock")
+
+    assert await payments.refund(charge, idempotency_key="r4", gateway="paypal") is None  # never sent elsewhere
+    assert not configured.refund_keys
+    assert payments.metrics.registry.get_sample_value("ticketing_payment_gateway_missing_total",
+                                                      {"gateway": "paypal"}) == 1
+    await payments.aclose()
