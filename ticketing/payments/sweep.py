@@ -105,7 +105,8 @@ class GatewaySweep:
                 if window_to <= state.swept_until:
                     return run
                 window_from = max(0, state.swept_until - s.payment_sweep_overlap_s)
-                await self.store.open_window(gateway, token, window_from, window_to)
+                if not await self.store.open_window(gateway, token, window_from, window_to):
+                    return run  # the lease ran out meanwhile
                 position = None
             for _ in range(math.ceil(s.payment_sweep_max_payments / PAGE)):
                 page = await self.payments.list_payments(created_from=window_from, created_to=window_to,
