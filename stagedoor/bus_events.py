@@ -137,7 +137,7 @@ class PaymentFlagged(BusEvent, kw_only=True):
     """A charge that needs a person (payment_flags row): a dispute, or amounts that do not match."""
     TYPE = "PaymentFlagged"
     flag_id: int
-    kind: str  # dispute | amount_mismatch
+    kind: str  # dispute | amount_mismatch | refund_missing
     event_id: str
     order_id: str | None = None
 

@@ -140,6 +140,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     payment_reconcile_batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     refund_retry_base_s: Annotated[float, msgspec.Meta(ge=0.01, le=86_400)] = 30.0
     refund_retry_max_s: Annotated[float, msgspec.Meta(ge=0.01, le=7 * 86_400)] = 6 * 3600.0
+    # The worker's gateway sweep (ticketing/payments/sweep.py; docs/payments.md, "Reconciliation with the
+    # gateway"): every payment_sweep_interval_s it lists the gateway's payments created from the last
+    # sweep's end (minus payment_sweep_overlap_s) until payment_sweep_settle_s ago (keep it above
+    # payment_window_s), at most payment_sweep_max_payments per run, and compares them with our records.
+    # The first sweep reaches payment_sweep_lookback_s back. payment_sweep_refund_unrecorded: a charge
+    # under one of our keys that we have no record of is refunded (else only counted and alerted on).
+    payment_sweep_interval_s: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 300.0
+    payment_sweep_max_payments: Annotated[int, msgspec.Meta(ge=100, le=1_000_000)] = 5_000
+    payment_sweep_settle_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] = 900
+    payment_sweep_overlap_s: Annotated[int, msgspec.Meta(ge=0, le=86_400)] = 300
+    payment_sweep_lookback_s: Annotated[int, msgspec.Meta(ge=0, le=90 * 86_400)] = 86_400
+    payment_sweep_refund_unrecorded: bool = True
     idempotency_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=30 * 86_400)] = 86_400
     idempotency_inflight_ttl_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 120
     max_tickets_per_account_per_event: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20

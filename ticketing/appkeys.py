@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import
     from ticketing.orders.store import OrderStore
     from ticketing.payments.charging import Payments
     from ticketing.payments.gateway import PaymentGateway
+    from ticketing.payments.sweep import GatewaySweep
     from ticketing.payments.webhook_store import WebhookStore
     from ticketing.sales.counters import GroupBacklog, SalesCounterStore
     from ticketing.tickets.store import TicketStore
@@ -58,3 +59,4 @@ SWEEPER: web.AppKey[asyncio.Task[None]] = web.AppKey("hold_sweeper")
 NOTIFICATIONS: web.AppKey[Notifications] = web.AppKey("notifications")
 PAYMENTS: web.AppKey[Payments] = web.AppKey("worker_payments")  # the configured gateway, one breaker, for refunds
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("payment_reconciler")
+GATEWAY_SWEEP: web.AppKey[GatewaySweep] = web.AppKey("payment_gateway_sweep")

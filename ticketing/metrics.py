@@ -55,7 +55,7 @@ class TicketingMetrics(BaseMetrics):
             "refunding or refund_failed), read by the worker's reconciler", registry=r)
         self.payments_reconciled_total = Counter(
             "ticketing_payments_reconciled_total", "Pending/unknown payments settled by the reconciler, by outcome "
-            "(succeeded, completed, failed, refunded, refund_failed, kept)", ["outcome"], registry=r)
+            "(succeeded, completed, failed, cancelled, refunded, refund_failed, kept)", ["outcome"], registry=r)
         self.payment_webhooks_total = Counter(
             "ticketing_payment_webhooks_total", "Gateway webhooks received, by event type (\"unknown\" before the "
             "signature is verified) and outcome (stored, duplicate, ignored: a type not handled, "
@@ -65,6 +65,22 @@ class TicketingMetrics(BaseMetrics):
             "type and effect (charge_recorded, reopened, failed, refund_confirmed, order_refunded, "
             "partially_refunded, flagged, refund_claimed, settled_already, unmatched, ignored)",
             ["type", "outcome"], registry=r)
+        self.payment_gateway_missing_total = Counter(
+            "ticketing_payment_gateway_missing_total", "Refunds, lookups or cancels of charges taken by a gateway "
+            "this deployment cannot reach (switched away from it, its keys gone), by that gateway", ["gateway"],
+            registry=r)
+        self.payments_unrecorded_total = Counter(
+            "ticketing_payments_unrecorded_total", "Charges the gateway sweep found at the gateway with no record of "
+            "ours (refunded), by outcome (refunded, refund_failed)", ["outcome"], registry=r)
+        self.payment_sweep_findings_total = Counter(
+            "ticketing_payment_sweep_findings_total", "What the gateway sweep found and did, by finding "
+            "(unrecorded, charge_recorded, reopened, refunded_outside, partially_refunded_outside, refund_missing, "
+            "amount_mismatch, duplicate_charge)", ["finding"], registry=r)
+        self.payment_sweep_listed_total = Counter(
+            "ticketing_payment_sweep_listed_total", "Gateway payments the sweep listed and compared", registry=r)
+        self.payment_sweep_last_success_seconds = Gauge(
+            "ticketing_payment_sweep_last_success_seconds", "Unix time the gateway sweep last finished a window "
+            "(everything the gateway made before its end is compared)", registry=r)
         self.payment_flags_total = Counter(
             "ticketing_payment_flags_total", "Charges flagged for a person, by kind (dispute, amount_mismatch)",
             ["kind"], registry=r)

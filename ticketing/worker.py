@@ -10,12 +10,14 @@ Hold sweeper (ticketing/catalog/hold_sweeper.py): every ``hold_sweep_interval_s`
 - refreshes the free/held/sold gauges.
 One replica sweeps at a time (a Redis lock with a TTL).
 
-Payments (``gateway_ctx``, ``payments_ctx``, ``reconciler_ctx``): one ``Payments`` over the
+Payments (``gateway_ctx``, ``payments_ctx``, ``reconciler_ctx``, ``gateway_sweep_ctx``): one ``Payments`` over the
 configured gateway (``GATEWAY`` if set before startup, else ``payment_gateway`` from the settings,
 built and closed by ticketing/payments/configured.py) serves the
 cancellation refunds consumer and the payment reconciler (ticketing/orders/reconcile.py: settles
 pending/unknown charges older than the payment window, retries failed refunds with backoff). Every
 step of the reconciler is a compare-and-set on the payments row, so several workers may run it.
+The gateway sweep (ticketing/payments/sweep.py) lists the gateway's payments every
+``payment_sweep_interval_s`` and compares them with our records (one worker at a time, by a lease).
 """
 
 from __future__ import annotations
@@ -32,7 +34,17 @@ from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
 from stagedoor.tasks import stop_task
 from stagedoor.web import CALLS, DB, KEYRING, KEYS, SETTINGS, base_app, keyring_ctx
-from ticketing.appkeys import CLOCK, GATEWAY, HOLDS, INVENTORY, METRICS, PAYMENTS, RECONCILER, SWEEPER
+from ticketing.appkeys import (
+    CLOCK,
+    GATEWAY,
+    GATEWAY_SWEEP,
+    HOLDS,
+    INVENTORY,
+    METRICS,
+    PAYMENTS,
+    RECONCILER,
+    SWEEPER,
+)
 from ticketing.catalog.hold_sweeper import HoldSweeper
 from ticketing.catalog.routes import inventory_ctx
 from ticketing.consumers import add_consumers
@@ -47,6 +59,9 @@ from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
 from ticketing.payments.configured import gateway_ctx
 from ticketing.payments.records import PaymentRecords
+from ticketing.payments.sweep import GatewaySweep
+from ticketing.payments.sweep_store import SweepStore
+from ticketing.payments.webhook_store import WebhookStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +78,7 @@ async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
     """The worker's payments over the configured gateway (refunds consumer and reconciler share it)."""
     app[PAYMENTS] = Payments.from_settings(app[SETTINGS], app[METRICS], app[GATEWAY])  # set by gateway_ctx
     yield
+    await app[PAYMENTS].aclose()  # the gateways of earlier charges it built, if any
 
 
 async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -86,6 +102,15 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop_task(watch)
 
 
+async def gateway_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The gateway sweep's loop (after payments_ctx)."""
+    app[GATEWAY_SWEEP] = sweep = GatewaySweep(app[PAYMENTS], SweepStore(app[DB]), WebhookStore(app[DB]),
+                                              app[METRICS], app[SETTINGS])
+    task = asyncio.create_task(sweep.run(), name="payment-gateway-sweep")
+    yield
+    await stop_task(task)
+
+
 def create_worker_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
     metrics = TicketingMetrics("worker")
     app = base_app(
@@ -101,6 +126,7 @@ def create_worker_app(settings: Settings, keyring: KeyRing | None = None) -> web
     app.cleanup_ctx.append(gateway_ctx)
     app.cleanup_ctx.append(payments_ctx)
     app.cleanup_ctx.append(reconciler_ctx)
+    app.cleanup_ctx.append(gateway_sweep_ctx)
     BusMetrics.of(app[METRICS])  # exported from the start (ticketing_outbox_lag_seconds, stagedoor_bus_*)
     app.cleanup_ctx.append(relay_ctx)  # outbox -> bus stream (stagedoor/bus.py)
     add_consumers(app)  # read_model, admission, refunds, dashboard (ticketing/consumers.py)

@@ -78,3 +78,21 @@ async def test_a_flag_that_is_not_there_sends_nothing(sink: Any, mail_settings: 
     await on_payment_flagged(n, _flagged(424242, "dispute", 1, None))
     await asyncio.sleep(0.2)
     assert sink.count == 0
+
+
+async def test_a_missing_refund_tells_the_organizer_what_the_gateway_shows(
+        sink: Any, mail_settings: Any, make_notifications: Any, catalog: Any, pool: asyncpg.Pool) -> None:
+    n = make_notifications(mail_settings(sink.port))
+    event_id = await catalog.event(title="Night at the Opera")
+    [order_id] = await catalog.orders(event_id, ["fan@example.test"])
+    flag_id = await _flag(pool, event_id, "refund_missing", order_id,
+                          {"amount": 4500, "currency": "EUR", "amount_refunded": 0, "status": "succeeded",
+                           "expected_amount": 4500, "expected_currency": "EUR"})
+    await on_payment_flagged(n, _flagged(flag_id, "refund_missing", event_id, order_id))
+    await sink.handler.wait_for(1)
+    [msg] = sink.handler.parsed()
+    text = msg.get_body(("plain",))
+    assert text is not None
+    body = text.get_content()
+    assert "A refund stagedoor made does not show at the payment gateway" in body
+    assert order_id in body and "pi_123" in body and "45.00 EUR" in body

@@ -6,7 +6,9 @@ stagedoor/dev_stripe.py as a child process on a free loopback port, once per tes
 - ``stripe_account``: test keys plus a small raw client for what a test does beside the adapter:
   make a card's PaymentMethod (``payment_method("4242424242424242")``), play the fan's 3-D Secure
   step (``authenticate(intent_id, client_secret, success=...)``, the route localstripe's
-  Stripe.js stand-in calls), read intents and refunds as the server holds them.
+  Stripe.js stand-in calls), read intents and refunds as the server holds them, and act in the
+  account without stagedoor (``create_intent``, ``refund_outside``: what a dashboard or another
+  program would do).
 - ``stripe_gateway``: a ``StripeGateway`` on that server, closed after the test.
 - ``StripeFront``: a server in front of localstripe that answers each request late (a distant
   Stripe) and adds what localstripe lacks for our tests: Stripe's Search API for PaymentIntents by
@@ -74,6 +76,22 @@ class StripeAccount:
         url = f"{self.url}/v1/payment_intents/{intent_id}/_authenticate?success={'true' if success else 'false'}"
         async with self.session.post(url, json={"key": self.publishable_key, "client_secret": client_secret}) as resp:
             return resp.status
+
+    async def create_intent(self, amount: int, card: str, metadata: dict[str, str],
+                            currency: str = "eur") -> dict[str, Any]:
+        """A PaymentIntent created and confirmed in the account, not through stagedoor."""
+        status, body = await self._json("POST", "/v1/payment_intents", json={
+            "amount": amount, "currency": currency, "payment_method": card, "confirm": True,
+            "metadata": metadata})
+        assert status == 200, body
+        return body
+
+    async def refund_outside(self, intent_id: str, amount: int | None = None) -> dict[str, Any]:
+        """A refund made in the account (its dashboard), not through stagedoor."""
+        status, body = await self._json("POST", "/v1/refunds", json={
+            "payment_intent": intent_id, **({"amount": amount} if amount is not None else {})})
+        assert status == 200, body
+        return body
 
     async def intent(self, intent_id: str) -> dict[str, Any]:
         status, body = await self._json("GET", f"/v1/payment_intents/{intent_id}")

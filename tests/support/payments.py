@@ -5,7 +5,10 @@ as a real gateway does, with the metadata they came with) and refunds (whole or 
 refund key); it can be told to charge and then not answer in time (``hang_after_charge``), to fail
 before charging (``fail_before_charge``) or to refuse refunds (``refunds_down``). ``tok_3ds`` asks
 for 3-D Secure until ``authenticate(intent_id)``; the charge with that ``intent_id`` then succeeds
-(or is declined when the authentication failed). ``HttpGateway`` is the ``PaymentGateway`` the
+(or is declined when the authentication failed); ``cancel`` stops a payment waiting for the fan (an
+authentication after it fails). ``GET /v1/payments`` lists the ledger (with each payment's creation
+time and refunded amount) for the gateway sweep; ``charge_outside(...)`` and ``refund_outside(...)``
+play payments and refunds made at the gateway without stagedoor. ``HttpGateway`` is the ``PaymentGateway`` the
 services use to reach it, so the ticketing app and the worker talk to one ledger, as they would to
 a real gateway.
 
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 from aiohttp import web
 
 from stagedoor.clock import ManualClock
@@ -31,7 +36,17 @@ from stagedoor.keys import KeyRing
 from stagedoor.settings import Settings
 from ticketing.app import create_app
 from ticketing.appkeys import CLOCK, GATEWAY
-from ticketing.payments.gateway import Charge, ChargeDeclined, ChargeRequiresAction, GatewayFailure, RefundRefused
+from ticketing.payments.gateway import (
+    AlreadyCharged,
+    Charge,
+    ChargeDeclined,
+    ChargeRequiresAction,
+    GatewayFailure,
+    GatewayPayment,
+    PaymentPage,
+    RefundRefused,
+    page_of,
+)
 from ticketing.worker import create_worker_app
 
 
@@ -43,12 +58,14 @@ class GatewayDouble:
     refunds: dict[str, str] = field(default_factory=dict)  # charge id -> its first refund's id
     refunded: dict[str, int] = field(default_factory=dict)  # charge id -> amount refunded
     refund_keys: dict[str, str] = field(default_factory=dict)  # refund idempotency key -> refund id
+    outside: dict[str, dict[str, Any]] = field(default_factory=dict)  # charge id -> a payment made without us
     charge_requests: int = 0
     refund_requests: int = 0
     hang_after_charge: int = 0  # the next N charge requests charge, then answer after hang_s
     hang_s: float = 2.0
     fail_before_charge: int = 0  # the next N charge requests answer 503 without charging
     refunds_down: bool = False
+    lookup_blind: bool = False  # lookups find nothing (a search that has not caught up with the gateway yet)
     url: str = ""
 
     def app(self) -> web.Application:
@@ -56,6 +73,8 @@ class GatewayDouble:
         app.router.add_post("/v1/charges", self._charge)
         app.router.add_get("/v1/charges", self._lookup)
         app.router.add_post("/v1/refunds", self._refund)
+        app.router.add_post("/v1/intents/{id}/cancel", self._cancel)
+        app.router.add_get("/v1/payments", self._list)
         return app
 
     async def _charge(self, request: web.Request) -> web.Response:
@@ -77,25 +96,85 @@ class GatewayDouble:
                                           "client_secret": intent["client_secret"]})
             if intent["state"] == "failed":
                 return web.json_response({"error": "authentication failed"}, status=402)
-            charge = self.charges[key] = {"id": intent_id, "amount": intent["amount"], "currency": intent["currency"]}
+            if intent["state"] == "canceled":
+                return web.json_response({"error": "payment_intent_canceled"}, status=402)
+            charge = self._charged(intent_id)
         if charge is None and body["token"] == "tok_3ds":
             intent_id = "pi_" + secrets.token_hex(8)
             self.intents[intent_id] = {"key": key, "amount": body["amount"], "currency": body["currency"],
                                        "client_secret": f"{intent_id}_secret_{secrets.token_hex(8)}",
-                                       "state": "requires_action"}
+                                       "state": "requires_action", "created": int(time.time())}
             return web.json_response({"status": "requires_action", "intent_id": intent_id,
                                       "client_secret": self.intents[intent_id]["client_secret"]})
         if charge is None and body["token"] == "tok_declined":
             return web.json_response({"error": "card_declined"}, status=402)
         if charge is None:
             charge = self.charges[key] = {"id": "ch_" + secrets.token_hex(8), "amount": body["amount"],
-                                          "currency": body["currency"]}
+                                          "currency": body["currency"], "created": int(time.time())}
         if self.hang_after_charge > 0:
             self.hang_after_charge -= 1
             await asyncio.sleep(self.hang_s)  # charged, but the answer comes too late for the caller
         return web.json_response(charge)
 
+    def _charged(self, intent_id: str) -> dict[str, Any]:
+        """An authenticated intent has taken the money (as a PaymentIntent succeeds on its own)."""
+        intent = self.intents[intent_id]
+        charge = self.charges.get(intent["key"])
+        if charge is None:
+            charge = self.charges[intent["key"]] = {"id": intent_id, "amount": intent["amount"],
+                                                    "currency": intent["currency"], "created": intent["created"]}
+        return charge
+
+    def _settle_authenticated(self) -> None:
+        for intent_id, intent in self.intents.items():
+            if intent["state"] == "authenticated":
+                self._charged(intent_id)
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        intent = self.intents.get(request.match_info["id"])
+        if intent is None:
+            return web.json_response({"error": "no such payment intent"}, status=404)
+        if intent["state"] == "authenticated":
+            return web.json_response({"status": "succeeded", **self._charged(request.match_info["id"])})
+        intent["state"] = "canceled"
+        return web.json_response({"status": "canceled"})
+
+    async def _list(self, request: web.Request) -> web.Response:
+        self._settle_authenticated()
+        listed = [GatewayPayment(id=c["id"], status="succeeded", amount=c["amount"], currency=c["currency"],
+                                 amount_refunded=self.refunded.get(c["id"], 0), gateway_key=key, created=c["created"])
+                  for key, c in self.charges.items()]
+        listed += [GatewayPayment(id=i, status="succeeded", amount=c["amount"], currency=c["currency"],
+                                  amount_refunded=self.refunded.get(i, 0), gateway_key=c["key"], created=c["created"])
+                   for i, c in self.outside.items()]
+        charged = {c["id"] for c in self.charges.values()}
+        listed += [GatewayPayment(id=i, status={"failed": "requires_payment_method"}.get(v["state"], v["state"]),
+                                  amount=v["amount"], currency=v["currency"], amount_refunded=0, gateway_key=v["key"],
+                                  created=v["created"])
+                   for i, v in self.intents.items() if i not in charged]
+        page = page_of(listed, created_from=int(request.query["from"]), created_to=int(request.query["to"]),
+                       after=request.query.get("after"), limit=int(request.query.get("limit", "100")))
+        return web.json_response(msgspec.to_builtins(page))
+
+    def charge_outside(self, gateway_key: str, amount: int, currency: str = "EUR") -> str:
+        """A payment made at the gateway with this key in its metadata, not through stagedoor's charge
+        (a process that died before recording it, a second payment under one key, another shop)."""
+        charge_id = "ch_" + secrets.token_hex(8)
+        self.outside[charge_id] = {"key": gateway_key, "amount": amount, "currency": currency,
+                                   "created": int(time.time())}
+        return charge_id
+
+    def refund_outside(self, charge_id: str, amount: int) -> str:
+        """A refund made in the gateway's dashboard, not through stagedoor."""
+        refund_id = "re_" + secrets.token_hex(8)
+        self.refunds.setdefault(charge_id, refund_id)
+        self.refunded[charge_id] = self.refunded.get(charge_id, 0) + amount
+        return refund_id
+
     async def _lookup(self, request: web.Request) -> web.Response:
+        if self.lookup_blind:
+            return web.json_response({}, status=404)
+        self._settle_authenticated()
         charge = self.charges.get(request.query["idempotency_key"])
         return web.json_response(charge) if charge is not None else web.json_response({}, status=404)
 
@@ -119,8 +198,11 @@ class GatewayDouble:
         return web.json_response({"id": refund_id})
 
     def authenticate(self, intent_id: str, *, success: bool = True) -> None:
-        """The fan's 3-D Secure step for a tok_3ds payment."""
-        self.intents[intent_id]["state"] = "authenticated" if success else "failed"
+        """The fan's 3-D Secure step for a tok_3ds payment (refused, ValueError, unless it waits for it)."""
+        intent = self.intents[intent_id]
+        if intent["state"] != "requires_action":
+            raise ValueError(f"intent {intent_id} is {intent['state']}, not waiting for authentication")
+        intent["state"] = "authenticated" if success else "failed"
 
     @property
     def net_charges(self) -> int:
@@ -172,6 +254,22 @@ class HttpGateway:
             raise GatewayFailure(f"gateway answered {status}")
         return Charge(id=body["id"], amount=body["amount"], currency=body["currency"])
 
+    async def cancel(self, intent_id: str) -> None:
+        status, body = await self._call("POST", f"/v1/intents/{intent_id}/cancel")
+        if status != 200:
+            raise GatewayFailure(f"gateway answered {status}")
+        if body["status"] == "succeeded":
+            raise AlreadyCharged(Charge(id=body["id"], amount=body["amount"], currency=body["currency"]))
+
+    async def list_payments(self, *, created_from: int, created_to: int, after: str | None = None,
+                            limit: int = 100) -> PaymentPage:
+        params = {"from": str(created_from), "to": str(created_to), "limit": str(limit),
+                  **({"after": after} if after else {})}
+        status, body = await self._call("GET", "/v1/payments", params=params)
+        if status != 200:
+            raise GatewayFailure(f"gateway answered {status}")
+        return msgspec.convert(body, PaymentPage)
+
     async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
         status, body = await self._call("POST", "/v1/refunds", json={
             "charge_id": charge.id, "charge_amount": charge.amount, "idempotency_key": idempotency_key,
@@ -200,6 +298,7 @@ async def start_payment_stack(aiohttp_server: Callable[..., Any], aiohttp_client
     double.url = str(server.make_url("")).rstrip("/")
     overrides.setdefault("rate_limits_enabled", False)
     overrides.setdefault("payment_reconcile_interval_s", 3600)  # the tests run the reconciler themselves
+    overrides.setdefault("payment_sweep_interval_s", 3600)  # and the gateway sweep
     overrides.setdefault("payment_retry_attempts", 1)
     overrides.setdefault("payment_attempt_timeout_s", 0.5)
     settings = make_settings(**overrides)

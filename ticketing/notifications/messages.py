@@ -41,7 +41,8 @@ SUBJECTS = {
 }
 
 FLAG_LABELS = {"dispute": "A fan disputed a payment with their bank (chargeback)",
-               "amount_mismatch": "The payment gateway charged another amount or currency than the order's"}
+               "amount_mismatch": "The payment gateway charged another amount or currency than the order's",
+               "refund_missing": "A refund stagedoor made does not show at the payment gateway (it was asked again)"}
 
 
 class QrTicket(msgspec.Struct, frozen=True):

@@ -107,7 +107,7 @@ class OrderInfo(msgspec.Struct, frozen=True):
 
 class FlagInfo(msgspec.Struct, frozen=True, kw_only=True):
     id: int
-    kind: str  # dispute | amount_mismatch
+    kind: str  # dispute | amount_mismatch | refund_missing
     event_id: int
     order_id: str | None
     charge_id: str | None

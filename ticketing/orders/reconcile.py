@@ -7,12 +7,18 @@ Every ``payment_reconcile_interval_s``:
    the window):
    - an order committed for the purchase's Idempotency-Key or its hold (checked first, in
      PostgreSQL) with this very charge -> ``succeeded``;
-   - the gateway made no charge under the row's key (``PaymentGateway.lookup``) -> ``failed``;
+   - the gateway made no charge under the row's key (``PaymentGateway.lookup``) -> ``failed``; but
+     first, when the attempt names a payment at the gateway (``charge_id``: a PaymentIntent waiting
+     for the fan's 3-D Secure step), that payment is cancelled (``PaymentGateway.cancel``), so a fan
+     who finishes the bank's step later can no longer be charged for an order that will never be
+     made (``cancelled``). A cancel that finds the payment succeeded meanwhile (AlreadyCharged)
+     settles it as the charge it is: the order completed, or the charge refunded;
    - charged, and an order for the hold committed with another charge -> refund this one;
    - charged and no order: if the hold is still the fan's and can be locked (the purchase's own
      ``lock_for_payment``; refused when the event was cancelled), the order is completed with the
      purchase's own ``build_order`` and commit statement; otherwise the charge is refunded.
-   The gateway not answering leaves the attempt for the next round. A refund always claims the
+   The gateway not answering leaves the attempt for the next round. Lookups, cancels and refunds go
+   to the gateway that took the charge (the attempt's ``gateway``). A refund always claims the
    charge first by inserting the gateway key's payments row (``refunding``), and the commit statement
    inserts that same unique key's row (``succeeded``): a late commit and a refund can never both win,
    so a charge whose commit outcome is unknown is never refunded while that commit can still land.
@@ -39,7 +45,7 @@ from ticketing.holds.errors import HoldNotFound
 from ticketing.orders.order_commit import OrderSpec, after_commit, build_order
 from ticketing.orders.purchase_deps import PurchaseDeps
 from ticketing.orders.store import CommitRefused
-from ticketing.payments.gateway import Charge
+from ticketing.payments.gateway import AlreadyCharged, Charge
 from ticketing.payments.records import PaymentRow
 from ticketing.payments.refunding import CLAIM_GRACE_S
 
@@ -50,6 +56,7 @@ class ReconcileRun(msgspec.Struct, kw_only=True):
     succeeded: int = 0
     completed: int = 0
     failed: int = 0
+    cancelled: int = 0
     refunded: int = 0
     refund_failed: int = 0
     kept: int = 0
@@ -82,7 +89,8 @@ class Reconciler:
             if row.charge_id is None:  # pragma: no cover - a refund is only claimed with its charge id
                 continue
             charge = Charge(id=row.charge_id, amount=row.amount, currency=row.currency)
-            if await deps.refunder.refund_claimed(row.gateway_key, charge, row.reason or "retry") is not None:
+            if await deps.refunder.refund_claimed(row.gateway_key, charge, row.reason or "retry",
+                                                  gateway=row.gateway) is not None:
                 run.refunded += 1
             else:
                 run.refund_failed += 1
@@ -98,15 +106,32 @@ class Reconciler:
         by_key, by_hold, hold_charge_id = await deps.orders.order_of_purchase(row.user_id, row.idempotency_key,
                                                                              row.hold_id)
         try:
-            charge = await deps.payments.lookup(row.gateway_key)
+            charge = await deps.payments.lookup(row.gateway_key, gateway=row.gateway)
         except Exception as exc:  # the gateway does not say: ask again next round
             logger.warning("payment_lookup_failed", extra={"gateway_key": row.gateway_key,
                                                            "error": type(exc).__name__})
             return "kept"
+        outcome = "failed"
+        if charge is None and row.charge_id is not None:
+            # A payment the gateway still holds open (3-D Secure the fan never finished): cancel it
+            # before giving up on it, so that it can never take money once nothing waits for it.
+            try:
+                await deps.payments.cancel(row.charge_id, gateway=row.gateway)
+                outcome = "cancelled"
+                logger.info("payment_intent_cancelled", extra={"gateway_key": row.gateway_key,
+                                                               "charge_id": row.charge_id})
+            except AlreadyCharged as exc:  # the fan finished just now: a charge like any other
+                charge = exc.charge
+            except Exception as exc:  # the gateway does not say: ask again next round
+                logger.warning("payment_cancel_failed", extra={"gateway_key": row.gateway_key,
+                                                               "charge_id": row.charge_id,
+                                                               "error": type(exc).__name__})
+                return "kept"
         if charge is None:
-            if not await deps.records.mark_failed(row.gateway_key, "no_charge", lease=row.updated_at):
+            if not await deps.records.mark_failed(row.gateway_key, "cancelled" if outcome == "cancelled" else
+                                                  "no_charge", lease=row.updated_at):
                 return "kept"  # a retry reused the row meanwhile: its charge may be on its way
-            return "failed"
+            return outcome
         if by_key is not None or by_hold is not None:
             if hold_charge_id == charge.id and by_hold is not None:
                 if await deps.records.mark_succeeded(row.gateway_key, lease=row.updated_at):
@@ -152,5 +177,5 @@ class Reconciler:
         refunder = deps.refunder
         if not await refunder.claim(row.gateway_key, charge, reason, lease=row.updated_at):
             return "kept"  # settled or reused meanwhile (a late commit, a retry): nothing to refund
-        refund_id = await refunder.refund_claimed(row.gateway_key, charge, reason)
+        refund_id = await refunder.refund_claimed(row.gateway_key, charge, reason, gateway=row.gateway)
         return "refunded" if refund_id is not None else "refund_failed"

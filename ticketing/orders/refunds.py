@@ -1,8 +1,11 @@
 """Refunds of a cancelled event's orders: the consumer of EventCancelled calls
 :func:`refund_event_orders` (safe to repeat; each order is refunded once).
 
-Per order: refund the charge at the gateway (idempotency key ``refund:<charge id>``, so a
-retry after a lost answer cannot refund twice), then one statement marks the order and its
+Per order: refund the charge at the gateway that took it (the payments row's ``gateway``: after a
+deployment switched gateways, old charges still go back through theirs, or, when that one cannot
+be reached any more, are not refunded at all and stay confirmed, counted in
+``ticketing_payment_gateway_missing_total`` and alerted on; idempotency key ``refund:<charge id>``,
+so a retry after a lost answer cannot refund twice), then one statement marks the order and its
 payment refunded and writes an ``OrderRefunded`` outbox row (deterministic id). A gateway
 that will not answer leaves the order confirmed for the next run; nothing is half-done.
 Tickets of a refunded order stay in PostgreSQL (the seat is not resold: the event is
@@ -43,7 +46,8 @@ async def refund_event_orders(orders: OrderStore, payments: Payments, event_id: 
             charge = Charge(id=order.charge_id, amount=order.amount, currency=order.currency)
             refund_id: str | None = "none"
             if order.amount > 0 and order.gateway != "none":
-                refund_id = await payments.refund(charge, idempotency_key="refund:" + charge.id)
+                refund_id = await payments.refund(charge, idempotency_key="refund:" + charge.id,
+                                                  gateway=order.gateway)
             if refund_id is None:  # logged by Payments.refund; counted apart from confirmed refunds
                 payments.metrics.refunds_failed_total.labels("event_cancelled").inc()
                 failed += 1

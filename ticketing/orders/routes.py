@@ -57,6 +57,7 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
                                 name="sold-out-watch")
     yield
     await stop_task(watch)
+    await app[PURCHASES].payments.aclose()
 
 
 @api.post("/api/holds/{hold_id}/purchase", body=PurchaseRequest, response=PurchaseResponse, status=201,

@@ -15,6 +15,12 @@ Tornado and aiobreaker has not been released since 2021.
   back to the caller untouched (the purchase answers 202 with the client secret), never
   retried, never counted; the charge with ``intent_id`` afterwards is an attempt like any other.
 The gateway is idempotent per key, so a retry after a lost answer cannot charge twice.
+
+Refunds, lookups and cancels go to the gateway that took the charge (``gateway=`` the name a charge
+attempt or payments row records, ``mock`` or ``stripe``): the configured one, or, for charges taken
+before a deployment switched gateways, the other one when it can still be reached
+(ticketing/payments/configured.py ``other_gateway``). A charge of a gateway that cannot be reached
+raises GatewayNotConfigured: never refunded or looked up through a gateway that did not take it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from purgatory import AsyncCircuitBreakerFactory
@@ -33,7 +39,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from stagedoor.settings import Settings
 from ticketing.metrics import BREAKER_STATES, TicketingMetrics
-from ticketing.payments.configured import gateway_from_settings
+from ticketing.payments.configured import gateway_from_settings, other_gateway
 from ticketing.payments.errors import PaymentDeclined, PaymentGatewayError, PaymentGatewayUnavailable
 from ticketing.payments.gateway import (
     Charge,
@@ -41,12 +47,22 @@ from ticketing.payments.gateway import (
     ChargeRequiresAction,
     GatewayFailure,
     PaymentGateway,
+    PaymentPage,
     RefundRefused,
 )
 
 logger = logging.getLogger(__name__)
 
 CIRCUIT = "payment-gateway"
+
+
+class GatewayNotConfigured(Exception):
+    """A charge taken by a gateway this deployment cannot reach any more (switched away from it, and
+    its credentials are gone): it is refunded or settled by no other gateway."""
+
+    def __init__(self, gateway: str) -> None:
+        super().__init__(f"the charge was taken by the {gateway!r} gateway, which is not configured here")
+        self.gateway = gateway
 
 
 class _AttemptFailed(Exception):
@@ -73,8 +89,12 @@ class _ChargeCall:
 class Payments:
     def __init__(self, gateway: PaymentGateway, metrics: TicketingMetrics, *, attempts: int = 3,
                  retry_base_ms: int = 50, retry_max_ms: int = 1_000, attempt_timeout_s: float = 10.0,
-                 breaker_failures: int = 5, breaker_reset_s: float = 30.0) -> None:
+                 breaker_failures: int = 5, breaker_reset_s: float = 30.0, gateway_name: str = "mock",
+                 other_gateway: Callable[[str], PaymentGateway | None] | None = None) -> None:
         self.gateway = gateway
+        self.gateway_name = gateway_name  # what payments rows of its charges record (payments.gateway)
+        self._other_gateway = other_gateway
+        self._others: dict[str, PaymentGateway] = {}
         self.metrics = metrics
         self.attempts = attempts
         self.retry_base_s = retry_base_ms / 1000
@@ -97,7 +117,30 @@ class Payments:
                    retry_base_ms=settings.payment_retry_base_ms, retry_max_ms=settings.payment_retry_max_ms,
                    attempt_timeout_s=settings.payment_attempt_timeout_s,
                    breaker_failures=settings.payment_breaker_failures,
-                   breaker_reset_s=settings.payment_breaker_reset_s)
+                   breaker_reset_s=settings.payment_breaker_reset_s, gateway_name=settings.payment_gateway,
+                   other_gateway=lambda name: other_gateway(settings, name))
+
+    def gateway_of(self, name: str | None) -> PaymentGateway:
+        """The gateway that took a charge recorded under ``name`` (None: the configured one); raises
+        GatewayNotConfigured when this deployment cannot reach it."""
+        if name is None or name == self.gateway_name:
+            return self.gateway
+        gateway = self._others.get(name)
+        if gateway is None:
+            gateway = self._other_gateway(name) if self._other_gateway is not None else None
+            if gateway is None:
+                self.metrics.payment_gateway_missing_total.labels(name).inc()
+                logger.error("payment_gateway_not_configured", extra={"gateway": name,
+                                                                      "configured": self.gateway_name})
+                raise GatewayNotConfigured(name)
+            self._others[name] = gateway
+        return gateway
+
+    async def aclose(self) -> None:
+        """Close the gateways built for earlier charges (the configured one belongs to gateway_ctx)."""
+        others, self._others = self._others, {}
+        for gateway in others.values():
+            await gateway.aclose()
 
     def _on_breaker_event(self, name: str, event_name: str, event: object) -> None:
         if event_name == "state_changed":
@@ -184,19 +227,45 @@ class Payments:
                 return await self._attempt(call)
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
 
-    async def lookup(self, idempotency_key: str) -> Charge | None:
-        """The charge this key made, None if none; GatewayFailure/TimeoutError when the gateway does not say."""
+    async def lookup(self, idempotency_key: str, *, gateway: str | None = None) -> Charge | None:
+        """The charge this key made, None if none; GatewayFailure/TimeoutError when the gateway does not
+        say, GatewayNotConfigured when the gateway that charged cannot be reached."""
+        target = self.gateway_of(gateway)
         async with asyncio.timeout(self.attempt_timeout_s):
-            return await self.gateway.lookup(idempotency_key)
+            return await target.lookup(idempotency_key)
 
-    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str | None:
-        """Refund ``amount`` (None: all that is left), best effort with retries; None (logged) when
-        the gateway will not answer. Raises only RefundRefused: an amount the charge cannot give
-        back (more than is left), which no retry changes."""
+    async def cancel(self, intent_id: str, *, gateway: str | None = None) -> None:
+        """Cancel a payment waiting for the fan; AlreadyCharged when it succeeded meanwhile,
+        GatewayFailure/TimeoutError when the gateway does not say, GatewayNotConfigured."""
+        target = self.gateway_of(gateway)
+        async with asyncio.timeout(self.attempt_timeout_s):
+            await target.cancel(intent_id)
+
+    async def list_payments(self, *, created_from: int, created_to: int, after: str | None = None,
+                            limit: int = 100) -> PaymentPage:
+        """One page of the configured gateway's payments (PaymentGateway.list_payments), within the
+        attempt timeout."""
+        async with asyncio.timeout(self.attempt_timeout_s):
+            return await self.gateway.list_payments(created_from=created_from, created_to=created_to, after=after,
+                                                    limit=limit)
+
+    async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None,
+                     gateway: str | None = None) -> str | None:
+        """Refund ``amount`` (None: all that is left) through the gateway that took the charge
+        (``gateway``, as its payments row records it; None: the configured one), best effort with
+        retries; None (logged) when the gateway will not answer, or cannot be reached at all
+        (GatewayNotConfigured: counted and logged, never sent to another gateway). Raises only
+        RefundRefused: an amount the charge cannot give back (more than is left), which no retry changes."""
+        try:
+            target = self.gateway_of(gateway)
+        except GatewayNotConfigured:
+            logger.error("refund_failed", extra={"charge_id": charge.id, "gateway": gateway,
+                                                 "reason": "gateway_not_configured"})
+            return None
         for attempt in range(self.attempts):
             try:
                 async with asyncio.timeout(self.attempt_timeout_s):
-                    return await self.gateway.refund(charge, idempotency_key=idempotency_key, amount=amount)
+                    return await target.refund(charge, idempotency_key=idempotency_key, amount=amount)
             except RefundRefused:
                 logger.error("refund_refused", extra={"charge_id": charge.id, "amount": amount})
                 raise

@@ -28,6 +28,17 @@ def gateway_from_settings(settings: Settings) -> PaymentGateway:
                        failure_rate=settings.payment_mock_failure_rate)
 
 
+def other_gateway(settings: Settings, name: str) -> PaymentGateway | None:
+    """A gateway other than the configured one, for the charges it took before the deployment switched
+    (their payments rows name it): Stripe while its secret key is still set; the mock for mock charges
+    (test money: any mock refunds them, nothing real goes back). None: it cannot be reached."""
+    if name == "stripe" and settings.stripe_api_key:
+        return StripeGateway.from_settings(settings)
+    if name == "mock":
+        return MockGateway()
+    return None
+
+
 async def gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     if GATEWAY in app:
         yield

@@ -13,12 +13,20 @@ exceptions with meaning to the caller:
 - :class:`GatewayFailure`: the gateway failed or answered nothing. Retried with backoff, and
   counted by the circuit breaker (ticketing/payments/charging.py).
 - :class:`RefundRefused`: the gateway will not refund that amount (more than is left). Final.
+- :class:`AlreadyCharged`: ``cancel`` came too late, the payment succeeded (it carries the charge:
+  the caller completes the order or refunds it, as for any charge it finds).
+
+Besides charging, a gateway cancels a payment that waits for the fan (``cancel``: an abandoned
+3-D Secure step can then never take money later) and lists the payments it made
+(``list_payments``: the worker's gateway sweep compares them with our records,
+ticketing/payments/sweep.py).
 
 The mock is a fake at a true outside boundary (STYLE.md 12): ``tok_ok`` succeeds,
 ``tok_declined`` is declined, ``tok_error`` fails every time, ``tok_slow`` answers after
 ``slow_ms``, ``tok_3ds`` asks for 3-D Secure until a test calls :meth:`MockGateway.authenticate`
 on its intent (then the charge with ``intent_id`` succeeds, or is declined when the
-authentication failed); ``latency_ms`` and ``failure_rate`` shape every call. It records
+authentication failed; ``cancel`` stops a waiting one, and is a no-op for a payment this mock
+does not hold); ``latency_ms`` and ``failure_rate`` shape every call. It records
 charges, intents and refunds so tests can count them. One mock lives in one process: the
 worker's reconciler sees the charges of a mock in another process as never made, so the
 services share a gateway (``ticketing.appkeys.GATEWAY``) in tests that need the reconciler.
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -61,6 +70,31 @@ class ChargeRequiresAction(Exception):
         self.client_secret = client_secret
 
 
+class AlreadyCharged(Exception):
+    """``cancel`` found the payment succeeded: the money was taken (``charge``), nothing was cancelled."""
+
+    def __init__(self, charge: Charge) -> None:
+        super().__init__(f"payment {charge.id} succeeded before it could be cancelled")
+        self.charge = charge
+
+
+class GatewayPayment(msgspec.Struct, frozen=True, kw_only=True):
+    """One payment as the gateway lists it (Stripe: a PaymentIntent)."""
+
+    id: str
+    status: str  # succeeded | canceled | requires_action | requires_payment_method | processing | ...
+    amount: int  # what it took when succeeded (Stripe: amount_received), else what it asked for
+    currency: str
+    amount_refunded: int  # returned so far, by stagedoor or outside it
+    gateway_key: str | None  # our idempotency key, from the payment's metadata (None: not made by stagedoor)
+    created: int  # unix seconds, the gateway's clock
+
+
+class PaymentPage(msgspec.Struct, frozen=True, kw_only=True):
+    payments: list[GatewayPayment]
+    next: str | None  # where the next page starts (pass it as ``after``); None: the listing is done
+
+
 class GatewayFailure(Exception):
     """The gateway failed or did not answer (transient: retry, count towards the breaker)."""
 
@@ -89,6 +123,19 @@ class PaymentGateway(Protocol):
         refunded since is still returned). Raises GatewayFailure when the gateway does not answer
         or cannot tell yet."""
 
+    async def cancel(self, intent_id: str) -> None:
+        """Cancel a payment that has not taken money (waiting for the fan's 3-D Secure step, or
+        declined): it can never succeed afterwards. Cancelling a cancelled payment is a no-op. Raises
+        AlreadyCharged when the payment succeeded meanwhile (nothing cancelled: the caller settles that
+        charge), GatewayFailure when the gateway does not answer or the payment is still processing."""
+
+    async def list_payments(self, *, created_from: int, created_to: int, after: str | None = None,
+                            limit: int = 100) -> PaymentPage:
+        """One page of the payments created between ``created_from`` and ``created_to`` (unix seconds,
+        both included), continuing after ``after`` (the previous page's ``next``). The order of the
+        pages is the gateway's; a page may hold fewer than ``limit`` (payments outside the range are
+        left out). Raises GatewayFailure when the gateway does not answer."""
+
     async def aclose(self) -> None:
         """Release the gateway's connections (the app's cleanup calls it once)."""
 
@@ -102,7 +149,8 @@ class MockIntent:
     idempotency_key: str
     amount: int
     currency: str
-    state: Literal["requires_action", "authenticated", "failed"] = "requires_action"
+    state: Literal["requires_action", "authenticated", "failed", "canceled"] = "requires_action"
+    created: int = 0
 
 
 class MockGateway:
@@ -121,6 +169,7 @@ class MockGateway:
         self.refunds: dict[str, str] = {}         # charge id -> its first refund's id
         self.refunded: dict[str, int] = {}        # charge id -> amount refunded so far
         self.refund_keys: dict[str, str] = {}     # refund idempotency key -> refund id
+        self.created: dict[str, int] = {}         # charge or intent id -> unix seconds it was made
         self.calls = 0                            # charge calls, retries included
 
     @property
@@ -156,7 +205,8 @@ class MockGateway:
         if token == "tok_3ds":
             new_id = "pi_mock_" + secrets.token_hex(12)
             intent = MockIntent(id=new_id, client_secret=f"{new_id}_secret_{secrets.token_hex(12)}",
-                                idempotency_key=idempotency_key, amount=amount, currency=currency)
+                                idempotency_key=idempotency_key, amount=amount, currency=currency,
+                                created=int(time.time()))
             self.intents[intent.id] = intent
             self._intent_of_key[idempotency_key] = intent.id
             raise ChargeRequiresAction(intent.id, intent.client_secret)
@@ -166,6 +216,7 @@ class MockGateway:
             raise ChargeDeclined("unknown payment token")
         charge = Charge(id="ch_" + secrets.token_hex(12), amount=amount, currency=currency)
         self.charges[idempotency_key] = charge
+        self.created[charge.id] = int(time.time())
         return charge
 
     def _settle(self, intent_id: str, idempotency_key: str) -> Charge:
@@ -176,12 +227,51 @@ class MockGateway:
             raise ChargeRequiresAction(intent.id, intent.client_secret)
         if intent.state == "failed":
             raise ChargeDeclined("authentication failed")
+        if intent.state == "canceled":
+            raise ChargeDeclined("the payment was cancelled")
+        return self._charged(intent)
+
+    def _charged(self, intent: MockIntent) -> Charge:
+        """An authenticated intent has taken the money (as a PaymentIntent succeeds on its own)."""
         charge = Charge(id=intent.id, amount=intent.amount, currency=intent.currency)
-        self.charges[idempotency_key] = charge
+        self.charges[intent.idempotency_key] = charge
+        self.created.setdefault(intent.id, intent.created)
         return charge
+
+    async def cancel(self, intent_id: str) -> None:
+        await self._answer_delay("")
+        intent = self.intents.get(intent_id)
+        if intent is None:  # not one of this process's payments: nothing here can take money with it
+            return
+        if intent.state == "authenticated":
+            raise AlreadyCharged(self._charged(intent))
+        intent.state = "canceled"
+
+    async def list_payments(self, *, created_from: int, created_to: int, after: str | None = None,
+                            limit: int = 100) -> PaymentPage:
+        await self._answer_delay("")
+        for intent in self.intents.values():
+            if intent.state == "authenticated":
+                self._charged(intent)
+        listed: list[GatewayPayment] = []
+        for key, charge in self.charges.items():
+            listed.append(GatewayPayment(id=charge.id, status="succeeded", amount=charge.amount,
+                                         currency=charge.currency, amount_refunded=self.refunded.get(charge.id, 0),
+                                         gateway_key=key, created=self.created.get(charge.id, 0)))
+        charged = {c.id for c in self.charges.values()}
+        for intent in self.intents.values():
+            if intent.id not in charged:
+                status = {"failed": "requires_payment_method"}.get(intent.state, intent.state)
+                listed.append(GatewayPayment(id=intent.id, status=status, amount=intent.amount,
+                                             currency=intent.currency, amount_refunded=0,
+                                             gateway_key=intent.idempotency_key, created=intent.created))
+        return page_of(listed, created_from=created_from, created_to=created_to, after=after, limit=limit)
 
     async def lookup(self, idempotency_key: str) -> Charge | None:
         await self._answer_delay("")
+        intent_id = self._intent_of_key.get(idempotency_key)
+        if intent_id is not None and self.intents[intent_id].state == "authenticated":
+            return self._charged(self.intents[intent_id])
         return self.charges.get(idempotency_key)
 
     async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
@@ -204,3 +294,13 @@ class MockGateway:
 
     async def aclose(self) -> None:
         return None
+
+
+def page_of(listed: list[GatewayPayment], *, created_from: int, created_to: int, after: str | None,
+            limit: int) -> PaymentPage:
+    """A page of an in-memory ledger (the mock, test doubles): the payments in the range, by id order."""
+    ordered = sorted((p for p in listed if created_from <= p.created <= created_to), key=lambda p: p.id)
+    if after is not None:
+        ordered = [p for p in ordered if p.id > after]
+    page = ordered[:limit]
+    return PaymentPage(payments=page, next=page[-1].id if len(ordered) > limit else None)

@@ -45,9 +45,11 @@ class Refunder:
         self.base_s = base_s
         self.max_s = max_s
 
-    async def refund_claimed(self, gateway_key: str, charge: Charge, reason: str) -> str | None:
-        """Refund a charge whose row this caller claimed; the refund id, or None (recorded for retry)."""
-        refund_id = await self.payments.refund(charge, idempotency_key="refund:" + charge.id)
+    async def refund_claimed(self, gateway_key: str, charge: Charge, reason: str,
+                             gateway: str | None = None) -> str | None:
+        """Refund a charge whose row this caller claimed, through the gateway that took it (``gateway``,
+        the name its row records; None: the configured one); the refund id, or None (recorded for retry)."""
+        refund_id = await self.payments.refund(charge, idempotency_key="refund:" + charge.id, gateway=gateway)
         if refund_id is not None:
             self.metrics.refunds_total.labels(reason).inc()
             logger.warning("charge_refunded", extra={"charge_id": charge.id, "reason": reason})

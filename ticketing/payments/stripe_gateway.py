@@ -22,6 +22,11 @@
   ``metadata['gateway_key']`` is ours with the Search API (eventually consistent: normally
   searchable within a minute, later during Stripe incidents), or, on a server without search, by
   listing intents (a bounded scan that answers GatewayFailure rather than a wrong "none").
+- **Cancel.** An intent waiting for the fan is cancelled (``POST /v1/payment_intents/<id>/cancel``);
+  a refused cancel reads the intent: already cancelled is done, succeeded is AlreadyCharged.
+- **Listing.** ``list_payments`` lists intents by ``created`` range with their latest charge expanded
+  (its ``amount_refunded``); a server that takes no filters on lists (localstripe answers 400) is
+  listed whole, page by page, and the range applied here.
 - **Refunds.** Each refund carries ``metadata['refund_key']``; a refund call first lists the
   intent's refunds, so the same key never refunds twice even after Stripe forgot the key, and a
   whole refund asks for exactly what is left.
@@ -38,7 +43,16 @@ import aiohttp
 import stripe
 
 from stagedoor.settings import Settings
-from ticketing.payments.gateway import Charge, ChargeDeclined, ChargeRequiresAction, GatewayFailure, RefundRefused
+from ticketing.payments.gateway import (
+    AlreadyCharged,
+    Charge,
+    ChargeDeclined,
+    ChargeRequiresAction,
+    GatewayFailure,
+    GatewayPayment,
+    PaymentPage,
+    RefundRefused,
+)
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
@@ -77,6 +91,7 @@ class StripeGateway:
         self._http: stripe.AIOHTTPClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._search: bool | None = None  # does the server answer the Search API? (None: not asked yet)
+        self._list_filters: bool | None = None  # does it filter lists by created? (None: not asked yet)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeGateway:
@@ -178,6 +193,54 @@ class StripeGateway:
             return matches
         raise GatewayFailure(f"lookup gave up after {self.scan_pages * 100} payment intents")
 
+    # ------------------------------------------------------------------ cancel
+
+    async def cancel(self, intent_id: str) -> None:
+        client = self._stripe()
+        try:
+            await client.v1.payment_intents.cancel_async(intent_id)
+            return
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                raise _failure(exc) from exc
+            refused = exc  # not cancellable in its state: which one?
+        except Exception as exc:
+            raise _translated(exc, refusals=False) from exc
+        intent = (await _call(client.v1.payment_intents.retrieve_async(intent_id))).to_dict()
+        status = intent.get("status")
+        if status == "canceled":
+            return
+        if status == "succeeded":
+            raise AlreadyCharged(_charge_of(intent))
+        raise GatewayFailure(f"stripe would not cancel {intent_id} ({status}): {refused.code or refused.http_status}")
+
+    # ------------------------------------------------------------------ list
+
+    async def list_payments(self, *, created_from: int, created_to: int, after: str | None = None,
+                            limit: int = 100) -> PaymentPage:
+        client = self._stripe()
+        params: PaymentIntentListParams = {"limit": limit, "expand": ["data.latest_charge"]}
+        if after:
+            params["starting_after"] = after
+        page = None
+        if self._list_filters is not False:
+            try:
+                page = await client.v1.payment_intents.list_async(
+                    {**params, "created": {"gte": created_from, "lte": created_to}})
+                self._list_filters = True
+            except stripe.InvalidRequestError as exc:
+                if exc.http_status != 400 or self._list_filters or "created" not in str(exc.user_message or ""):
+                    raise _failure(exc) from exc
+                self._list_filters = False  # a server that lists without filters (a local test server)
+                logger.info("stripe_list_filters_unavailable", extra={"api_base": self.api_base})
+            except Exception as exc:
+                raise _translated(exc, refusals=False) from exc
+        if page is None:
+            page = await _call(client.v1.payment_intents.list_async(params))
+        items = [intent.to_dict() for intent in page.data]
+        listed = [_payment_of(i) for i in items if created_from <= int(i.get("created") or 0) <= created_to]
+        return PaymentPage(payments=listed, next=str(items[-1]["id"]) if page.has_more and items else None)
+
     # ------------------------------------------------------------------ refund
 
     async def refund(self, charge: Charge, *, idempotency_key: str, amount: int | None = None) -> str:
@@ -253,6 +316,17 @@ def _charge_of(intent: Mapping[str, Any]) -> Charge:
     received = intent.get("amount_received")
     amount = received if isinstance(received, int) and received > 0 else intent["amount"]
     return Charge(id=str(intent["id"]), amount=int(amount), currency=str(intent["currency"]))
+
+
+def _payment_of(intent: Mapping[str, Any]) -> GatewayPayment:
+    charge = intent.get("latest_charge")
+    refunded = int(charge.get("amount_refunded") or 0) if isinstance(charge, Mapping) else 0
+    succeeded = intent.get("status") == "succeeded"
+    key = (intent.get("metadata") or {}).get("gateway_key")
+    return GatewayPayment(id=str(intent["id"]), status=str(intent.get("status")),
+                          amount=_charge_of(intent).amount if succeeded else int(intent.get("amount") or 0),
+                          currency=str(intent.get("currency") or ""), amount_refunded=refunded,
+                          gateway_key=str(key) if key else None, created=int(intent.get("created") or 0))
 
 
 def _outcome(intent: Mapping[str, Any]) -> Charge:
