@@ -64,5 +64,7 @@ async def buy(client: Any, user: Any, hold_id: str, key: str | None = "k1", toke
     all_headers = {**user.headers, **(headers or {})}
     if key is not None:
         all_headers["Idempotency-Key"] = key
-    payload = {"payment": {"method": "card", "token": token}, "email": "fan@example.test", **body}
+    # a Stripe PaymentMethod goes as payment_method (what the checkout page sends), a mock token as token
+    payment = {"method": "card", "payment_method" if token.startswith("pm_") else "token": token}
+    payload = {"payment": payment, "email": "fan@example.test", **body}
     return await client.post(f"/api/holds/{hold_id}/purchase", json=payload, headers=all_headers)

@@ -45,10 +45,19 @@ class OrderSpec(msgspec.Struct, frozen=True, kw_only=True):
     gateway_key: str | None
 
 
+ORDER_ID_NAMESPACE = uuid.UUID("3f1c2b9e-8d47-4a65-9e0b-7c2f5d1a8e34")
+
+
+def order_id_of(gateway_key: str) -> str:
+    """The id of the order a charge attempt pays for: the same whoever commits it (the purchase or the
+    reconciler), and known before the charge, so the gateway's payment carries it."""
+    return str(uuid.uuid5(ORDER_ID_NAMESPACE, gateway_key))
+
+
 def build_order(deps: PurchaseDeps, hold: Hold, spec: OrderSpec) -> tuple[NewOrder, bytes]:
     """The order of a locked hold: tickets with signed codes, the answer body, the outbox payload."""
     event_id = hold.event_id
-    order_id = str(uuid.uuid4())
+    order_id = order_id_of(spec.gateway_key) if spec.gateway_key is not None else str(uuid.uuid4())
     # A validity horizon for scanners, not business time: wall clock, not the injected one.
     code_exp_s = int(time.time()) + deps.settings.ticket_code_ttl_days * 86_400
     tickets = []

@@ -22,14 +22,37 @@ DiscountCodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=32, patt
 
 
 class PaymentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How the fan pays: ``payment_method`` (a Stripe PaymentMethod, ``pm_...``, made by Stripe.js on the
+    checkout page) or ``token`` (the mock gateway's test tokens). Exactly one of them."""
+
     method: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z_]+$")]
-    token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    payment_method: Annotated[str, msgspec.Meta(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_]+$")] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.token is None) == (self.payment_method is None):
+            raise ValueError("give exactly one of payment.payment_method and payment.token")
+
+    @property
+    def reference(self) -> str:
+        """What the gateway charges."""
+        return self.payment_method or self.token or ""
 
 
 class PurchaseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     payment: PaymentIn
     email: Email
     discount_code: DiscountCodeText | None = None
+
+
+class ActionRequired(msgspec.Struct, frozen=True, kw_only=True):
+    """202: the fan's bank asks for strong customer authentication (3-D Secure). The page completes it with
+    Stripe.js (``client_secret``), then repeats the same request with the same Idempotency-Key."""
+
+    status: Literal["requires_action"] = "requires_action"
+    client_secret: str
+    payment_intent: str
+    hold_id: str
 
 
 class TicketOut(msgspec.Struct, frozen=True):

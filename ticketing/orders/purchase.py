@@ -52,13 +52,13 @@ from ticketing.holds.types import Hold, event_of_hold_id
 from ticketing.orders.discounts import discount_amount, find_applicable
 from ticketing.orders.errors import PaymentRefunded, PurchaseInProgress
 from ticketing.orders.idempotency import Claim, Replay, fingerprint, validate_key
-from ticketing.orders.order_commit import OrderSpec, after_commit, build_order, mirror_sold
-from ticketing.orders.orders import PurchaseRequest
+from ticketing.orders.order_commit import OrderSpec, after_commit, build_order, mirror_sold, order_id_of
+from ticketing.orders.orders import ActionRequired, PurchaseRequest
 from ticketing.orders.purchase_deps import PurchaseDeps
 from ticketing.orders.refusals import refund_charge, refused, replay_committed
 from ticketing.orders.store import CommitOutcomeUnknown, CommitRefused
 from ticketing.payments.errors import PaymentDeclined
-from ticketing.payments.gateway import Charge
+from ticketing.payments.gateway import Charge, ChargeRequiresAction
 from ticketing.payments.records import NewPayment, Opened, purchase_key
 
 logger = logging.getLogger(__name__)
@@ -187,8 +187,12 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
 
     if opened is not None:
         try:
-            charge = await deps.payments.charge(amount=total, currency=hold.currency,
-                                                token=req.body.payment.token, idempotency_key=opened.gateway_key)
+            charge = await deps.payments.charge(
+                amount=total, currency=hold.currency, token=req.body.payment.reference,
+                idempotency_key=opened.gateway_key, intent_id=opened.charge_id,
+                metadata={"hold_id": hold.id, "event_id": event_id, "order_id": order_id_of(opened.gateway_key)})
+        except ChargeRequiresAction as action:  # the fan's bank asks for 3-D Secure: 202, the hold stays locked
+            return await _requires_action(deps, claim, hold, opened, action)
         except PaymentDeclined as exc:  # the gateway's answer: nothing was charged under this key
             await _record(deps.records.mark_failed(opened.gateway_key, "declined"), opened)
             await _unlock(deps, held)
@@ -262,6 +266,23 @@ async def _lock_and_open(deps: PurchaseDeps, held: Hold, new_payment: NewPayment
             await _record(deps.records.mark_failed(opened.gateway_key, "hold_not_locked"), opened)
         raise locked
     return locked, opened
+
+
+async def _requires_action(deps: PurchaseDeps, claim: Claim, hold: Hold, opened: Opened,
+                           action: ChargeRequiresAction) -> Replay:
+    """Answer 202 with what the page needs to authenticate the fan. The attempt remembers the payment intent
+    and the Idempotency-Key is let go, so the same request again continues that intent (201, 402 or 202
+    again); the hold stays locked for the payment window. A fan who never comes back: the reconciler
+    settles the attempt after the window."""
+    if not await deps.records.note_intent(opened.gateway_key, action.intent_id):
+        # the attempt was settled meanwhile (the reconciler): this intent is not ours to continue
+        raise PurchaseInProgress("this purchase is being settled; retry shortly", retry_after_s=1)
+    await _abandon(deps, claim)
+    deps.metrics.purchases_total.labels("requires_action").inc()
+    logger.info("payment_requires_action", extra={"event_id": hold.event_id, "hold_id": hold.id,
+                                                  "intent_id": action.intent_id})
+    return Replay(202, _ENCODER.encode(ActionRequired(client_secret=action.client_secret,
+                                                      payment_intent=action.intent_id, hold_id=hold.id)))
 
 
 async def _record(update: Any, opened: Opened) -> None:

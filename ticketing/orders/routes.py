@@ -61,7 +61,10 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
 
 @api.post("/api/holds/{hold_id}/purchase", body=PurchaseRequest, response=PurchaseResponse, status=201,
           errors=(401, 402, 403, 404, 409, 410, 429, 502, 503), auth="bearer",
-          extra_responses={403: shopper_session.OPENAPI_403},
+          extra_responses={403: shopper_session.OPENAPI_403,
+                           202: "requires_action: the bank asks for 3-D Secure ({status, client_secret, "
+                                "payment_intent, hold_id}); complete it with Stripe.js, then send the same "
+                                "request with the same Idempotency-Key (201, 402 or 202 again)"},
           summary="Buy a hold: header Idempotency-Key required; same key again -> same response, charged once")
 async def purchase_hold(request: web.Request) -> web.Response:
     app = request.app

@@ -46,6 +46,7 @@ _CONSTRAINT_REASONS: dict[str, RefusalReason] = {
     "discount_usage_limit": "discount_exhausted",
     "event_on_sale": "event_not_on_sale",
     "payment_pending": "payment_settled",
+    "orders_pkey": "payment_settled",  # the order of this very charge attempt committed (ids: order_id_of)
 }
 
 DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError,
