@@ -178,8 +178,12 @@ async def test_with_the_mock_gateway_every_page_says_test_mode_and_checkout_keep
     stack = await start_stack()
     organizer = await create_user(roles=["organizer"])
     event = await stack.create_event(organizer.headers, title="Mock Night")
+    gated = await stack.create_event(organizer.headers, title="Queued Night")  # its room gates it
+    await stack.put_room("mock-room", event_id=gated["id"], rate_per_s=5, max_active=100,
+                         shop_url=f"{stack.shop}/events/{gated['id']}")
     page = await fan_page(browser, stack, create_user)
-    for url in (f"{stack.shop}/", f"{stack.shop}/events/{event['id']}", f"{stack.shop}/signin",
+    for url in (f"{stack.queue}/rooms/mock-room", f"{stack.shop}/", f"{stack.shop}/events/{event['id']}",
+                f"{stack.shop}/signin",
                 f"{stack.shop}/me/orders", f"{stack.shop}/organizer", f"{stack.shop}/events/999999",
                 f"{stack.admission}/console"):
         await page.goto(url)
