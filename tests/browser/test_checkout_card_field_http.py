@@ -102,3 +102,21 @@ async def test_stripe_test_keys_show_the_banner_and_a_local_server_serves_the_st
     assert csp["connect-src"].endswith(f" {LOCAL_SERVER}")
     assert "stripe.com" not in res.headers["Content-Security-Policy"]
     assert "frame-src" not in csp  # the stand-in draws no frame
+
+
+def test_stripes_own_api_base_is_stripe_and_any_other_server_is_local(make_settings: Callable[..., Settings]) -> None:
+    from stagedoor.payment_pages import card_field, no_real_money_notice
+
+    def stripe(base: str, publishable: str = LIVE_PUBLISHABLE, secret: str = LIVE_SECRET) -> Settings:
+        return make_settings(payment_gateway="stripe", stripe_api_key=secret, stripe_publishable_key=publishable,
+                             stripe_api_base=base)
+
+    for base in ("", "https://api.stripe.com", "https://API.stripe.com/"):
+        field = card_field(stripe(base))
+        assert (field.script_url, field.connect_sources) == ("https://js.stripe.com/v3/", ("https://api.stripe.com",))
+        assert no_real_money_notice(stripe(base)) is None, base
+    local = card_field(stripe("http://127.0.0.1:9999/some/prefix"))
+    assert (local.script_url, local.script_sources) == ("http://127.0.0.1:9999/js.stripe.com/v3/",
+                                                        ("http://127.0.0.1:9999",))
+    assert no_real_money_notice(stripe("http://127.0.0.1:9999")) is not None  # a local server moves no money
+    assert card_field(make_settings()).gateway == "mock" and card_field(make_settings()).script_url == ""
