@@ -15,6 +15,7 @@ from aiohttp import web
 
 from stagedoor import errors
 from stagedoor.pages import render
+from stagedoor.payment_pages import no_real_money_notice
 from stagedoor.web import SETTINGS
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ PROXY_TIMEOUT_S = 5.0
 async def console_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     html = render("console.html", path=request.path, waitingroom_url=settings.url_of("waitingroom"),
-                  ticketing_url=settings.url_of("ticketing"))
+                  ticketing_url=settings.url_of("ticketing"), test_mode=no_real_money_notice(settings))
     return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 

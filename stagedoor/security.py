@@ -3,7 +3,8 @@
 Headers (set by the edge, stagedoor/edge.py, on every response: handlers, errors, redirects and
 static files; a stream takes them from ``stream_headers()`` before it starts):
 - every response: ``X-Content-Type-Options: nosniff``;
-- HTML: a CSP with no inline script (``script-src 'self'``; styles may be inline, scripts never),
+- HTML: a CSP with no inline script (``script-src 'self'``; styles may be inline, scripts never;
+  the checkout page adds its card field's origins, ``html_csp``),
   ``frame-ancestors 'none'`` + ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``,
   ``Permissions-Policy``, ``Cross-Origin-Opener-Policy``; HSTS when cookies are Secure
   (i.e. the site is served over https);
@@ -73,24 +74,33 @@ def service_origins(settings: Settings) -> tuple[str, ...]:
     return tuple(sorted(o for o in origins if o))
 
 
-@lru_cache(maxsize=16)
-def html_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
+@lru_cache(maxsize=32)
+def html_csp(settings: Settings, *, script: tuple[str, ...] = (), frame: tuple[str, ...] = (),
+             connect: tuple[str, ...] = ()) -> str:
+    """The pages' Content-Security-Policy. A page that runs a third party's script (the checkout page's
+    card field) names that party's origins: ``script`` (script-src), ``frame`` (a frame-src of only
+    those; without it frames fall back to default-src 'self') and ``connect`` (connect-src)."""
     ours = " ".join(service_origins(settings))
-    csp = "; ".join((
+    return "; ".join((
         "default-src 'self'",
-        "script-src 'self'",
+        " ".join(("script-src 'self'", *script)),
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self'",
-        f"connect-src 'self' {ours}".rstrip(),
+        " ".join(("connect-src 'self'", *service_origins(settings), *connect)),
         f"form-action 'self' {ours}".rstrip(),
+        *((" ".join(("frame-src", *frame)),) if frame else ()),
         "object-src 'none'",
         "base-uri 'none'",
         "frame-ancestors 'none'",
     ))
+
+
+@lru_cache(maxsize=16)
+def html_headers(settings: Settings) -> tuple[tuple[str, str], ...]:
     headers = [
         ("X-Content-Type-Options", "nosniff"),
-        ("Content-Security-Policy", csp),
+        ("Content-Security-Policy", html_csp(settings)),
         ("X-Frame-Options", "DENY"),
         ("Referrer-Policy", "same-origin"),
         ("Permissions-Policy", PERMISSIONS_POLICY),

@@ -13,6 +13,7 @@ from rooms.queue_store import QueueStore
 from rooms.store import RoomStore
 from stagedoor.hot_http import add_hot_routes
 from stagedoor.keys import KeyRing
+from stagedoor.payment_pages import no_real_money_notice
 from stagedoor.settings import TEMPLATES_DIR, Settings, require
 from stagedoor.tasks import stop_task
 from stagedoor.web import CALLS, KEYRING, KEYS, REDIS, SETTINGS, add_static, base_app, keyring_ctx
@@ -35,7 +36,8 @@ async def waiting_room_ctx(app: web.Application) -> AsyncIterator[None]:
     rooms = RoomStore(app[CALLS], app[KEYS])
     queue = QueueStore(app[CALLS], app[KEYS])
     app[ROOM] = wr = WaitingRoom(settings, rooms, queue, app[KEYRING], app[METRICS])
-    app[PAGES] = QueuePages(auto_reload=settings.environment == "development")
+    app[PAGES] = QueuePages(auto_reload=settings.environment == "development",
+                            test_mode=no_real_money_notice(settings))
     app[PULSES] = pulses = RoomPulses(app[REDIS], app[KEYS], clock_ms=lambda: int(wr.clock() * 1000),
                                       metrics=app[METRICS])
     yield

@@ -16,13 +16,15 @@ REFRESH_S = 5
 
 
 class QueuePages:
-    def __init__(self, auto_reload: bool = True) -> None:
+    def __init__(self, auto_reload: bool = True, test_mode: str | None = None) -> None:
         """``auto_reload``: look for edited templates on every render (development); off, each
-        template is read once (no file-system check per page view)."""
+        template is read once (no file-system check per page view). ``test_mode``: the banner
+        saying no real money moves (stagedoor/payment_pages.py), or None."""
         self._env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
                                        autoescape=jinja2.select_autoescape(("html",)), enable_async=False,
                                        auto_reload=auto_reload)
         self._env.globals["static_url"] = static_files(TEMPLATES_DIR / "static").url
+        self._env.globals["test_mode"] = test_mode
 
     def render_queue(self, *, room: str, cfg: Room, status: StatusOut | None, shop_redirect: str | None,
                      now: float, error: str | None = None) -> str:

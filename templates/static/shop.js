@@ -366,19 +366,79 @@
     return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
 
+  // The card field, by the gateway the server names (<body data-gateway>):
+  // - "mock": the select of test tokens; payment() gives {method: "card", token: "tok_..."}.
+  // - "stripe": a Stripe Elements card element (Stripe.js is loaded by the page before this script);
+  //   payment() makes a PaymentMethod from it (stripe.createPaymentMethod) and gives
+  //   {method: "card", payment_method: "pm_..."}; authenticate(clientSecret) runs the bank's 3-D Secure
+  //   step (stripe.handleNextAction) when the purchase answers 202.
+  // payment() rejects with an error whose message is for the fan (err.forFan) when there is no card to charge.
+  function mockCardField() {
+    return {
+      payment: function () { return Promise.resolve({method: "card", token: $("#card").value}); },
+      authenticate: null,
+      focus: function () { $("#card").focus(); }
+    };
+  }
+
+  function stripeCardField(publishableKey) {
+    var box = $("#card-element");
+    var errors = $("#card-errors");
+    var stripe = null, card = null;
+    if (typeof window.Stripe === "function" && publishableKey) {
+      try {
+        stripe = window.Stripe(publishableKey);
+        card = stripe.elements().create("card");
+        box.textContent = "";
+        card.mount(box);
+        card.on("change", function (ev) { errors.textContent = ev && ev.error ? ev.error.message : ""; });
+      } catch (e) { stripe = card = null; }
+    }
+    if (!card) box.textContent = T.card_unavailable;
+    function refused(message) {
+      var err = new Error(message || T.card_unavailable);
+      err.forFan = true;
+      return err;
+    }
+    return {
+      payment: function () {
+        if (!card) return Promise.reject(refused(T.card_unavailable));
+        return stripe.createPaymentMethod({type: "card", card: card}).then(function (result) {
+          if (!result || result.error || !result.paymentMethod) throw refused(result && result.error && result.error.message);
+          return {method: "card", payment_method: result.paymentMethod.id};
+        });
+      },
+      authenticate: function (clientSecret) {
+        // The outcome is the server's to tell (the purchase is repeated either way): Stripe.js's own
+        // answer, success or error, only ends the bank's step.
+        return Promise.resolve().then(function () { return stripe.handleNextAction({clientSecret: clientSecret}); });
+      },
+      focus: function () { if (card && typeof card.focus === "function") card.focus(); }
+    };
+  }
+
   function initCheckout() {
     if (!requireSignIn()) return;
     var holdId = document.body.getAttribute("data-hold-id");
     var expiresAt = 0, timer = null, eventId = null;
-    var payKey = null;   // one Idempotency-Key per purchase attempt: a network retry replays, never double-charges
+    // A purchase to send again exactly as it was (same Idempotency-Key, same body): one whose answer was
+    // lost (a network error), or one the bank's 3-D Secure step interrupted (202). Sending it again
+    // replays or continues it and never charges twice; a refused purchase is retried with a new key.
+    var pending = null;
     var form = $("#pay-form");
+    var payBtn = $("#pay");
+    var field = document.body.getAttribute("data-gateway") === "stripe"
+      ? stripeCardField(document.body.getAttribute("data-stripe-key")) : mockCardField();
     var user = session.user();
     if (user && user.email) $("#email").value = user.email;
+
+    function step(text) { $("#payment-step").textContent = text || ""; }
 
     function expired() {
       clearInterval(timer);
       $("#countdown").textContent = "0:00";
       form.hidden = true;
+      step("");
       say(T.hold_expired);
       $("#back").hidden = false;
     }
@@ -411,30 +471,60 @@
       timer = setInterval(tick, 1000);
     });
 
-    form.addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      say("");
-      var payBtn = $("#pay");
-      payBtn.disabled = true;
-      payBtn.textContent = T.paying;
-      payKey = payKey || newIdempotencyKey();
-      var body = {payment: {method: "card", token: $("#card").value}, email: $("#email").value.trim()};
-      var code = $("#discount").value.trim();
-      if (code) body.discount_code = code;
-      var headers = {"Idempotency-Key": payKey};
+    // POST the purchase; a 202 runs the bank's step once, then the same request is sent again.
+    function send(attempt, afterBankStep) {
+      var headers = {"Idempotency-Key": attempt.key};
       var adm = eventId ? session.admission(eventId) : null;
       if (adm) headers["X-Admission-Token"] = adm.token;  // gated events check it again at purchase
-      api("POST", "/api/holds/" + encodeURIComponent(holdId) + "/purchase", body, headers)
+      pending = attempt;  // until an answer says otherwise
+      return api("POST", "/api/holds/" + encodeURIComponent(holdId) + "/purchase", attempt.body, headers)
         .then(function (res) {
-          if (res.status === 201) { clearInterval(timer); location.href = "/orders/" + encodeURIComponent(res.data.order_id); return; }
-          payKey = null;  // a refused attempt may be retried with other input under a new key
-          if (res.status === 402) say(T.payment_declined);
+          if (res.status === 201) {
+            pending = null;
+            clearInterval(timer);
+            location.href = "/orders/" + encodeURIComponent(res.data.order_id);
+            return;
+          }
+          if (res.status === 202) {
+            attempt.bankStep = true;  // from now on the same request continues this payment at the bank
+            var secret = res.data && res.data.client_secret;
+            if (afterBankStep || !secret || !field.authenticate) { step(""); say(T.bank_check_unfinished, "warn"); return; }
+            step(T.bank_check);
+            var again = function () { step(T.bank_check_sent); return send(attempt, true); };
+            return field.authenticate(secret).then(again, again);
+          }
+          step("");
+          if (attempt.bankStep && (res.status === 409 || res.status === 502 || res.status === 503)) {
+            say(T.payment_unavailable);  // kept pending: the same request continues the payment
+            return;
+          }
+          pending = null;  // refused: another try goes under a new key
+          if (res.status === 402) say(attempt.bankStep ? T.payment_not_authenticated : T.payment_declined);
           else if (res.status === 410) expired();
           else if (res.status === 502 || res.status === 503) say(T.payment_unavailable);
           else if (res.status === 403 && !adm) say(T.hold_need_admission, "warn");
           else say(tr("error_generic", {detail: problemText(res)}));
+          if (res.status === 402) field.focus();
+        });
+    }
+
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      if (payBtn.disabled) return;
+      say("");
+      payBtn.disabled = true;
+      payBtn.textContent = T.paying;
+      var attempt = pending ? Promise.resolve(pending) : field.payment().then(function (payment) {
+        var body = {payment: payment, email: $("#email").value.trim()};
+        var code = $("#discount").value.trim();
+        if (code) body.discount_code = code;
+        return {key: newIdempotencyKey(), body: body, bankStep: false};
+      });
+      attempt.then(function (a) { return send(a, false); })
+        .catch(function (err) {
+          step("");
+          if (err.forFan) { say(err.message); field.focus(); } else say(tr("error_generic", {detail: err.message}));
         })
-        .catch(function (err) { say(tr("error_generic", {detail: err.message})); })
         .then(function () { payBtn.disabled = false; payBtn.textContent = T.pay_button; });
     });
 

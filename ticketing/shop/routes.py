@@ -22,6 +22,7 @@ from aiohttp import web
 from rooms import sessions
 from stagedoor import errors
 from stagedoor.pages import render, tr
+from stagedoor.payment_pages import card_field, checkout_csp, no_real_money_notice
 from stagedoor.web import CALLS, KEYS, SETTINGS
 from ticketing.appkeys import CLOCK, INVENTORY
 from ticketing.catalog import events
@@ -39,14 +40,15 @@ PROXY_TIMEOUT_S = 5.0
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _html(body: str, status: int = 200) -> web.Response:
-    return web.Response(text=body, content_type="text/html", status=status, headers=NO_STORE)
+def _html(body: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=body, content_type="text/html", status=status, headers={**NO_STORE, **(headers or {})})
 
 
-def _page(request: web.Request, template: str, **context: Any) -> web.Response:
+def _page(request: web.Request, template: str, headers: dict[str, str] | None = None, **context: Any) -> web.Response:
     settings = request.app[SETTINGS]
     context.setdefault("waitingroom_url", settings.url_of("waitingroom"))
-    return _html(render(template, path=request.path, **context))
+    return _html(render(template, path=request.path, test_mode=no_real_money_notice(settings), **context),
+                 headers=headers)
 
 
 # ---------------------------------------------------------------- shop
@@ -117,7 +119,9 @@ async def _event_room(request: web.Request, event_id: str) -> str | None:
 
 
 def _not_found(request: web.Request) -> web.Response:
-    body = render("not_found.html", path=request.path, waitingroom_url=request.app[SETTINGS].url_of("waitingroom"))
+    settings = request.app[SETTINGS]
+    body = render("not_found.html", path=request.path, waitingroom_url=settings.url_of("waitingroom"),
+                  test_mode=no_real_money_notice(settings))
     return _html(body, status=404)
 
 
@@ -143,10 +147,14 @@ async def event_page(request: web.Request) -> web.Response:
 
 @routes.get("/checkout/{hold_id}")
 async def checkout_page(request: web.Request) -> web.Response:
+    """The card field depends on the gateway (stagedoor/payment_pages.py): the mock's test tokens, or
+    Stripe Elements, whose script, frames and API calls this page's own CSP allows."""
     hold_id = request.match_info["hold_id"]
     if not HOLD_ID_RE.match(hold_id):
         raise web.HTTPNotFound()
-    return _page(request, "checkout.html", hold_id=hold_id)
+    settings = request.app[SETTINGS]
+    return _page(request, "checkout.html", headers={"Content-Security-Policy": checkout_csp(settings)},
+                 hold_id=hold_id, card=card_field(settings))
 
 
 @routes.get("/orders/{order_id}")
