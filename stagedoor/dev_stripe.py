@@ -14,6 +14,18 @@ Stripe's current API that localstripe predates is taught to it here:
 ``payment_method_types`` it replaces is refused from 2026-09-30 on, and the SDK we pin speaks
 2026-10-28), read as the ``payment_method_types`` localstripe knows.
 
+So that the checkout page can pay from a browser here (it calls Stripe.js's ``createPaymentMethod``
+and ``handleNextAction``), two things the page needs are added to the server, and only here:
+
+- its Stripe.js stand-in (``/js.stripe.com/v3/``) is served with ``STAND_IN_COMPLETION`` appended:
+  ``createPaymentMethod`` (which does nothing in the stand-in) posts the card element's fields to
+  ``/v1/payment_methods`` with the publishable key, as Stripe.js does with Stripe, and
+  ``handleNextAction`` (which the stand-in lacks) is the stand-in's own ``confirmCardPayment``: its
+  3-D Secure dialog, then localstripe's ``_authenticate``, the bank's step there;
+- ``POST /v1/payment_methods`` accepts a publishable key (``pk_...`` as ``key`` in the body, the way
+  localstripe already takes it for tokens and ``_authenticate``) to create a ``card`` PaymentMethod.
+  Every other route and method, and any other PaymentMethod, still needs the secret key.
+
 What localstripe does and does not implement is in docs/payments.md ("The local Stripe server").
 The package is a development dependency (the ``embedded`` extra), never in the production image.
 """
@@ -36,6 +48,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stagedoor.payment_pages import STAND_IN_PATH  # where localstripe serves its Stripe.js stand-in
+
+# Appended to localstripe's Stripe.js stand-in (localstripe/localstripe-v3.js, which sets the global
+# ``Stripe`` and ``LOCALSTRIPE_BASE_API``, the server's URL): what the checkout page calls on Stripe.js
+# that the stand-in lacks. The card element's ``value.card`` is {number, exp_month, exp_year, cvc}.
+STAND_IN_COMPLETION = r"""
+/* Added by stagedoor's local Stripe server (stagedoor/dev_stripe.py): the Stripe.js calls the
+   checkout page makes that this stand-in lacks. Development and tests only. */
+(function () {
+  var standIn = Stripe;
+  Stripe = function (publishableKey) {
+    var stripe = standIn(publishableKey);
+    stripe.createPaymentMethod = async function (data) {
+      var value = data && data.card && data.card.value && data.card.value.card;
+      if (!value || !value.number) {
+        return {error: {type: "validation_error", message: "Your card number is incomplete."}};
+      }
+      var card = Object.assign({}, value, {number: String(value.number).replace(/\s+/g, "")});
+      try {
+        var response = await fetch(LOCALSTRIPE_BASE_API + "/v1/payment_methods", {
+          method: "POST", body: JSON.stringify({key: publishableKey, type: "card", card: card})});
+        var body = await response.json().catch(function () { return {}; });
+        if (!response.ok || body.error) return {error: body.error || {message: "HTTP " + response.status}};
+        return {paymentMethod: body};
+      } catch (err) {
+        return {error: {type: "api_connection_error", message: String(err)}};
+      }
+    };
+    stripe.handleNextAction = function (options) {
+      return stripe.confirmCardPayment(options && options.clientSecret);
+    };
+    return stripe;
+  };
+})();
+"""
 
 
 class LocalStripeUnavailable(RuntimeError):
@@ -145,6 +193,7 @@ def serve(port: int, port_file: Path | None, store_path: Path | None = None) -> 
         create_intent(intent, *args, **kwargs)
 
     PaymentIntent.__init__ = create_intent_of_current_api
+    _complete_for_the_checkout_page(server)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -153,6 +202,43 @@ def serve(port: int, port_file: Path | None, store_path: Path | None = None) -> 
         partial.write_text(str(sock.getsockname()[1]))
         partial.replace(port_file)  # whole or absent: the parent never reads half a number
     web.run_app(server.app, sock=sock, access_log=None, print=None)
+
+
+def _complete_for_the_checkout_page(server: Any) -> None:
+    """Serve the stand-in with ``STAND_IN_COMPLETION`` and let ``POST /v1/payment_methods`` take a
+    publishable key for a card (module docstring).
+
+    This reaches into localstripe's internals (its ``app``'s middleware list, its
+    ``auth_middleware``, ``get_api_key`` and ``get_post_data``), which is safe only because the
+    package is pinned (``localstripe==1.15.10`` in constraints.txt): check these names on an upgrade.
+    """
+    from aiohttp import web
+
+    localstripe_auth = server.auth_middleware
+
+    @web.middleware
+    async def auth_with_publishable_key_for_a_card(request: web.Request, handler: Any) -> web.StreamResponse:
+        if (request.method == "POST" and request.path == "/v1/payment_methods"
+                and server.get_api_key(request) is None):
+            data = await server.get_post_data(request, remove_auth=False)
+            key = data.get("key") if isinstance(data, dict) else None
+            if isinstance(key, str) and key.startswith("pk_") and data.get("type") == "card":
+                response: web.StreamResponse = await handler(request)
+                return response
+        response = await localstripe_auth(request, handler)
+        return response
+
+    @web.middleware
+    async def completed_stand_in(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if (request.method == "GET" and request.path == STAND_IN_PATH and isinstance(response, web.Response)
+                and response.status == 200 and response.text is not None):
+            response.text = response.text + STAND_IN_COMPLETION
+        return response
+
+    middlewares = server.app.middlewares
+    middlewares[middlewares.index(localstripe_auth)] = auth_with_publishable_key_for_a_card
+    middlewares.append(completed_stand_in)
 
 
 def _keep_store_in(store: Any, path: Path) -> None:

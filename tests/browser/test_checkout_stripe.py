@@ -1,8 +1,9 @@
-"""Paying in a real browser with the Stripe gateway against the local Stripe server (localstripe): a Stripe
-Elements card field (localstripe's Stripe.js stand-in, completed in the test by tests/support/stripe_js.py),
-the bank's 3-D Secure step after a 202 and the same purchase repeated under its Idempotency-Key; a
-decline after 3-D Secure and a failed authentication keep the hold. With the mock gateway, every page says
-it is in test mode and the checkout offers the test tokens."""
+"""Paying in a real browser with the Stripe gateway against the local Stripe server exactly as
+``stagedoor up`` serves it (stagedoor/dev_stripe.py; nothing is routed or added in the test): a Stripe
+Elements card field (localstripe's Stripe.js stand-in with the calls the launcher adds to it), the bank's
+3-D Secure step after a 202 and the same purchase repeated under its Idempotency-Key; a decline after
+3-D Secure and a failed authentication keep the hold. With the mock gateway, every page says it is in
+test mode and the checkout offers the test tokens."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import pytest
 from stagedoor.dev_stripe import LocalStripe
 from tests.support.browser import Stack, signed_in_script
 from tests.support.localstripe import CARD_3DS, CARD_3DS_THEN_DECLINED, CARD_OK, StripeAccount
-from tests.support.stripe_js import use_local_stripe_js
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests need playwright")
 expect = playwright_api.expect
@@ -59,13 +59,11 @@ async def stripe_stack(start_stack: Any, localstripe: LocalStripe, account: Stri
     return stack
 
 
-async def fan_page(browser: Any, stack: Stack, create_user: Any, account: StripeAccount | None = None) -> Any:
+async def fan_page(browser: Any, stack: Stack, create_user: Any) -> Any:
     fan = await create_user(roles=["customer"])
     context = await browser.new_context(viewport={"width": 1000, "height": 900})
     await context.add_init_script(signed_in_script(fan.token, {"id": fan.id, "name": "Card Fan", "email": fan.email,
                                                                "roles": ["customer"]}))
-    if account is not None:
-        await use_local_stripe_js(context, account)
     return await context.new_page()
 
 
@@ -91,7 +89,7 @@ async def test_a_fan_pays_with_a_3d_secure_card_through_stripe_elements_and_gets
     stack = await stripe_stack(start_stack, localstripe, stripe_account)
     organizer = await create_user(roles=["organizer"])
     event = await stack.create_event(organizer.headers, title="Secure Night")
-    page = await fan_page(browser, stack, create_user, stripe_account)
+    page = await fan_page(browser, stack, create_user)
     purchases = Purchases(page)
     blocked: list[str] = []
     page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
@@ -135,7 +133,7 @@ async def test_a_decline_after_3d_secure_and_a_failed_authentication_keep_the_ho
     stack = await stripe_stack(start_stack, localstripe, stripe_account)
     organizer = await create_user(roles=["organizer"])
     event = await stack.create_event(organizer.headers, title="Declined Night")
-    page = await fan_page(browser, stack, create_user, stripe_account)
+    page = await fan_page(browser, stack, create_user)
     purchases = Purchases(page)
     hold_id = await hold_at_checkout(page, stack, event["id"], "S1, row B, seat 1")
     not_confirmed = "Your bank did not confirm this payment, so nothing was charged. Your tickets are still held"
