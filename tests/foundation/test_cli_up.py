@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from stagedoor.dev_stripe import STAND_IN_COMPLETION
 from stagedoor.embedded import free_port
 from tests.support.up_process import running_up
 
@@ -81,6 +82,8 @@ def test_up_with_stripe_and_no_api_base_runs_a_local_stripe_test_server_and_stop
         request = urllib.request.Request(url + "/v1/balance", headers={"Authorization": "Bearer sk_test_probe"})
         with urllib.request.urlopen(request, timeout=5) as resp:
             assert resp.status == 200
+        status, stand_in = _get(url + "/js.stripe.com/v3/")  # what the checkout page loads, made payable
+        assert status == 200 and stand_in.decode().endswith(STAND_IN_COMPLETION)
         status, _ = _get(f"http://127.0.0.1:{env['STAGEDOOR_TICKETING_PORT']}/readyz")
         assert status == 200
     assert up.returncode == 0, banner + up.rest
