@@ -118,7 +118,8 @@ def _resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, An
     return schema
 
 
-def build_spec(title: str, version: str, apis: Iterable[Api], description: str = "") -> dict[str, Any]:
+def build_spec(title: str, version: str, apis: Iterable[Api], description: str = "",
+               max_body_bytes: int | None = None) -> dict[str, Any]:
     operations = [op for api in apis for op in api.operations]
     types: list[Any] = [Problem]
     for op in operations:
@@ -150,7 +151,10 @@ def build_spec(title: str, version: str, apis: Iterable[Api], description: str =
         if params:
             entry["parameters"] = params
         if op.body is not None:
-            body_schema = {"type": "string"} if isinstance(op.body, str) else by_type[id(op.body)]
+            # a raw body (read as it came, e.g. to check a signature over it) is bounded by the size limit
+            body_schema = ({"type": "string", "description": op.body,
+                            **({"maxLength": max_body_bytes} if max_body_bytes else {})}
+                           if isinstance(op.body, str) else by_type[id(op.body)])
             entry["requestBody"] = {"required": True, "content": {op.body_content_type: {"schema": body_schema}}}
         if op.response is None:
             entry["responses"][str(op.status)] = {"description": "Success"}

@@ -253,7 +253,7 @@ def base_app(
     all_apis = [_ops_api(), *apis]
     for api in all_apis:
         add_routes(app, api.routes)
-    app[OPENAPI] = build_spec(title, "0.1.0", all_apis, description)
+    app[OPENAPI] = build_spec(title, "0.1.0", all_apis, description, max_body_bytes=settings.max_body_bytes)
     return app
 
 
