@@ -9,7 +9,9 @@
     statement, 32 clients.
 (c) The bare stack: loadtest.hello_server (aiohttp + uvloop) with 1 and 2 processes
     (SO_REUSEPORT), a hello-world handler and a handler doing one EVALSHA through
-    redis.asyncio + hiredis, driven by our own driver with the same settings as the scenarios.
+    redis.asyncio + hiredis, driven by our own driver with the same settings as the scenarios;
+    the asyncpg purchase handlers, one of them after a gateway's 300 ms (``CHARGED_LIMIT``,
+    driven with as many purchases in flight as purchase_gateway_latency keeps).
 """
 
 from __future__ import annotations
