@@ -70,10 +70,12 @@ from stagedoor.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, with_
 from stagedoor.keys import KeyRing
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BUDGET_S = 600  # about 10 minutes of limits and scenarios; one that would not fit is skipped, and says so
+DEFAULT_BUDGET_S = 660  # about 10 minutes of limits and scenarios; one that would not fit is skipped, and says so
 SCENARIO_OVERHEAD_S = 45  # start servers, setup, stop: reserved on top of warm-up + duration
 INTERLEAVED_ROUNDS = 3  # rounds of (hello world, scenario) for a scenario with INTERLEAVED (see run_interleaved)
 COMPONENTS = ("waitingroom", "ticketing", "admission", "worker")
+# Loopback ports for servers a scenario starts beside ours (``env.url("stripe")``: a local Stripe)
+EXTRA_URLS = ("stripe",)
 
 
 def log(message: str) -> None:
@@ -286,7 +288,7 @@ def tail(path: Path, lines: int = 15) -> str:
 
 def scenario_env(stores: Stores, redis_url: str, keys_dir: Path, secrets_: dict[str, str],
                  settings: dict[str, str] | None = None) -> BenchEnv:
-    urls = {c: f"http://127.0.0.1:{free_port()}" for c in COMPONENTS}
+    urls = {c: f"http://127.0.0.1:{free_port()}" for c in (*COMPONENTS, *EXTRA_URLS)}
     return BenchEnv(urls=urls, redis_url=redis_url, database_url=stores.database_url,
                     admin_api_key=secrets_["admin_api_key"], queue_token_secret=secrets_["queue_token_secret"],
                     signing_keys_dir=str(keys_dir), data_dir=str(stores.workdir / "data"), settings=settings or {})

@@ -14,4 +14,4 @@ if [ -z "${STAGEDOOR_BENCH_COMMAND:-}" ]; then
     fi
 fi
 # The whole run is bounded by loadtest.bench (--budget); this is the hard stop behind it.
-exec timeout --kill-after=30 600 "$PY" -m loadtest.bench "$@"
+exec timeout --kill-after=30 660 "$PY" -m loadtest.bench "$@"

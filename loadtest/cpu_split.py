@@ -21,14 +21,18 @@ window are not seen.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psutil
+
+from loadtest.machine import is_ours
 
 SAMPLE_EVERY_S = 0.25
 LOAD_GENERATOR = "load generator"
@@ -51,14 +55,17 @@ def _group_of(cmdline: str, groups: Sequence[tuple[str, str]], driver_pid: int, 
     return None
 
 
-def sample(groups: Sequence[tuple[str, str]], driver_pid: int) -> Sample:
+def sample(groups: Sequence[tuple[str, str]], driver_pid: int, own_only: bool = False) -> Sample:
+    """Every matching process's CPU time now; ``own_only``: only processes of the bench's own
+    (``driver_pid``'s descendants and the servers registered in loadtest.machine), not another
+    run's servers with the same command line."""
     cpu: dict[int, tuple[str, float]] = {}
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmdline = " ".join(proc.info["cmdline"] or ())
             parents = {p.pid for p in proc.parents()} if _DRIVER_WORKER in cmdline else set()
             group = _group_of(cmdline, groups, driver_pid, parents)
-            if group is None:
+            if group is None or (own_only and not is_ours(proc, driver_pid)):
                 continue
             times = proc.cpu_times()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -85,6 +92,42 @@ def split(samples: Sequence[Sample], warmup_s: float) -> tuple[float, dict[str, 
         if pid in start.cpu_s:
             used[group] = used.get(group, 0.0) + max(0.0, cpu_end - start.cpu_s[pid][1])
     return end.at - start.at, used
+
+
+class CpuDuring:
+    """Each group's cores over the measured window of a load this process drives (``run_load``
+    inside the block), sampled in a thread; only the bench's own processes count::
+
+        with CpuDuring((("ticketing", "serve ticketing"), ("postgres", "postgres")), warmup_s=2) as cpu:
+            result = run_load(...)
+        cpu.cores()   # {"ticketing": 1.1, "postgres": 0.3, "load generator": 0.4}
+    """
+
+    def __init__(self, groups: Sequence[tuple[str, str]], warmup_s: float) -> None:
+        self.groups = tuple(groups)
+        self.warmup_s = warmup_s
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-during", daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            self.samples.append(sample(self.groups, me, own_only=True))
+            self._stop.wait(SAMPLE_EVERY_S)
+
+    def __enter__(self) -> CpuDuring:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cores(self) -> dict[str, float]:
+        """Cores per group (CPU seconds over the window's seconds); every group named, 0 when unseen."""
+        window_s, used = split(self.samples, self.warmup_s)
+        return {name: used.get(name, 0.0) / window_s for name in (*(g for g, _ in self.groups), LOAD_GENERATOR)}
 
 
 def main(argv: list[str] | None = None) -> int:

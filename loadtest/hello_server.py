@@ -11,6 +11,9 @@
     POST /purchase       the purchase transaction through an asyncpg pool (stock settings, 20 per
                          process): BEGIN, INSERT order, INSERT 2 tickets, COMMIT
     POST /purchase_cte   the same as one CTE statement
+    POST /purchase_cte_charged?charge_ms=300  the CTE after ``charge_ms`` of waiting (a gateway's
+                         answer), holding no connection meanwhile: the best a process does with
+                         that many purchases in flight
                    (tables of loadtest.limits.PG_SCHEMA; needs --database-url)
 
     python -m loadtest.hello_server --port 8090 --processes 2 [--redis-url URL] [--database-url URL]
@@ -86,6 +89,11 @@ async def purchase_cte(request: web.Request) -> web.Response:
     counter[0] += 1
     await request.app[DB].execute(PURCHASE_CTE_SQL, counter[0] % 100 + 1, counter[0])  # type: ignore[attr-defined]
     return web.Response(text="ok", status=201)
+
+
+async def purchase_cte_charged(request: web.Request) -> web.Response:
+    await asyncio.sleep(int(request.query.get("charge_ms", "0")) / 1000)
+    return await purchase_cte(request)
 
 
 class Batcher:
@@ -183,6 +191,7 @@ def create_app(redis_url: str | None, process_tag: str, database_url: str | None
         app.cleanup_ctx.append(db_ctx)
         app.router.add_post("/purchase", purchase)
         app.router.add_post("/purchase_cte", purchase_cte)
+        app.router.add_post("/purchase_cte_charged", purchase_cte_charged)
     return app
 
 

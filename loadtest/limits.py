@@ -9,7 +9,9 @@
     statement, 32 clients.
 (c) The bare stack: loadtest.hello_server (aiohttp + uvloop) with 1 and 2 processes
     (SO_REUSEPORT), a hello-world handler and a handler doing one EVALSHA through
-    redis.asyncio + hiredis, driven by our own driver with the same settings as the scenarios.
+    redis.asyncio + hiredis, driven by our own driver with the same settings as the scenarios;
+    the asyncpg purchase handlers, one of them after a gateway's 300 ms (``CHARGED_LIMIT``,
+    driven with as many purchases in flight as purchase_gateway_latency keeps).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,11 @@ from stagedoor.settings import LUA_DIR
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
+# A payment gateway's answer time, and the purchases kept in flight to hide it (2 load processes x
+# this many): loadtest/scenarios/purchase_gateway_latency.py and its raw limit below.
+GATEWAY_LATENCY_MS = 300
+CHARGED_CONCURRENCY = 200
+CHARGED_LIMIT = f"asyncpg_purchase_cte_{GATEWAY_LATENCY_MS}ms_2p"
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,9 @@ class LimitsPlan:
     pgbench_duration_s: int = 10
     http_load: LoadConfig = field(default_factory=lambda: LoadConfig(
         processes=2, concurrency=32, duration_s=6.0, warmup_s=1.5, max_requests=5_000_000))
+    # the purchase handler with a gateway's latency: as many in flight as purchase_gateway_latency keeps
+    charged_load: LoadConfig = field(default_factory=lambda: LoadConfig(
+        processes=2, concurrency=CHARGED_CONCURRENCY, duration_s=6.0, warmup_s=1.5, max_requests=5_000_000))
 
     def __post_init__(self) -> None:
         if not 1 <= self.repeats <= 5:
@@ -125,6 +135,7 @@ class LimitsPlan:
             self.pgbench_duration_s = 2
             self.http_load = LoadConfig(processes=2, concurrency=16, duration_s=2.0, warmup_s=0.5,
                                         max_requests=1_000_000)
+            self.charged_load = replace(self.charged_load, duration_s=2.0, warmup_s=0.5)
 
 
 # ----------------------------------------------------------------------------- (a) redis
@@ -407,6 +418,7 @@ def hello_command(processes: int, load: LoadConfig, client: str = "raw") -> str:
 def measure_stack(redis_url: str, database_url: str | None, plan: LimitsPlan,
                   log: Callable[[str], None]) -> list[Limit]:
     limits: list[Limit] = []
+    charged = CHARGED_LIMIT.removesuffix("_2p")  # measured with charged_load: many purchases in flight
     for processes in (1, 2):
         with hello_server(redis_url, processes, database_url if processes == 2 else None) as base:
             runs = [("/hello", "raw", "hello", "aiohttp + uvloop hello world"),
@@ -424,20 +436,23 @@ def measure_stack(redis_url: str, database_url: str | None, plan: LimitsPlan,
                               f"stock pool of {POOL_SIZE})"),
                              ("/purchase_cte", "raw", "asyncpg_purchase_cte",
                               "aiohttp handler doing the purchase as one CTE through asyncpg "
-                              f"(stock pool of {POOL_SIZE})")]
+                              f"(stock pool of {POOL_SIZE})"),
+                             (f"/purchase_cte_charged?charge_ms={GATEWAY_LATENCY_MS}", "raw", charged,
+                              f"aiohttp handler waiting {GATEWAY_LATENCY_MS} ms (a gateway's answer; no connection "
+                              f"held), then the purchase as one CTE through asyncpg (stock pool of {POOL_SIZE})")]
             for path, client, key, label in runs:
                 name = f"{key}_{processes}p" + ("_aiohttp" if client == "aiohttp" else "")
+                cfg = plan.charged_load if key == charged else plan.http_load
                 measured = []
                 for _ in range(plan.repeats):
                     with OthersLoad() as busy:
-                        result = run_hello(base, plan.http_load, path, client)
+                        result = run_hello(base, cfg, path, client)
                     log("  " + format_summary(name, result) + f"; others used {busy.cores} cores meanwhile")
                     measured.append((result.req_per_s, result, busy.cores))
                 measured.sort(key=lambda m: m[0])
                 _, result, _ = measured[len(measured) // 2]  # the median run
                 others = max((m[2] for m in measured if m[2] is not None), default=None)
                 s = result.summary()
-                cfg = plan.http_load
                 if plan.repeats > 1:
                     label += f" (median of {plan.repeats} runs)"
                 driver = "lean client (state.http)" if client == "raw" else "aiohttp client session"

@@ -33,7 +33,8 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
-def _ours(proc: psutil.Process, me: int) -> bool:
+def is_ours(proc: psutil.Process, me: int) -> bool:
+    """``proc`` is ``me``, a descendant of it, or of a server registered with ``register_own``."""
     roots = OWN_ROOTS | {me}
     try:
         return proc.pid in roots or any(parent.pid in roots for parent in proc.parents())
@@ -44,7 +45,7 @@ def _ours(proc: psutil.Process, me: int) -> bool:
 def _others_cpu_s(me: int) -> dict[int, float]:
     out: dict[int, float] = {}
     for proc in psutil.process_iter():
-        if _ours(proc, me):
+        if is_ours(proc, me):
             continue
         try:
             times = proc.cpu_times()

@@ -45,22 +45,29 @@ def servers(env: BenchEnv) -> list[ServerSpec]:
                           STAGEDOOR_PAYMENT_MOCK_LATENCY_MS="0")]
 
 
-def _seat_map() -> dict[str, Any]:
-    per_row, rows = 1_000, 20
-    sections = SEATS // (per_row * rows)
-    return {"sections": [{"name": f"S{s}", "rows": [
-        {"label": f"R{r}", "seats": [{"number": str(n), "tier": "A"} for n in range(1, per_row + 1)]}
-        for r in range(1, rows + 1)]} for s in range(1, sections + 1)]}
+def _seat_map(seats: int) -> dict[str, Any]:
+    """``seats`` seats in rows of 1,000 (the last one shorter), 20 rows to a section."""
+    per_row, rows_per_section = 1_000, 20
+    rows = [{"label": f"R{r % rows_per_section + 1}",
+             "seats": [{"number": str(n), "tier": "A"} for n in range(1, min(per_row, seats - r * per_row) + 1)]}
+            for r in range(-(-seats // per_row))]
+    return {"sections": [{"name": f"S{s + 1}", "rows": rows[s * rows_per_section:(s + 1) * rows_per_section]}
+                         for s in range(-(-len(rows) // rows_per_section))]}
 
 
 async def setup(env: BenchEnv) -> dict[str, Any]:
-    tasks = LOAD.processes * LOAD.concurrency
-    org_token, tokens = await bench_accounts(env, tasks, "bench")
+    return await create_shop(env, LOAD.processes * LOAD.concurrency, "bench")
+
+
+async def create_shop(env: BenchEnv, fans: int, label: str, seats: int = SEATS) -> dict[str, Any]:
+    """An event on sale with ``seats`` seats and an access token for each of ``fans`` customers: the
+    ctx of the hold + purchase scenarios (``base``, ``event_id``, ``tokens``)."""
+    org_token, tokens = await bench_accounts(env, fans, label)
     body = {
         "title": "Bench arena", "category": "concert", "currency": "EUR",
         "venue": {"name": "Bench Arena", "city": "Benchville", "address": "1 Loop St"},
         "starts_at": "2030-06-01T19:00:00Z", "ends_at": "2030-06-01T22:00:00Z",
-        "tiers": [{"code": "A", "name": "Hall", "price": 4500}], "seat_map": _seat_map(),
+        "tiers": [{"code": "A", "name": "Hall", "price": 4500}], "seat_map": _seat_map(seats),
         "max_tickets_per_order": 4,
     }
     base = env.url("ticketing")
@@ -82,15 +89,16 @@ PAYMENT = {"payment": {"method": "card", "token": "tok_ok"}, "email": "fan@examp
 
 
 async def hold_and_buy(state: WorkerState, ticketing: str) -> int:
-    """One measured purchase: hold the task's next seat, pay for it with ``tok_ok`` (also used by
-    the replicas scenario)."""
+    """One measured purchase: hold the task's next seat, pay for it with ``state.data["payment"]``
+    (default: ``tok_ok``); also used by the replicas and the gateway scenarios."""
     auth = state.data["auth"]
     seat = f"s{state.next_id() + 1}"
     held = await state.http.post(state.data["hold_url"], json_body={"seats": [seat]}, headers=auth)
     if held.status != 201:
         return held.status
     hold_id = held.json()["hold_id"]
-    bought = await state.http.post(f"{ticketing}/api/holds/{hold_id}/purchase", json_body=PAYMENT,
+    bought = await state.http.post(f"{ticketing}/api/holds/{hold_id}/purchase",
+                                   json_body=state.data.get("payment", PAYMENT),
                                    headers={**auth, "Idempotency-Key": hold_id})
     return bought.status
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -71,3 +72,31 @@ def test_a_scenario_and_hello_world_are_measured_in_alternating_rounds(tmp_path:
     figures = {f.name: f.value for f in outcome.figures}
     assert figures["req_per_s_vs_hello_2p_rounds"] == 2
     assert 0 < figures["req_per_s_vs_hello_2p_min"] <= figures["req_per_s_vs_hello_2p_max"]
+
+
+def test_the_gateway_scenarios_are_ready_and_name_the_limit_measured_with_their_concurrency() -> None:
+    from loadtest.limits import CHARGED_CONCURRENCY, CHARGED_LIMIT, LimitsPlan
+    from loadtest.scenarios import purchase_gateway_latency
+
+    candidates = {c.name: c for c in find_scenarios([])}
+    assert candidates["purchase_gateway_latency"].ready and candidates["purchase_stripe"].ready
+    assert limit_families(find_scenarios(["purchase_gateway_latency"]), selective=True) == ("stack",)
+    assert CHARGED_LIMIT in {t.limit for t in purchase_gateway_latency.TARGETS}
+    load = purchase_gateway_latency.LOAD
+    assert load.concurrency == LimitsPlan().charged_load.concurrency == CHARGED_CONCURRENCY
+    assert load.processes * load.concurrency >= 400  # 1,000/s with 300 ms charges needs 300+ in flight
+
+
+def test_every_scenario_gets_a_loopback_port_for_a_local_stripe(tmp_path: Path) -> None:
+    from loadtest.bench import Stores, scenario_env
+    from loadtest.scenarios import purchase_stripe
+
+    stores = Stores(tmp_path, "postgresql://x@127.0.0.1/postgres", "postgresql://x@127.0.0.1/db", None, "db")
+    env = scenario_env(stores, "redis://127.0.0.1:1/0", tmp_path / "keys", {"admin_api_key": "k",
+                                                                           "queue_token_secret": "s"})
+    localstripe, ticketing = purchase_stripe.servers(env)
+    assert localstripe.url == env.url("stripe") != env.url("ticketing")
+    assert localstripe.argv[-2:] == ("--port", str(urlsplit(env.url("stripe")).port))
+    assert ticketing.env["STAGEDOOR_STRIPE_API_BASE"] == env.url("stripe")
+    assert ticketing.env["STAGEDOOR_PAYMENT_GATEWAY"] == "stripe"
+    assert "STAGEDOOR_STRIPE_PORT" not in ticketing.env  # not a component of ours

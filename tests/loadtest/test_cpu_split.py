@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from loadtest.cpu_split import LOAD_GENERATOR, Sample, _group_of, main, split
@@ -55,3 +57,36 @@ def test_bad_arguments_are_refused() -> None:
         main(["--group", "nonsense", "--", "healthz"])
     with pytest.raises(SystemExit):
         main(["--group", "server=serve"])
+
+
+def test_own_only_leaves_out_processes_the_bench_did_not_start() -> None:
+    import os
+
+    import psutil
+
+    from loadtest.cpu_split import sample
+
+    init = " ".join(psutil.Process(1).cmdline())
+    groups = (("init", init),)
+    assert 1 in sample(groups, os.getpid()).cpu_s
+    assert 1 not in sample(groups, os.getpid(), own_only=True).cpu_s
+
+
+def test_cpu_during_a_load_is_split_by_group(tmp_path: Path) -> None:
+    """For real: a short load on the hello-world server, its CPU and the load generator's."""
+    from loadtest.cpu_split import CpuDuring
+    from loadtest.limits import hello_server, run_hello
+    from loadtest.scenario import LoadConfig
+    from stagedoor.embedded import EmbeddedRedis
+
+    redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    try:
+        with hello_server(redis.url, processes=1) as base, \
+                CpuDuring((("hello", "loadtest.hello_server"),), warmup_s=0.5) as cpu:
+            result = run_hello(base, LoadConfig(processes=1, concurrency=8, duration_s=2.0, warmup_s=0.5))
+    finally:
+        redis.stop()
+    assert result.requests > 0
+    cores = cpu.cores()
+    assert set(cores) == {"hello", LOAD_GENERATOR}
+    assert 0 < cores["hello"] <= 1.5 and 0 < cores[LOAD_GENERATOR] <= 1.5, cores

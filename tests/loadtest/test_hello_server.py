@@ -1,8 +1,10 @@
-"""The bare-stack server used for the raw limits: its batching Redis client answers each caller."""
+"""The bare-stack server used for the raw limits: its batching Redis client answers each caller; its
+purchase after a charge's wait holds no connection meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import redis.asyncio as redis_asyncio
@@ -52,3 +54,35 @@ async def test_pipelined_evalsha_handler_answers_each_request(aiohttp_client: An
         assert sorted(ranks) == list(range(40))
     finally:
         await redis_client.delete(*JOIN_KEYS)
+
+
+async def test_the_purchase_after_a_charge_waits_without_a_connection_and_commits_each(
+        aiohttp_client: Any, database_url: str) -> None:
+    """/purchase_cte_charged (the raw limit beside purchase_gateway_latency): purchases that wait
+    for their charge overlap, more of them than the pool has connections, and each commits."""
+    import asyncpg
+
+    from loadtest.hello_server import POOL_SIZE, create_app
+    from loadtest.limits import PG_SCHEMA
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(PG_SCHEMA)
+        client = await aiohttp_client(create_app(None, "t", database_url))
+        purchases, charge_ms = 4 * POOL_SIZE, 250
+
+        async def one() -> int:
+            response = await client.post(f"/purchase_cte_charged?charge_ms={charge_ms}")
+            await response.read()
+            return response.status
+
+        started = time.perf_counter()
+        statuses = await asyncio.gather(*(one() for _ in range(purchases)))
+        elapsed = time.perf_counter() - started
+        assert statuses == [201] * purchases
+        assert await conn.fetchval("SELECT count(*) FROM bench_orders") == purchases
+        assert await conn.fetchval("SELECT count(*) FROM bench_tickets") == 2 * purchases
+        # one wait for all of them: a connection held through the wait would make four rounds of it
+        assert charge_ms / 1000 <= elapsed < 4 * charge_ms / 1000, elapsed
+    finally:
+        await conn.close()
