@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 from stagedoor.errors import DependencyUnavailable
@@ -118,3 +119,38 @@ async def test_a_turn_larger_than_a_statement_is_split_and_every_purchase_is_rec
     assert all(o is not None and o.inserted for o in opened)
     assert len(counting.statements) == (1 if n == 1 else 2)
     assert await client.app[DB].fetchval("SELECT count(*) FROM charge_attempts") == n
+
+
+async def test_one_row_postgresql_refuses_fails_alone_and_the_rest_of_its_turn_is_recorded(shop: Any,
+                                                                                          create_user: Any) -> None:
+    client = await shop()
+    fans = [await create_user() for _ in range(4)]
+    counting = CountingPool(client.app[DB])
+    records = PaymentRecords(counting)  # type: ignore[arg-type]
+    bad = msgspec.structs.replace(_payment(fans[0].id, "odd"), currency="EURO")  # not a char(3)
+    results = await asyncio.gather(records.open(bad), *(records.open(_payment(f.id, "fine")) for f in fans[1:]),
+                                   return_exceptions=True)
+    assert isinstance(results[0], DependencyUnavailable)
+    assert all(not isinstance(r, BaseException) and r is not None and r.inserted for r in results[1:]), results
+    # the turn's statement, then the one-by-one OPEN of each purchase
+    assert len(counting.statements) == 1 + len(fans)
+    rows = await client.app[DB].fetch("SELECT user_id::text AS user_id FROM charge_attempts")
+    assert sorted(r["user_id"] for r in rows) == sorted(f.id for f in fans[1:])
+
+
+async def test_a_batch_whose_answer_was_lost_is_found_by_the_one_by_one_open(shop: Any, create_user: Any) -> None:
+    """The batch wrote its rows but its caller saw an error (the connection died after the commit): each
+    purchase then reuses its attempt, never opens a second one."""
+    client = await shop()
+    fan = await create_user()
+
+    class LostAnswer(CountingPool):
+        async def fetch(self, query: str, *args: Any) -> Any:
+            await super().fetch(query, *args)
+            raise ConnectionResetError("the answer was lost")
+
+    records = PaymentRecords(LostAnswer(client.app[DB]))  # type: ignore[arg-type]
+    opened = await records.open(_payment(fan.id, "lost"))
+    assert opened is not None and (opened.gateway_key.endswith(":0"), opened.status, opened.inserted) == (
+        True, "pending", False)
+    assert await client.app[DB].fetchval("SELECT count(*) FROM charge_attempts") == 1

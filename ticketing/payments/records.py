@@ -19,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 from typing import Literal
 
 import asyncpg
 import msgspec
 
 from stagedoor.errors import DependencyUnavailable
+
+logger = logging.getLogger(__name__)
 
 PaymentStatus = Literal["pending", "succeeded", "failed", "unknown", "refunding", "refunded", "refund_failed"]
 
@@ -324,10 +327,14 @@ class PaymentRecords:
                 [p.fingerprint for p in ps], [p.email for p in ps], [p.subtotal for p in ps],
                 [p.discount for p in ps], [p.discount_code_id for p in ps], [p.amount for p in ps],
                 [p.currency for p in ps])
-        except Exception as exc:  # every purchase of the batch learns it (none of them is recorded)
+        except Exception:
+            # Nothing of the batch is known to be recorded: each purchase takes the one-by-one OPEN, which
+            # finds an attempt the batch did write (its commit's answer lost), and fails on its own if the
+            # trouble was its own row or PostgreSQL is away.
+            logger.warning("first_attempts_batch_failed", extra={"purchases": len(batch)}, exc_info=True)
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_result(False)
             return
         recorded = {row["purchase_key"] for row in rows}
         for p, future in batch:
