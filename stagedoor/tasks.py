@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -43,3 +43,19 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], timeout_s: float = STOP
 
 async def stop_task(task: asyncio.Task[Any], timeout_s: float = STOP_TIMEOUT_S) -> None:
     await stop_tasks([task], timeout_s)
+
+
+async def run_every(interval_s: float, step: Callable[[], Awaitable[Any]], failed_event: str,
+                    first_delay_s: float = 0.0) -> None:
+    """A background loop: ``step()`` every ``interval_s`` (after ``first_delay_s``) until cancelled. A step
+    that fails is logged as ``failed_event`` with its traceback, and the loop goes on."""
+    if first_delay_s > 0:
+        await asyncio.sleep(first_delay_s)
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(failed_event)
+        await asyncio.sleep(interval_s)

@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.support.events",
     "tests.support.shop",
     "tests.support.localstripe",
+    "tests.support.payments",
 ]

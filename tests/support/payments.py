@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import asyncpg
 import msgspec
+import pytest
 from aiohttp import web
 
 from stagedoor.clock import ManualClock
@@ -317,6 +318,16 @@ async def start_payment_stack(aiohttp_server: Callable[..., Any], aiohttp_client
     shop = await aiohttp_client(shop_app)
     worker = await aiohttp_client(worker_app)
     return PaymentStack(shop=shop, worker=worker, double=double, gateway=gateway, settings=settings)
+
+
+@pytest.fixture
+def payment_stack(aiohttp_server: Any, aiohttp_client: Any, make_settings: Any, keyring: KeyRing,
+                  manual_clock: ManualClock) -> Callable[..., Awaitable[PaymentStack]]:
+    """``await payment_stack(**settings)``: the shop and the worker on one gateway double (above)."""
+    async def start(**overrides: Any) -> PaymentStack:
+        return await start_payment_stack(aiohttp_server, aiohttp_client, make_settings, keyring, manual_clock,
+                                         **overrides)
+    return start
 
 
 async def age_payments(db: asyncpg.Pool, seconds: float) -> None:

@@ -7,16 +7,16 @@ again, the sweep goes on from where it stopped."""
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from typing import Any
 
 import pytest
 
-from stagedoor.clock import ManualClock
 from stagedoor.web import DB
 from tests.support.events import buy, hold_seats
-from tests.support.payments import PaymentStack, age_payments, payment_rows, start_payment_stack
+from tests.support.payments import PaymentStack, age_payments, payment_rows
 from ticketing.appkeys import GATEWAY_SWEEP, RECONCILER
 from ticketing.payments.gateway import ChargeRequiresAction
 from ticketing.payments.records import NewPayment, PaymentRecords, purchase_key
@@ -28,15 +28,10 @@ OUR_KEY = "ab" * 20 + ":0"  # the shape of our gateway keys (<purchase_key>:<seq
 
 
 @pytest.fixture
-def stack(aiohttp_server: Any, aiohttp_client: Any, make_settings: Any, keyring: Any,
-          manual_clock: ManualClock) -> Any:
-    async def start(**overrides: Any) -> PaymentStack:
-        overrides.setdefault("payment_sweep_settle_s", 0)  # payments made in the test are swept at once
-        overrides.setdefault("payment_sweep_overlap_s", 0)
-        overrides.setdefault("payment_sweep_lookback_s", 3600)
-        return await start_payment_stack(aiohttp_server, aiohttp_client, make_settings, keyring, manual_clock,
-                                         **overrides)
-    return start
+def stack(payment_stack: Any) -> Any:
+    # payments made in the test are swept at once
+    return functools.partial(payment_stack, payment_sweep_settle_s=0, payment_sweep_overlap_s=0,
+                             payment_sweep_lookback_s=3600)
 
 
 async def _metric(client: Any, name: str) -> float:

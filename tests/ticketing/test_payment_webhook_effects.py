@@ -14,17 +14,17 @@ tests/support/payments.py; webhooks signed as Stripe signs them, tests/support/s
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import asyncpg
 import pytest
 
 from stagedoor.bus import envelope_of_row
-from stagedoor.clock import ManualClock
 from stagedoor.dev_mail import MailSink, sink_port, start_sink
 from stagedoor.web import DB
 from tests.support.events import buy, hold_seats
-from tests.support.payments import PaymentStack, age_payments, start_payment_stack
+from tests.support.payments import PaymentStack, age_payments
 from tests.support.stripe_webhooks import (
     WEBHOOK_SECRET,
     charge,
@@ -40,14 +40,8 @@ from ticketing.consumers import CONSUMER_FACTORIES
 
 
 @pytest.fixture
-def stack(aiohttp_server: Any, aiohttp_client: Any, make_settings: Any, keyring: Any,
-          manual_clock: ManualClock) -> Any:
-    async def start(**overrides: Any) -> PaymentStack:
-        overrides.setdefault("stripe_webhook_secret", WEBHOOK_SECRET)
-        overrides.setdefault("outbox_relay_interval_ms", 20)
-        return await start_payment_stack(aiohttp_server, aiohttp_client, make_settings, keyring, manual_clock,
-                                         **overrides)
-    return start
+def stack(payment_stack: Any) -> Any:
+    return functools.partial(payment_stack, stripe_webhook_secret=WEBHOOK_SECRET, outbox_relay_interval_ms=20)
 
 
 class Sale:

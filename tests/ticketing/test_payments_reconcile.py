@@ -13,28 +13,21 @@ from typing import Any
 import asyncpg
 import pytest
 
-from stagedoor.clock import ManualClock
 from stagedoor.redis_keys import RedisKeys
 from stagedoor.web import DB, KEYS, REDIS
 from tests.support.events import buy, hold_seats
 from tests.support.payments import (
-    PaymentStack,
     age_payments,
     make_refunds_due,
     payment_rows,
-    start_payment_stack,
 )
 from ticketing.appkeys import ORDERS, PAYMENTS, PURCHASES, RECONCILER
 from ticketing.payments.refunding import refund_backoff_s
 
 
 @pytest.fixture
-def stack(aiohttp_server: Any, aiohttp_client: Any, make_settings: Any, keyring: Any,
-          manual_clock: ManualClock) -> Any:
-    async def start(**overrides: Any) -> PaymentStack:
-        return await start_payment_stack(aiohttp_server, aiohttp_client, make_settings, keyring, manual_clock,
-                                         **overrides)
-    return start
+def stack(payment_stack: Any) -> Any:
+    return payment_stack
 
 
 # the purchase statement waiting for the event's sales lock (its text is too long for pg_stat_activity)

@@ -34,13 +34,13 @@ leased it: a lookup that saw no charge cannot fail a row whose retry is charging
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import msgspec
 
 from stagedoor.clock import Clock
 from stagedoor.errors import DependencyUnavailable, StagedoorError
+from stagedoor.tasks import run_every
 from ticketing.holds.errors import HoldNotFound
 from ticketing.orders.order_commit import OrderSpec, after_commit, build_order
 from ticketing.orders.purchase_deps import PurchaseDeps
@@ -68,15 +68,7 @@ class Reconciler:
         self.clock = clock
 
     async def run(self) -> None:
-        interval = self.deps.settings.payment_reconcile_interval_s
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("payment_reconcile_failed")
-            await asyncio.sleep(interval)
+        await run_every(self.deps.settings.payment_reconcile_interval_s, self.run_once, "payment_reconcile_failed")
 
     async def run_once(self) -> ReconcileRun:
         deps, run = self.deps, ReconcileRun()

@@ -32,7 +32,6 @@ kind), so a page compared twice changes nothing the second time.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import math
@@ -44,6 +43,7 @@ from collections.abc import Callable
 import msgspec
 
 from stagedoor.settings import Settings
+from stagedoor.tasks import run_every
 from ticketing.metrics import TicketingMetrics
 from ticketing.payments.charging import Payments
 from ticketing.payments.gateway import Charge, GatewayPayment, RefundRefused
@@ -78,15 +78,8 @@ class GatewaySweep:
         self.wall = wall  # the gateway's clock is the wall clock (payments' created times)
 
     async def run(self) -> None:
-        await asyncio.sleep(min(self.settings.payment_sweep_interval_s, FIRST_RUN_DELAY_S))
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("payment_sweep_failed")
-            await asyncio.sleep(self.settings.payment_sweep_interval_s)
+        interval = self.settings.payment_sweep_interval_s
+        await run_every(interval, self.run_once, "payment_sweep_failed", first_delay_s=min(interval, FIRST_RUN_DELAY_S))
 
     async def run_once(self) -> SweepRun:
         s, run = self.settings, SweepRun()
