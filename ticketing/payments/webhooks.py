@@ -63,7 +63,7 @@ class PaymentIntentObject(msgspec.Struct, kw_only=True):
     amount: int
     currency: str
     status: str
-    amount_received: int = 0
+    amount_received: int | None = None  # Stripe always sends it; a Stripe-compatible server may not
     metadata: dict[str, str] = {}
     last_payment_error: PaymentError | None = None
 
@@ -125,6 +125,14 @@ def verify(body: bytes, signature: str | None, secret: str) -> None:
         raise WebhookSignatureInvalid("the Stripe-Signature header does not match this body") from exc
 
 
+def _charged(event_type: str, pi: PaymentIntentObject) -> int:
+    """What the event says was taken: the amount received of a succeeded intent (automatic capture: all of
+    it), else the amount asked for. Without ``amount_received`` a succeeded intent took its amount."""
+    if event_type.endswith("succeeded") and pi.amount_received is not None:
+        return pi.amount_received
+    return pi.amount
+
+
 def _upper(currency: str) -> str:
     return currency.strip().upper()
 
@@ -140,7 +148,7 @@ def read_event(event: StripeEvent) -> PaymentWebhookReceived:
             error = pi.last_payment_error
             return PaymentWebhookReceived(
                 **base, object_id=pi.id, payment_intent=pi.id, gateway_key=pi.metadata.get("gateway_key"),
-                status=pi.status, amount=pi.amount_received if event.type.endswith("succeeded") else pi.amount,
+                status=pi.status, amount=_charged(event.type, pi),
                 currency=_upper(pi.currency),
                 reason=None if error is None else (error.decline_code or error.code))
         if event.type == "charge.refunded":
