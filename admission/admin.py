@@ -52,6 +52,8 @@ class RoomOut(msgspec.Struct, kw_only=True):
     shop_url: str | None
     paused: bool
     title: str | None
+    stock_factor: float
+    stock_reserve_s: int
     waiting: int
     active: int
     admitted_total: int
@@ -59,6 +61,9 @@ class RoomOut(msgspec.Struct, kw_only=True):
     finished_total: int
     admit_rate_observed: float
     sold_out: bool
+    all_held: bool
+    tickets_free: int | None
+    tickets_held: int | None
 
 
 class RoomList(msgspec.Struct, kw_only=True):
@@ -106,10 +111,11 @@ class Admin:
             starts_at=rfc3339(room.starts_at_ms), closes_at=rfc3339(room.closes_at_ms), rate_per_s=room.rate_per_s,
             max_active=room.max_active, session_ttl_s=room.session_ttl_s, abandon_after_s=room.abandon_after_s,
             pow_difficulty=room.pow_difficulty, shop_url=room.shop_url, paused=room.paused, title=room.title,
-            waiting=stats.waiting,
+            stock_factor=room.stock_factor, stock_reserve_s=room.stock_reserve_s, waiting=stats.waiting,
             active=stats.active, admitted_total=stats.admitted_total, abandoned_total=stats.abandoned_total,
             finished_total=stats.finished_total, admit_rate_observed=stats.admit_rate_observed,
-            sold_out=stats.sold_out)
+            sold_out=stats.sold_out, all_held=stats.all_held, tickets_free=stats.tickets_free,
+            tickets_held=stats.tickets_held)
 
     async def put(self, principal: Principal, room_id: str, body: RoomConfig, now_ms: int) -> tuple[RoomOut, bool]:
         check_room_id(room_id)

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from admission.metrics import AdmissionMetrics
 from rooms.queue_store import QueueStore, TickResult
+from rooms.stock import event_stock
 from rooms.store import RoomStore
 from stagedoor.settings import Settings
 from stagedoor.tasks import stop_task
@@ -38,6 +39,7 @@ class AdmissionController:
         self.metrics = metrics
         self.clock = clock
         self._room_ids: list[str] = []
+        self._event_of: dict[str, str | None] = {}
         self._rooms_read_at = 0.0
 
     async def tick(self) -> dict[str, TickResult]:
@@ -45,14 +47,18 @@ class AdmissionController:
         now = self.clock()
         if now - self._rooms_read_at >= ROOMS_REFRESH_S:
             self._room_ids = await self.rooms.room_ids()
+            self._event_of = await self.rooms.event_ids(self._room_ids) if self._room_ids else {}
             self._rooms_read_at = now
         results: dict[str, TickResult] = {}
         started = time.perf_counter()
         for room in self._room_ids:
+            event_id = self._event_of.get(room)
+            # the stock first, on the event's slot; then the tick, on the room's (rooms/stock.py)
+            stock = await event_stock(self.rooms.calls, self.rooms.keys, event_id) if event_id else None
             now_ms = int(self.clock() * 1000)
             result = await self.queue.admit_tick(room, now_ms,
                                                  max_batch=self.settings.admission_max_batch,
-                                                 burst_s=self.settings.admission_burst_s)
+                                                 burst_s=self.settings.admission_burst_s, stock=stock)
             results[room] = result
             self._record(room, result)
             if result.admitted:  # "it is your turn" e-mails for those who left an address (worker sends)
@@ -72,6 +78,7 @@ class AdmissionController:
             logger.info("visitors_abandoned", extra={"room": room, "count": result.abandoned})
         if result.unheard:
             m.unheard_stops_total.labels(room).inc()
+        m.all_held.labels(room).set(result.all_held)
         if result.sessions_expired:
             m.sessions_expired_total.labels(room).inc(result.sessions_expired)
         m.active_shoppers.labels(room).set(result.active)

@@ -29,6 +29,10 @@ class AdmissionMetrics(BaseMetrics):
         self.active_shoppers = Gauge(
             "admission_active_shoppers", "Shoppers with a live session (as of the last tick)", ["room"],
             registry=self.registry)
+        self.all_held = Gauge(
+            "admission_stock_bound",
+            "1 while the event's stock admits nobody more (every ticket left is held or being chosen by an active "
+            "shopper) and visitors wait, as of the last tick; 0 otherwise", ["room"], registry=self.registry)
         self.waiting = Gauge(
             "admission_waiting_visitors", "Visitors waiting (as of the last tick)", ["room"], registry=self.registry)
         self.tick_duration_seconds = Histogram(

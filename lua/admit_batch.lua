@@ -15,11 +15,23 @@
   FIFO, until they are heard again (the pages poll through an outage) or other fans are heard
   through a whole window and they are dropped.
 
+  Stock-aware admission (docs/admission.md "Admission and the stock"): when the caller passes the
+  event's free tickets (ARGV[7], read from the inventory's slot just before: lua/event_stock.lua),
+  the tick never lets the shoppers still choosing exceed floor(stock_factor x free). A shopper is
+  choosing from admission until they hold (ticketing takes them out of KEYS[5]), their session
+  ends, or reserve_ms passes (a fan who left without holding stops counting then); a shopper who
+  holds needs no free ticket any more: theirs are out of the free count already. While the bound
+  admits nobody and visitors wait, the state's all_held is "1" (every waiting visitor's status
+  then reads reason "all_held"); the next tick that finds room again admits in queue order.
+
   KEYS[1]    sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate max_active ttl_ms abandon_ms paused
+                                           stock_factor reserve_ms
   KEYS[2]    sd:{room:<r>}:st        hash  tokens ts_ms sold_out admitted_total abandoned_total rate_ewma rate_ts_ms
+                                           all_held stock_free stock_held
   KEYS[3]    sd:{room:<r>}:wait      zset  visitor_id -> order score
   KEYS[4]    sd:{room:<r>}:active    zset  visitor_id -> session expiry ms
-  KEYS[5..]  sd:{room:<r>}:seen:<b>  heartbeat bitmaps, newest bucket first (as many as the
+  KEYS[5]    sd:{room:<r>}:choosing  zset  visitor_id -> admitted at ms (admitted, not held yet)
+  KEYS[6..]  sd:{room:<r>}:seen:<b>  heartbeat bitmaps, newest bucket first (as many as the
                                      largest abandon_ms needs; the script uses what it needs)
   ARGV[1]    now_ms
   ARGV[2]    max_batch: most visitors admitted by one call
@@ -27,23 +39,29 @@
   ARGV[4]    tau_ms: time constant of the measured admission rate (EWMA)
   ARGV[5]    burst_s: the bucket holds at most max(1, rate * burst_s) tokens
   ARGV[6]    bucket_ms: length of one heartbeat time bucket
+  ARGV[7]    the event's free tickets (neither held nor sold), or "" when the room admits by rate
+             only (no event linked, or its inventory is not loaded)
+  ARGV[8]    the event's held tickets (kept in the state for the admin view), or ""
 
-  Returns    {outcome, admitted, abandoned, sessions_expired, waiting, active, unheard}
+  Returns    {outcome, admitted, abandoned, sessions_expired, waiting, active, unheard, all_held}
              outcome: "ok" | "idle" (mode closed, paused, sold out, before starts_at or after
              closes_at: nothing admitted, tokens keep accruing up to the burst) | "no_room"
              unheard: 1 when the tick stopped at a visitor it could not judge (see above), else 0
+             all_held: 1 when the stock bound admitted nobody while visitors wait, else 0
   Cost       O((admitted + abandoned) * (log N + buckets)) + O(expired sessions); O(buckets) more
              once when a visitor without a heartbeat is met
 ]]
 local now = tonumber(ARGV[1])
 local cfg = redis.call('HMGET', KEYS[1], 'mode', 'starts_at', 'closes_at', 'rate', 'max_active', 'ttl_ms',
-  'abandon_ms', 'paused')
+  'abandon_ms', 'paused', 'stock_factor', 'reserve_ms')
 local mode = cfg[1]
-if not mode then return {'no_room', 0, 0, 0, 0, 0, 0} end
+if not mode then return {'no_room', 0, 0, 0, 0, 0, 0, 0} end
 local starts_at, closes_at = tonumber(cfg[2]), tonumber(cfg[3])
 local rate, max_active, ttl_ms = tonumber(cfg[4]), tonumber(cfg[5]), tonumber(cfg[6])
 local abandon_ms = tonumber(cfg[7])
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+-- a choosing visitor counts for reserve_ms at most, and never past their session (ttl_ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - math.min(tonumber(cfg[10]) or 60000, ttl_ms))
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts_ms', 'sold_out', 'rate_ewma', 'rate_ts_ms')
 local burst = math.max(1, rate * tonumber(ARGV[5]))
 local tokens, ts = tonumber(st[1]) or 0, tonumber(st[2]) or now
@@ -51,9 +69,15 @@ if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
 
 local idle = mode == 'closed' or cfg[8] == '1' or st[3] == '1' or now < starts_at
   or (closes_at > 0 and now >= closes_at)
+local stock_known = ARGV[7] ~= nil and ARGV[7] ~= ''
+if stock_known then
+  redis.call('HSET', KEYS[2], 'stock_free', ARGV[7], 'stock_held', ARGV[8] or '')
+else
+  redis.call('HDEL', KEYS[2], 'stock_free', 'stock_held')  -- the joins' immediate admission reads it
+end
 if idle then
-  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now)
-  return {'idle', 0, 0, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), 0}
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now, 'all_held', '0')
+  return {'idle', 0, 0, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), 0, 0}
 end
 
 local passthrough = mode == 'passthrough'
@@ -61,9 +85,16 @@ local want = math.floor(tokens)
 local active = redis.call('ZCARD', KEYS[4])
 if passthrough then want = tonumber(ARGV[2]) else want = math.min(want, max_active - active) end
 want = math.min(want, tonumber(ARGV[2]))
+local all_held = 0
+if stock_known and not passthrough then
+  -- the small epsilon keeps 0.3 x 10 from flooring to 2
+  local bound = math.floor((tonumber(cfg[9]) or 1) * tonumber(ARGV[7]) + 1e-9) - redis.call('ZCARD', KEYS[5])
+  if bound <= 0 and redis.call('ZCARD', KEYS[3]) > 0 then all_held = 1 end
+  want = math.max(0, math.min(want, bound))
+end
 
 local nbuckets = 0
-if abandon_ms > 0 then nbuckets = math.min(#KEYS - 4, math.ceil(abandon_ms / tonumber(ARGV[6])) + 1) end
+if abandon_ms > 0 then nbuckets = math.min(#KEYS - 5, math.ceil(abandon_ms / tonumber(ARGV[6])) + 1) end
 -- Whether every complete bucket of the window holds a bit (its key exists): looked up once, and
 -- only when a visitor without a heartbeat is met (a tick admitting the heard pays nothing for it).
 local heard = nil
@@ -71,7 +102,7 @@ local function window_heard()
   if heard == nil then
     heard = true
     for i = 2, nbuckets do
-      if redis.call('EXISTS', KEYS[4 + i]) == 0 then heard = false break end
+      if redis.call('EXISTS', KEYS[5 + i]) == 0 then heard = false break end
     end
   end
   return heard
@@ -88,11 +119,12 @@ while admitted < want and abandoned < max_scan and unheard == 0 do
     if not alive then
       local seq = tonumber(string.match(vid, '^([0-9a-z]+)_'), 36)
       for i = 1, nbuckets do
-        if seq and redis.call('GETBIT', KEYS[4 + i], seq) == 1 then alive = true break end
+        if seq and redis.call('GETBIT', KEYS[5 + i], seq) == 1 then alive = true break end
       end
     end
     if alive then
       redis.call('ZADD', KEYS[4], exp, vid)
+      redis.call('ZADD', KEYS[5], now, vid)
       admitted = admitted + 1
     elseif window_heard() then
       abandoned = abandoned + 1
@@ -110,7 +142,9 @@ local r, rts = tonumber(st[4]) or 0, tonumber(st[5]) or now
 local tau = tonumber(ARGV[4])
 if now > rts then r = r * math.exp(-(now - rts) / tau) end
 r = r + admitted * 1000 / tau
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now, 'rate_ewma', tostring(r), 'rate_ts_ms', now)
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts_ms', now, 'rate_ewma', tostring(r), 'rate_ts_ms', now,
+  'all_held', tostring(all_held))
 if admitted > 0 then redis.call('HINCRBY', KEYS[2], 'admitted_total', admitted) end
 if abandoned > 0 then redis.call('HINCRBY', KEYS[2], 'abandoned_total', abandoned) end
-return {'ok', admitted, abandoned, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), unheard}
+return {'ok', admitted, abandoned, expired, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), unheard,
+  all_held}

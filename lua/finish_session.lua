@@ -3,6 +3,7 @@
 
   KEYS[1]  sd:{room:<r>}:active  zset  visitor_id -> session expiry ms
   KEYS[2]  sd:{room:<r>}:st      hash  finished_total
+  KEYS[3]  sd:{room:<r>}:choosing  zset  (the visitor leaves it: it no longer counts against the stock)
   ARGV[1]  visitor_id
   ARGV[2]  now_ms
 
@@ -10,6 +11,7 @@
            removed all the same)
   Cost     O(log N)
 ]]
+redis.call('ZREM', KEYS[3], ARGV[1])
 local exp = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if not exp then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])

@@ -17,6 +17,7 @@
   KEYS[5]  sd:{room:<r>}:evicted   set   (unused: a new visitor was never evicted; kept so both
                                           join scripts take the same keys)
   KEYS[6]  sd:{room:<r>}:seen:<b>  bitmap of the current time bucket (bit = visitor seq)
+  KEYS[7]  sd:{room:<r>}:choosing  zset  visitor_id -> admitted at ms (admitted, not held yet)
   ARGV[1]  now_ms
   ARGV[2]  bucket_ms: length of a heartbeat time bucket (the bitmap lives abandon_ms + 2 buckets)
   ARGV[3]  burst_s: the token bucket holds at most max(1, rate * burst_s) tokens
@@ -68,6 +69,7 @@ local rows = {}
 local function admit(i)
   local exp = now + ttl_ms
   redis.call('ZADD', KEYS[4], exp, vids[i])
+  redis.call('ZADD', KEYS[7], now, vids[i])
   redis.call('HINCRBY', KEYS[2], 'admitted_total', 1)
   local tau = tonumber(ARGV[4])
   local st = redis.call('HMGET', KEYS[2], 'rate_ewma', 'rate_ts_ms')
@@ -85,6 +87,16 @@ end
 
 -- Immediate admission while nobody waits, visitor by visitor, exactly as join_queue.lua does it;
 -- the first visitor who is not admitted makes the queue non-empty, so the rest all queue.
+-- the stock bound (lua/admit_batch.lua): the last tick's free count, while the room has one
+local function stock_allows_one()
+  local st = redis.call('HMGET', KEYS[2], 'stock_free')
+  if not st[1] or st[1] == '' then return true end
+  local cfg2 = redis.call('HMGET', KEYS[1], 'stock_factor', 'reserve_ms')
+  local reserve = math.min(tonumber(cfg2[2]) or 60000, ttl_ms)
+  local choosing = redis.call('ZCOUNT', KEYS[7], '(' .. (now - reserve), '+inf')
+  return math.floor((tonumber(cfg2[1]) or 1) * tonumber(st[1]) + 1e-9) - choosing >= 1
+end
+
 local started = now >= starts_at
 local at = 1
 if started and not paused and redis.call('ZCARD', KEYS[3]) == 0 then
@@ -94,7 +106,7 @@ if started and not paused and redis.call('ZCARD', KEYS[3]) == 0 then
     local burst = math.max(1, rate * tonumber(ARGV[3]))
     local tokens, ts = tonumber(st[1]) or 0, tonumber(st[2]) or now
     if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
-    if tokens >= 1 and redis.call('ZCARD', KEYS[4]) < max_active then
+    if tokens >= 1 and redis.call('ZCARD', KEYS[4]) < max_active and stock_allows_one() then
       redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts_ms', now)
       admit(at)
       at = at + 1

@@ -8,6 +8,7 @@
   KEYS[4]  sd:{room:<r>}:active    zset  visitor_id -> session expiry ms
   KEYS[5]  sd:{room:<r>}:evicted   set   evicted visitor ids
   KEYS[6]  sd:{room:<r>}:seen:<b>  bitmap of the current time bucket (bit = visitor seq)
+  KEYS[7]  sd:{room:<r>}:choosing  zset  visitor_id -> admitted at ms (admitted, not held yet)
   ARGV[1]  visitor_id presented in a valid queue token, or "" for a new visitor
   ARGV[2]  that visitor's seq (parsed from the id), or "" for a new visitor
   ARGV[3]  now_ms
@@ -72,6 +73,7 @@ end
 local function admit()
   local exp = now + ttl_ms
   redis.call('ZADD', KEYS[4], exp, vid)
+  redis.call('ZADD', KEYS[7], now, vid)
   redis.call('HINCRBY', KEYS[2], 'admitted_total', 1)
   local tau = tonumber(ARGV[8])
   local st = redis.call('HMGET', KEYS[2], 'rate_ewma', 'rate_ts_ms')
@@ -84,6 +86,16 @@ end
 
 if mode == 'passthrough' then return admit() end
 
+-- the stock bound (lua/admit_batch.lua): the last tick's free count, while the room has one
+local function stock_allows_one()
+  local st = redis.call('HMGET', KEYS[2], 'stock_free')
+  if not st[1] or st[1] == '' then return true end
+  local cfg2 = redis.call('HMGET', KEYS[1], 'stock_factor', 'reserve_ms')
+  local reserve = math.min(tonumber(cfg2[2]) or 60000, ttl_ms)
+  local choosing = redis.call('ZCOUNT', KEYS[7], '(' .. (now - reserve), '+inf')
+  return math.floor((tonumber(cfg2[1]) or 1) * tonumber(st[1]) + 1e-9) - choosing >= 1
+end
+
 local started = now >= starts_at
 if started and not paused and redis.call('ZCARD', KEYS[3]) == 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
@@ -91,7 +103,7 @@ if started and not paused and redis.call('ZCARD', KEYS[3]) == 0 then
   local burst = math.max(1, rate * tonumber(ARGV[6]))
   local tokens, ts = tonumber(st[1]) or 0, tonumber(st[2]) or now
   if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
-  if tokens >= 1 and redis.call('ZCARD', KEYS[4]) < max_active then
+  if tokens >= 1 and redis.call('ZCARD', KEYS[4]) < max_active and stock_allows_one() then
     redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts_ms', now)
     return admit()
   end

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from rooms.stock import EventStock
 from rooms.store import MAX_ABANDON_AFTER_S
 from stagedoor.queue_tokens import visitor_seq
 from stagedoor.redis_calls import RedisCalls, ScriptArg
@@ -52,6 +53,7 @@ class QueueStatus(msgspec.Struct, frozen=True):
     rate_configured: float
     starts_at_ms: int
     paused: bool
+    all_held: bool = False  # waiting while the event's stock admits nobody more (lua/admit_batch.lua)
 
 
 class TickResult(msgspec.Struct, frozen=True):
@@ -62,6 +64,7 @@ class TickResult(msgspec.Struct, frozen=True):
     waiting: int
     active: int
     unheard: int = 0  # 1: stopped at a visitor whose absence could not be judged (lua/admit_batch.lua)
+    all_held: int = 0  # 1: the stock bound admitted nobody while visitors wait
 
 
 def _s(value: bytes | str) -> str:
@@ -109,7 +112,7 @@ def join_result(reply: Sequence[Any]) -> JoinResult:
 
 def queue_status(reply: Sequence[Any]) -> QueueStatus:
     return QueueStatus(_s(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), float(reply[4]),
-                       float(reply[5]), int(reply[6]), bool(reply[7]))
+                       float(reply[5]), int(reply[6]), bool(reply[7]), bool(reply[8]))
 
 
 def active_session_command(keys: RedisKeys, room: str, visitor_id: str) -> tuple[str, str, str]:
@@ -179,13 +182,14 @@ class QueueStore:
         if not visitor_id:
             return self._new_joins.submit((room, burst_s), now_ms, rand, suffix or new_suffix())
         return self._calls.script(
-            "join_queue", (*self._room_keys(room), self._current_seen(room, now_ms)),
+            "join_queue", (*self._room_keys(room), self._current_seen(room, now_ms), self._keys.room_choosing(room)),
             [visitor_id, str(visitor_seq(visitor_id)), now_ms, rand, BUCKET_MS, burst_s, suffix or new_suffix(),
              RATE_TAU_MS, "1" if live_only else ""])
 
     def _send_new_joins(self, key: tuple[str, float], now_ms: int, args: list[ScriptArg]) -> Awaitable[Any]:
         room, burst_s = key
-        return self._calls.script("join_many", (*self._room_keys(room), self._current_seen(room, now_ms)),
+        return self._calls.script("join_many", (*self._room_keys(room), self._current_seen(room, now_ms),
+                                                self._keys.room_choosing(room)),
                                   [now_ms, BUCKET_MS, burst_s, RATE_TAU_MS, *args])
 
     def _send_statuses(self, room: str, now_ms: int, args: list[ScriptArg]) -> Awaitable[Any]:
@@ -200,23 +204,30 @@ class QueueStore:
         of this loop turn (read it with :func:`queue_status`)."""
         return self._statuses.submit(room, now_ms, visitor_id, visitor_seq(visitor_id))
 
-    async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float) -> TickResult:
+    async def admit_tick(self, room: str, now_ms: int, *, max_batch: int, burst_s: float,
+                         stock: EventStock | None = None) -> TickResult:
+        """One admission tick; ``stock``: the room's event's stock (rooms/stock.py), None to
+        admit by rate only (no event linked, or its inventory not loaded)."""
         k = self._keys
-        keys = [k.room_config(room), k.room_state(room), k.room_waiting(room), k.room_active(room)]
+        keys = [k.room_config(room), k.room_state(room), k.room_waiting(room), k.room_active(room),
+                k.room_choosing(room)]
         keys += [self._seen(room, now_ms, back) for back in range(MAX_BUCKETS)]
+        free, held = ("", "") if stock is None else (stock.admissible, stock.held)
         reply = await self._calls.script("admit_batch", keys,
-                                         [now_ms, max_batch, MAX_SCAN, RATE_TAU_MS, burst_s, BUCKET_MS])
+                                         [now_ms, max_batch, MAX_SCAN, RATE_TAU_MS, burst_s, BUCKET_MS, free, held])
         return TickResult(_s(reply[0]), *(int(x) for x in reply[1:]))
 
     async def finish(self, room: str, visitor_id: str, now_ms: int) -> bool:
         k = self._keys
-        return bool(await self._calls.script("finish_session", [k.room_active(room), k.room_state(room)],
+        return bool(await self._calls.script("finish_session", [k.room_active(room), k.room_state(room),
+                                                                k.room_choosing(room)],
                                              [visitor_id, now_ms]))
 
     async def evict(self, room: str, visitor_id: str) -> tuple[str, bool, bool]:
         k = self._keys
         reply = await self._calls.script(
-            "evict_visitor", [k.room_config(room), k.room_waiting(room), k.room_active(room), k.room_evicted(room)],
+            "evict_visitor", [k.room_config(room), k.room_waiting(room), k.room_active(room), k.room_evicted(room),
+                              k.room_choosing(room)],
             [visitor_id])
         return _s(reply[0]), bool(reply[1]), bool(reply[2])
 
@@ -224,7 +235,8 @@ class QueueStore:
         """Apply evictions recorded in PostgreSQL (a rebuild): each leaves the queue and the shop
         and stays refused. The room must exist in Redis (written first)."""
         k = self._keys
-        keys = [k.room_config(room), k.room_waiting(room), k.room_active(room), k.room_evicted(room)]
+        keys = [k.room_config(room), k.room_waiting(room), k.room_active(room), k.room_evicted(room),
+                k.room_choosing(room)]
         for i in range(0, len(visitor_ids), chunk):
             await self._calls.script("evict_visitor", keys, list(visitor_ids[i:i + chunk]))
 
@@ -265,11 +277,11 @@ async def pulse_snapshot(redis: Redis, keys: RedisKeys, room: str,
                          visitors: Sequence[str]) -> tuple[tuple[Any, ...], list[float | None]]:
     """What a waiting-room pulse compares (waitingroom/sse_pulse.py), in one pipeline: the room's
     fields that change every visitor's status (mode, paused, start, close, abandon window, sold
-    out), and each visitor's shopper-session expiry in the room's active set (None: not admitted)."""
+    out, all held), and each visitor's shopper-session expiry in the room's active set (None: not admitted)."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hmget(keys.room_config(room), *PULSE_ROOM_FIELDS)
-        pipe.hget(keys.room_state(room), "sold_out")
+        pipe.hmget(keys.room_state(room), "sold_out", "all_held")
         for at in range(0, len(visitors), ZMSCORE_CHUNK):
             pipe.zmscore(keys.room_active(room), list(visitors[at:at + ZMSCORE_CHUNK]))
         replies = await pipe.execute()
-    return (*replies[0], replies[1]), [score for reply in replies[2:] for score in reply]
+    return (*replies[0], *replies[1]), [score for reply in replies[2:] for score in reply]

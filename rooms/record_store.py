@@ -25,7 +25,7 @@ BeforeCommit = Callable[[str | None, str | None], Awaitable[None]]
 
 _COLUMNS = """r.room_id, r.mode, r.opens_at_ms, r.starts_at_ms, r.closes_at_ms, r.rate_per_s, r.max_active,
        r.session_ttl_s, r.abandon_after_s, r.pow_difficulty, r.shop_url, r.paused, r.title, r.sold_out,
-       r.version, l.event_id,
+       r.stock_factor, r.stock_reserve_s, r.version, l.event_id,
        COALESCE((SELECT e.status = 'sold_out' FROM events e WHERE e.id::text = l.event_id), false) AS event_sold_out"""
 SELECT_ROOM = f"SELECT {_COLUMNS} FROM rooms r LEFT JOIN room_events l ON l.room_id = r.room_id WHERE r.room_id = $1"
 SELECT_ROOM_FOR_UPDATE = f"""
@@ -36,14 +36,16 @@ SELECT_ROOMS = f"SELECT {_COLUMNS} FROM rooms r LEFT JOIN room_events l ON l.roo
 SELECT_ROOM_IDS = "SELECT room_id FROM rooms"
 UPSERT_ROOM = """
 INSERT INTO rooms (room_id, mode, opens_at_ms, starts_at_ms, closes_at_ms, rate_per_s, max_active, session_ttl_s,
-                   abandon_after_s, pow_difficulty, shop_url, paused, title, sold_out)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, COALESCE($14, false))
+                   abandon_after_s, pow_difficulty, shop_url, paused, title, sold_out, stock_factor,
+                   stock_reserve_s)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, COALESCE($14, false), $15, $16)
 ON CONFLICT (room_id) DO UPDATE SET
     mode = EXCLUDED.mode, opens_at_ms = EXCLUDED.opens_at_ms, starts_at_ms = EXCLUDED.starts_at_ms,
     closes_at_ms = EXCLUDED.closes_at_ms, rate_per_s = EXCLUDED.rate_per_s, max_active = EXCLUDED.max_active,
     session_ttl_s = EXCLUDED.session_ttl_s, abandon_after_s = EXCLUDED.abandon_after_s,
     pow_difficulty = EXCLUDED.pow_difficulty, shop_url = EXCLUDED.shop_url, paused = EXCLUDED.paused,
-    title = EXCLUDED.title, sold_out = COALESCE($14, rooms.sold_out),
+    title = EXCLUDED.title, sold_out = COALESCE($14, rooms.sold_out), stock_factor = EXCLUDED.stock_factor,
+    stock_reserve_s = EXCLUDED.stock_reserve_s,
     version = rooms.version + 1, updated_at = now()
 RETURNING version, sold_out, (xmax = 0) AS created
 """
@@ -102,7 +104,8 @@ def _record(row: asyncpg.Record) -> RoomRecord:
                 opens_at_ms=row["opens_at_ms"], starts_at_ms=row["starts_at_ms"], closes_at_ms=row["closes_at_ms"],
                 rate_per_s=row["rate_per_s"], max_active=row["max_active"], session_ttl_s=row["session_ttl_s"],
                 abandon_after_s=row["abandon_after_s"], pow_difficulty=row["pow_difficulty"],
-                shop_url=row["shop_url"], paused=row["paused"], title=row["title"])
+                shop_url=row["shop_url"], paused=row["paused"], title=row["title"],
+                stock_factor=row["stock_factor"], stock_reserve_s=row["stock_reserve_s"])
     return RoomRecord(room=room, sold_out=bool(row["sold_out"] or row["event_sold_out"]), version=row["version"])
 
 
@@ -146,7 +149,7 @@ class RoomRecords:
         row = await conn.fetchrow(  # always a row (RETURNING)
             UPSERT_ROOM, room.room, room.mode, room.opens_at_ms, room.starts_at_ms, room.closes_at_ms,
             room.rate_per_s, room.max_active, room.session_ttl_s, room.abandon_after_s, room.pow_difficulty,
-            room.shop_url, room.paused, room.title, sold_out)
+            room.shop_url, room.paused, room.title, sold_out, room.stock_factor, room.stock_reserve_s)
         if room.event_id != old_event_id:
             await conn.execute(DELETE_LINK, room.room)
             if room.event_id:

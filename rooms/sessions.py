@@ -8,6 +8,9 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 - when the inventory runs out: ``await mark_sold_out(calls, keys, room, now_ms)``:
   admission stops and every waiting visitor's status reads ``sold_out`` from the next poll
   (SSE streams poll every 0.5 s, so within 1 s);
+- after a hold placed with an admission: ``await chose(calls, keys, room, visitor_id)``: the
+  shopper's tickets are out of the free count, so they stop counting against it as "choosing"
+  (stock-aware admission, lua/admit_batch.lua) and the next fan in the queue can be let in;
 - before a hold or purchase: send ``active_session_command(keys, room, visitor_id)`` with the
   request's other reads and judge its reply with ``session_is_live(reply, now_ms)``: False once
   the visitor was evicted, finished or their session expired (the admission JWT alone stays
@@ -23,13 +26,18 @@ from rooms.store import RoomStore
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
-__all__ = ["active_session_command", "event_room_command", "finish_shopper", "mark_sold_out",
+__all__ = ["active_session_command", "chose", "event_room_command", "finish_shopper", "mark_sold_out",
            "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
 
 
 async def finish_shopper(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, now_ms: int) -> bool:
     """End an admitted visitor's shopper session; False when they had no live session."""
     return await QueueStore(calls, keys).finish(room, visitor_id, now_ms)
+
+
+async def chose(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str) -> None:
+    """The admitted visitor holds tickets now: they no longer count as choosing (one ZREM)."""
+    await calls.command("ZREM", keys.room_choosing(room), visitor_id)
 
 
 async def mark_sold_out(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: int) -> None:

@@ -34,6 +34,10 @@ MaxActive = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
 SessionTtl = Annotated[int, msgspec.Meta(ge=10, le=7200)]
 AbandonAfter = Annotated[int, msgspec.Meta(ge=0, le=MAX_ABANDON_AFTER_S)]
 PowDifficulty = Annotated[int, msgspec.Meta(ge=0, le=32)]
+# Shoppers per free ticket the room lets in at most (docs/admission.md "Admission and the stock").
+StockFactor = Annotated[float, msgspec.Meta(ge=0.1, le=100)]
+# How long an admitted fan who has not held yet counts against the free tickets.
+StockReserve = Annotated[int, msgspec.Meta(ge=5, le=3600)]
 # No NUL anywhere: PostgreSQL text cannot hold it (rooms are recorded there), so it is a 400, not a 500.
 ShopUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s\x00]+|/[^\s\x00]*)$")]
 # What the queue page names the sale by (e.g. the event's title); shown as text, never as HTML.
@@ -56,6 +60,8 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     shop_url: ShopUrl | None = None
     paused: bool = False
     title: Title | None = None
+    stock_factor: StockFactor = 1.0
+    stock_reserve_s: StockReserve = 60
 
 
 class RoomPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -75,6 +81,8 @@ class RoomPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     shop_url: ShopUrl | msgspec.UnsetType | None = msgspec.UNSET
     paused: bool | msgspec.UnsetType = msgspec.UNSET
     title: Title | msgspec.UnsetType | None = msgspec.UNSET
+    stock_factor: StockFactor | msgspec.UnsetType = msgspec.UNSET
+    stock_reserve_s: StockReserve | msgspec.UnsetType = msgspec.UNSET
     sold_out: bool | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -95,6 +103,8 @@ class Room(msgspec.Struct, kw_only=True):
     shop_url: str | None
     paused: bool
     title: str | None = None
+    stock_factor: float = 1.0
+    stock_reserve_s: int = 60
 
 
 class RoomStats(msgspec.Struct, kw_only=True):
@@ -105,6 +115,9 @@ class RoomStats(msgspec.Struct, kw_only=True):
     finished_total: int
     admit_rate_observed: float
     sold_out: bool
+    all_held: bool = False  # the stock admits nobody more while visitors wait (lua/admit_batch.lua)
+    tickets_free: int | None = None  # the event's stock as the last tick read it (None: rate only)
+    tickets_held: int | None = None
 
 
 def _ms(value: datetime) -> int:
@@ -148,7 +161,8 @@ def room_from_config(room_id: str, body: RoomConfig, now_ms: int) -> Room:
         room=room_id, event_id=body.event_id, mode=body.mode, opens_at_ms=opens, starts_at_ms=starts,
         closes_at_ms=_ms(body.closes_at) if body.closes_at else 0, rate_per_s=body.rate_per_s,
         max_active=body.max_active, session_ttl_s=body.session_ttl_s, abandon_after_s=body.abandon_after_s,
-        pow_difficulty=body.pow_difficulty, shop_url=body.shop_url, paused=body.paused, title=body.title))
+        pow_difficulty=body.pow_difficulty, shop_url=body.shop_url, paused=body.paused, title=body.title,
+        stock_factor=body.stock_factor, stock_reserve_s=body.stock_reserve_s))
 
 
 def apply_patch(room: Room, patch: RoomPatch) -> Room:
@@ -171,7 +185,8 @@ def _to_hash(room: Room) -> dict[str, str]:
         "max_active": str(room.max_active), "ttl_ms": str(room.session_ttl_s * 1000),
         "abandon_ms": str(room.abandon_after_s * 1000), "pow": str(room.pow_difficulty),
         "event_id": room.event_id or "", "shop_url": room.shop_url or "", "paused": "1" if room.paused else "0",
-        "title": room.title or "",
+        "title": room.title or "", "stock_factor": repr(float(room.stock_factor)),
+        "reserve_ms": str(room.stock_reserve_s * 1000),
     }
 
 
@@ -182,7 +197,9 @@ def _from_hash(room_id: str, raw: dict[bytes, bytes]) -> Room:
         opens_at_ms=int(h["opens_at"]), starts_at_ms=int(h["starts_at"]), closes_at_ms=int(h["closes_at"]),
         rate_per_s=float(h["rate"]), max_active=int(h["max_active"]), session_ttl_s=int(h["ttl_ms"]) // 1000,
         abandon_after_s=int(h["abandon_ms"]) // 1000, pow_difficulty=int(h["pow"]),
-        shop_url=h.get("shop_url") or None, paused=h.get("paused") == "1", title=h.get("title") or None)
+        shop_url=h.get("shop_url") or None, paused=h.get("paused") == "1", title=h.get("title") or None,
+        stock_factor=float(h.get("stock_factor") or 1.0),
+        stock_reserve_s=int(h.get("reserve_ms") or 60_000) // 1000)
 
 
 async def room_ids(redis: Redis, keys: RedisKeys) -> list[str]:
@@ -281,13 +298,18 @@ class RoomStore:
             return False
         k = self._keys
         await self._redis.unlink(k.room_config(room_id), k.room_state(room_id), k.room_waiting(room_id),
-                                 k.room_active(room_id), k.room_evicted(room_id))
+                                 k.room_active(room_id), k.room_evicted(room_id), k.room_choosing(room_id))
         await self._redis.srem(k.rooms_index(), room_id)
         await self._relink(msgspec.structs.replace(room, event_id=None), room.event_id)
         return True
 
     async def room_ids(self) -> list[str]:
         return await room_ids(self._redis, self._keys)
+
+    async def event_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        """The event each room gates (None: none, or the room is gone), one HGET per room."""
+        replies = await self._calls.commands(*(("HGET", self._keys.room_config(r), "event_id") for r in room_ids))
+        return {r: (v.decode() if isinstance(v, bytes) else v) or None for r, v in zip(room_ids, replies, strict=True)}
 
     # -- the copy of PostgreSQL's record (rooms/durable.py): PostgreSQL decides, these only write
 
@@ -345,7 +367,7 @@ class RoomStore:
         """Remove a room PostgreSQL no longer has: its keys, its index entry, its event links."""
         k = self._keys
         await self._redis.unlink(k.room_config(room_id), k.room_state(room_id), k.room_waiting(room_id),
-                                 k.room_active(room_id), k.room_evicted(room_id))
+                                 k.room_active(room_id), k.room_evicted(room_id), k.room_choosing(room_id))
         await self._redis.srem(k.rooms_index(), room_id)
         for event_id in event_ids:
             await self.unlink(event_id, room_id)
@@ -356,12 +378,13 @@ class RoomStore:
             pipe.zcard(k.room_waiting(room_id))
             pipe.zcount(k.room_active(room_id), f"({now_ms}", "+inf")
             pipe.hmget(k.room_state(room_id), "admitted_total", "abandoned_total", "finished_total",
-                       "rate_ewma", "rate_ts_ms", "sold_out")
+                       "rate_ewma", "rate_ts_ms", "sold_out", "all_held", "stock_free", "stock_held")
             waiting, active, st = await pipe.execute()
-        admitted, abandoned, finished, ewma, ewma_ts, sold_out = st
+        admitted, abandoned, finished, ewma, ewma_ts, sold_out, all_held, free, held = st
         rate = float(ewma or 0)
         if ewma_ts and now_ms > int(ewma_ts):
             rate *= math.exp(-(now_ms - int(ewma_ts)) / tau_ms)
         return RoomStats(waiting=int(waiting), active=int(active), admitted_total=int(admitted or 0),
                          abandoned_total=int(abandoned or 0), finished_total=int(finished or 0),
-                         admit_rate_observed=round(rate, 3), sold_out=sold_out == b"1")
+                         admit_rate_observed=round(rate, 3), sold_out=sold_out == b"1", all_held=all_held == b"1",
+                         tickets_free=int(free) if free else None, tickets_held=int(held) if held else None)

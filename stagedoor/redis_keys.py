@@ -64,6 +64,12 @@ class RedisKeys:
         """zset: visitor_id -> shopper session expiry (ms)."""
         return self.room(room, "active")
 
+    def room_choosing(self, room: str) -> str:
+        """zset: visitor_id -> admitted at (ms), for admitted visitors who have not held yet: each
+        counts against the event's free tickets for at most the room's stock_reserve_s
+        (lua/admit_batch.lua, docs/admission.md "Admission and the stock")."""
+        return self.room(room, "choosing")
+
     def room_evicted(self, room: str) -> str:
         """set: evicted visitor ids (their queue tokens stop working)."""
         return self.room(room, "evicted")

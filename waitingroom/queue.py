@@ -35,6 +35,7 @@ from stagedoor.single_flight import SingleFlight
 from waitingroom.metrics import WaitingRoomMetrics
 
 State = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out", "closed"]
+Reason = Literal["all_held"]
 ROOM_CACHE_S = 0.5
 TOKEN_CACHE_SIZE = 50_000
 VERIFIED_CACHE_SIZE = 50_000  # queue tokens that verified: ~12 MB at most
@@ -58,6 +59,9 @@ class StatusOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     eta_s: int | None
     starts_at: str | None
     paused: bool = False
+    # waiting because every ticket left is held (or being chosen by a shopper): admission goes on
+    # as holds end and shoppers finish (docs/admission.md "Admission and the stock")
+    reason: Reason | None = None
     admission_token: str | None = None
     admission_expires_at: str | None = None
     shop_url: str | None = None
@@ -269,9 +273,10 @@ class WaitingRoom:
             return StatusOut(state="pre_queue", position=None, ahead=None, waiting_total=status.waiting_total,
                              eta_s=math.ceil(until_start), starts_at=starts_at, paused=status.paused)
         if status.state == "waiting":
+            held = status.all_held and not status.paused
             return StatusOut(state="waiting", position=status.position, ahead=status.position - 1,
-                             waiting_total=status.waiting_total, eta_s=eta_s(status, now), starts_at=starts_at,
-                             paused=status.paused)
+                             waiting_total=status.waiting_total, eta_s=None if held else eta_s(status, now),
+                             starts_at=starts_at, paused=status.paused, reason="all_held" if held else None)
         # expired, sold_out or closed (or admitted, its room gone): a State, as rooms' script answers
         return StatusOut(state=cast(State, status.state), position=None, ahead=None,
                          waiting_total=status.waiting_total, eta_s=None, starts_at=starts_at)

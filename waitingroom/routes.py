@@ -220,7 +220,7 @@ def next_check_s(status: StatusOut, abandon_after_s: int = 0) -> float:
         longest = min(longest, max(SSE_PULSE_S, abandon_after_s / 3))
     if status.state == "pre_queue":
         return max(SSE_PULSE_S, min(longest, float(status.eta_s or 0)))
-    if status.state != "waiting" or status.eta_s is None:  # paused: the pulse wakes it on resume
+    if status.state != "waiting" or status.eta_s is None:  # paused, all held: the pulse wakes it on change
         return longest
     return min(longest, max(SSE_POSITION_EVERY_S, status.eta_s / 20))
 
@@ -257,7 +257,8 @@ async def _stream(sse: Any, wr: WaitingRoom, room: str, claims: QueueTokenClaims
         except StagedoorError as exc:  # evicted or room deleted mid-stream
             await sse.send(msgspec.json.encode({"state": "expired", "detail": exc.detail}).decode(), event="status")
             return
-        changed_state = current.state != last.state or current.paused != last.paused
+        changed_state = (current.state != last.state or current.paused != last.paused
+                         or current.reason != last.reason)
         if not changed_state and (current == last or now - last_sent < SSE_POSITION_EVERY_S):
             continue
         await sse.send(encoder.encode(current).decode(), event="status")

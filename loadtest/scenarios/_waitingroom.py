@@ -48,6 +48,7 @@ async def bulk_join(client: Any, room: str, count: int, pipeline_size: int = 200
     keys = RedisKeys(PREFIX)
     store_keys = [keys.room_config(room), keys.room_state(room), keys.room_waiting(room), keys.room_active(room),
                   keys.room_evicted(room)]
+    choosing = keys.room_choosing(room)
     sha = scripts.sha("join_queue")
     ids: list[str] = []
     done = 0
@@ -57,7 +58,8 @@ async def bulk_join(client: Any, room: str, count: int, pipeline_size: int = 200
         seen = keys.room_seen(room, now_ms // BUCKET_MS)
         pipe = client.pipeline(transaction=False)
         for _ in range(n):
-            pipe.evalsha(sha, 6, *store_keys, seen, "", "", now_ms, "0.5", BUCKET_MS, 0.5, new_suffix(), 10_000)
+            pipe.evalsha(sha, 7, *store_keys, seen, choosing, "", "", now_ms, "0.5", BUCKET_MS, 0.5, new_suffix(),
+                         10_000)
         for reply in await pipe.execute():
             ids.append(reply[1].decode())
         done += n

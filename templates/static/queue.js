@@ -10,7 +10,7 @@
  * - joining through the JSON API, solving the proof-of-work challenge first when the room
  *   requires one (data-pow on <body>, or a "pow-required" answer to a first try; StagedoorPow
  *   from pow.js), with progress shown;
- * - the page's states (pre-queue, waiting, paused, sold out, closed) shown in place from the
+ * - the page's states (pre-queue, waiting, paused, all held, sold out, closed) shown in place from the
  *   page's <template>s, without a reload: after a join, at the sale's start, on pause and
  *   resume, every open page would otherwise reload at once;
  * - on admission: straight to the shop with the admission token in the URL fragment
@@ -70,7 +70,9 @@
     if (hasEta) setText("eta", status.eta_s);
     var pausedNote = byId("paused-note");
     var etaNote = byId("eta-note");
+    var heldNote = byId("held-note");
     if (pausedNote) pausedNote.hidden = !status.paused;
+    if (heldNote) heldNote.hidden = status.reason !== "all_held";
     if (etaNote) etaNote.hidden = !!status.paused || !hasEta;
     var bar = document.querySelector(".bar > div");
     if (bar && status.position && status.waiting_total) {

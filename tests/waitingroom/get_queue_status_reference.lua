@@ -6,7 +6,7 @@
   what one status_many call does).
 
   KEYS[1]  sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate paused abandon_ms
-  KEYS[2]  sd:{room:<r>}:st        hash  sold_out rate_ewma rate_ts_ms
+  KEYS[2]  sd:{room:<r>}:st        hash  sold_out rate_ewma rate_ts_ms all_held
   KEYS[3]  sd:{room:<r>}:wait      zset  visitor_id -> order score
   KEYS[4]  sd:{room:<r>}:active    zset  visitor_id -> session expiry ms
   KEYS[5]  sd:{room:<r>}:evicted   set   evicted visitor ids
@@ -17,7 +17,8 @@
   ARGV[4]  bucket_ms: length of a heartbeat time bucket (the bitmap lives abandon_ms + 2 buckets)
   ARGV[5]  tau_ms: time constant of the measured admission rate
 
-  Returns  {state, position, waiting_total, expiry_ms, rate_observed, rate_configured, starts_at, paused}
+  Returns  {state, position, waiting_total, expiry_ms, rate_observed, rate_configured, starts_at, paused,
+           all_held}
            state: "pre_queue" | "waiting" | "admitted" | "expired" | "sold_out" | "closed"
                   | "evicted" | "no_room"; position 1-based (0 unless waiting); rates as strings
   Cost     O(log N); a waiting visitor's poll: 2 HMGET, SISMEMBER, ZCARD, ZRANK, SETBIT (PEXPIRE once
@@ -26,17 +27,19 @@
 local now = tonumber(ARGV[3])
 local vid = ARGV[1]
 local cfg = redis.call('HMGET', KEYS[1], 'mode', 'starts_at', 'closes_at', 'rate', 'paused', 'abandon_ms')
-if not cfg[1] then return {'no_room', 0, 0, 0, '0', '0', 0, 0} end
-if redis.call('SISMEMBER', KEYS[5], vid) == 1 then return {'evicted', 0, 0, 0, '0', '0', 0, 0} end
-local st = redis.call('HMGET', KEYS[2], 'sold_out', 'rate_ewma', 'rate_ts_ms')
+if not cfg[1] then return {'no_room', 0, 0, 0, '0', '0', 0, 0, 0} end
+if redis.call('SISMEMBER', KEYS[5], vid) == 1 then return {'evicted', 0, 0, 0, '0', '0', 0, 0, 0} end
+local st = redis.call('HMGET', KEYS[2], 'sold_out', 'rate_ewma', 'rate_ts_ms', 'all_held')
 local r, ts = tonumber(st[2]) or 0, tonumber(st[3]) or now
 if now > ts then r = r * math.exp(-(now - ts) / tonumber(ARGV[5])) end
 local starts_at, closes_at = tonumber(cfg[2]), tonumber(cfg[3])
 local paused = 0
 if cfg[5] == '1' then paused = 1 end
+local all_held = 0  -- the stock admits nobody more for now (lua/admit_batch.lua)
+if st[4] == '1' then all_held = 1 end
 local total = redis.call('ZCARD', KEYS[3])
 local function reply(state, pos, exp)
-  return {state, pos, total, exp, tostring(r), cfg[4], starts_at, paused}
+  return {state, pos, total, exp, tostring(r), cfg[4], starts_at, paused, all_held}
 end
 local closed = cfg[1] == 'closed' or (closes_at > 0 and now >= closes_at)
 local rank = redis.call('ZRANK', KEYS[3], vid)

@@ -49,6 +49,8 @@ room_states = st.fixed_dictionaries({
     "rate": st.sampled_from([0.5, 2.0, 20.0]),
     "max_active": st.integers(0, 6),
     "sold_out": st.sampled_from([False, False, False, True]),
+    # the last tick's free tickets (stock-aware admission); None: the room admits by rate only
+    "stock_free": st.one_of(st.none(), st.integers(0, 4)),
     "exists": st.sampled_from([True] * 9 + [False]),
 })
 batches = st.lists(st.tuples(st.integers(0, 1_500), st.integers(1, 9)), min_size=1, max_size=6)
@@ -68,11 +70,17 @@ def _script_keys(keys: RedisKeys, room: str, now_ms: int) -> list[str]:
             keys.room_evicted(room), keys.room_seen(room, now_ms // BUCKET_MS)]
 
 
+def _join_keys(keys: RedisKeys, room: str, now_ms: int) -> list[str]:
+    """The join scripts' keys: the six above, and the room's choosing set."""
+    return [*_script_keys(keys, room, now_ms), keys.room_choosing(room)]
+
+
 async def _state(redis: redis_asyncio.Redis, keys: RedisKeys, room: str, now_ms: int) -> dict[str, Any]:
     seen = keys.room_seen(room, now_ms // BUCKET_MS)
     return {
         "wait": await redis.zrange(keys.room_waiting(room), 0, -1, withscores=True),
         "active": await redis.zrange(keys.room_active(room), 0, -1, withscores=True),
+        "choosing": await redis.zrange(keys.room_choosing(room), 0, -1, withscores=True),
         "st": await redis.hgetall(keys.room_state(room)),
         "seen": await redis.get(seen),
         "seen_expires": await redis.pttl(seen) > 0,
@@ -108,14 +116,16 @@ async def _compare(redis_url: str, state: dict[str, Any], steps: list[tuple[int,
                 abandon_after_s=30), T0)
             if state["sold_out"]:
                 await redis.hset(keys.room_state(room), "sold_out", "1")
+            if state["stock_free"] is not None:
+                await redis.hset(keys.room_state(room), "stock_free", state["stock_free"])
         now, offset = T0, 0
         for dt, n in steps:
             now += dt
             args = _entropy(ints, n, offset)
             offset += n
-            rows = await calls.script("join_many", _script_keys(keys, "batched", now),
+            rows = await calls.script("join_many", _join_keys(keys, "batched", now),
                                       [now, BUCKET_MS, BURST_S, RATE_TAU_MS, *args])
-            singles = [await calls.script("join_queue", _script_keys(keys, "single", now),
+            singles = [await calls.script("join_queue", _join_keys(keys, "single", now),
                                           ["", "", now, args[2 * i], BUCKET_MS, BURST_S, args[2 * i + 1], RATE_TAU_MS])
                        for i in range(n)]
             assert len(rows) == n

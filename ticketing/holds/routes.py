@@ -90,6 +90,8 @@ async def create_hold(request: web.Request) -> web.Response:
         metrics.holds_total.labels(exc.code).inc()
         raise
     metrics.holds_total.labels("held").inc()
+    if claims is not None and admitted:
+        await shopper_session.chose(app[CALLS], app[KEYS], claims)
     if EMITTER in app and app[SETTINGS].bus_emit_hold_placed:  # best-effort, buffered: no extra round trip
         app[EMITTER].emit("HoldPlaced", hold.id, {"hold_id": hold.id, "event_id": event_id, "user_id": principal.id,
                                                   "quantity": len(hold.items), "expires_ms": hold.expires_ms})

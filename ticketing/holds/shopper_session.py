@@ -11,7 +11,10 @@ at the visitor's next request (no cache: the answer is at most one Redis round t
 
 from __future__ import annotations
 
+import logging
 import time
+
+from redis.exceptions import RedisError
 
 from rooms import sessions
 from stagedoor.admission_tokens import AdmissionClaims
@@ -19,6 +22,8 @@ from stagedoor.bus_envelope import Envelope
 from stagedoor.errors import Forbidden
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
+
+logger = logging.getLogger(__name__)
 
 
 class ShopperSessionEnded(Forbidden):
@@ -31,6 +36,16 @@ OPENAPI_403 = ("Forbidden: no valid X-Admission-Token for this gated event (/pro
                "(/problems/shopper-session-ended), or not allowed")
 OPENAPI_403_HOLD = (OPENAPI_403 + "; or the admission token is bound to another account "
                     "(/problems/admission-in-use: an admission is one fan's)")
+
+
+async def chose(calls: RedisCalls, keys: RedisKeys, claims: AdmissionClaims) -> None:
+    """After a hold placed with the admission: its shopper stops counting as choosing against the
+    event's free tickets (rooms.sessions.chose). Best effort: should Redis refuse, the shopper
+    counts a little longer (the room's stock_reserve_s at most) and admission is the slower for it."""
+    try:
+        await sessions.chose(calls, keys, claims.room, claims.visitor_id)
+    except RedisError as exc:
+        logger.warning("shopper_chose_not_recorded", extra={"room": claims.room, "error": str(exc)})
 
 
 def session_ended(claims: AdmissionClaims) -> ShopperSessionEnded:
