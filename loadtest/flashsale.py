@@ -90,6 +90,8 @@ class SalePlan:
     retry_after_decline: float = 0.5   # of those, the share who pay with another card
     hold_ttl_s: int = 15
     session_ttl_s: int = 120
+    stock_reserve_s: int | None = None  # an admitted fan not holding by then stops counting against
+                                        # the stock; None: hold_ttl_s (these fans hold within a poll)
     abandon_after_s: int = 60
     seats_per_row: int = 30
     request_timeout_s: float = 15.0

@@ -17,17 +17,21 @@
 
   Stock-aware admission (docs/admission.md "Admission and the stock"): when the caller passes the
   event's free tickets (ARGV[7], read from the inventory's slot just before: lua/event_stock.lua),
-  the tick never lets the shoppers still choosing exceed floor(stock_factor x free). A shopper is
-  choosing from admission until they hold (ticketing takes them out of KEYS[5]), their session
-  ends, or reserve_ms passes (a fan who left without holding stops counting then); a shopper who
-  holds needs no free ticket any more: theirs are out of the free count already. While the bound
-  admits nobody and visitors wait, the state's all_held is "1" (every waiting visitor's status
-  then reads reason "all_held"); the next tick that finds room again admits in queue order.
+  the tick never lets the shoppers still choosing exceed what the free tickets serve:
+      floor(stock_factor x free x (hold_count + 4) / (hold_tickets + 4)), at least 1 while free > 0
+  that is stock_factor x free over the room's mean tickets per hold so far (hold_count and
+  hold_tickets, counted by ticketing at each hold; four pseudo-holds of one ticket stand in until
+  holds are seen); the last tickets, fewer than a mean hold, still go to one fan at a time. A shopper is choosing from admission until they hold (ticketing takes them
+  out of KEYS[5]), their session ends, or reserve_ms passes (a fan who left without holding stops
+  counting then); a shopper who holds needs no free ticket any more: theirs are out of the free
+  count already. While the bound admits nobody and visitors wait, the state's all_held is "1"
+  (every waiting visitor's status then reads reason "all_held"); the next tick that finds room
+  again admits in queue order.
 
   KEYS[1]    sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate max_active ttl_ms abandon_ms paused
                                            stock_factor reserve_ms
   KEYS[2]    sd:{room:<r>}:st        hash  tokens ts_ms sold_out admitted_total abandoned_total rate_ewma rate_ts_ms
-                                           all_held stock_free stock_held
+                                           all_held stock_free stock_held hold_count hold_tickets
   KEYS[3]    sd:{room:<r>}:wait      zset  visitor_id -> order score
   KEYS[4]    sd:{room:<r>}:active    zset  visitor_id -> session expiry ms
   KEYS[5]    sd:{room:<r>}:choosing  zset  visitor_id -> admitted at ms (admitted, not held yet)
@@ -85,11 +89,15 @@ local want = math.floor(tokens)
 local active = redis.call('ZCARD', KEYS[4])
 if passthrough then want = tonumber(ARGV[2]) else want = math.min(want, max_active - active) end
 want = math.min(want, tonumber(ARGV[2]))
-local all_held = 0
+local bound = nil
 if stock_known and not passthrough then
   -- the small epsilon keeps 0.3 x 10 from flooring to 2
-  local bound = math.floor((tonumber(cfg[9]) or 1) * tonumber(ARGV[7]) + 1e-9) - redis.call('ZCARD', KEYS[5])
-  if bound <= 0 and redis.call('ZCARD', KEYS[3]) > 0 then all_held = 1 end
+  local seen = redis.call('HMGET', KEYS[2], 'hold_count', 'hold_tickets')
+  local n, t = tonumber(seen[1]) or 0, tonumber(seen[2]) or 0
+  local free = tonumber(ARGV[7])
+  local serves = math.floor((tonumber(cfg[9]) or 1) * free * (n + 4) / (t + 4) + 1e-9)
+  if free > 0 and serves < 1 then serves = 1 end  -- the last tickets go to a fan who takes fewer
+  bound = serves - redis.call('ZCARD', KEYS[5])
   want = math.max(0, math.min(want, bound))
 end
 
@@ -138,6 +146,9 @@ while admitted < want and abandoned < max_scan and unheard == 0 do
 end
 
 if not passthrough then tokens = tokens - admitted end
+-- all held: the stock admits nobody more and visitors still wait
+local all_held = 0
+if bound and bound - admitted <= 0 and redis.call('ZCARD', KEYS[3]) > 0 then all_held = 1 end
 local r, rts = tonumber(st[4]) or 0, tonumber(st[5]) or now
 local tau = tonumber(ARGV[4])
 if now > rts then r = r * math.exp(-(now - rts) / tau) end

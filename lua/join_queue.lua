@@ -86,14 +86,20 @@ end
 
 if mode == 'passthrough' then return admit() end
 
--- the stock bound (lua/admit_batch.lua): the last tick's free count, while the room has one
+-- The stock bound (lua/admit_batch.lua) on the last tick's free count. A room gating an event
+-- admits nobody at once before a tick has counted the stock (its first tick, or after the room's
+-- state was lost): the visitor queues and the next tick decides.
 local function stock_allows_one()
-  local st = redis.call('HMGET', KEYS[2], 'stock_free')
-  if not st[1] or st[1] == '' then return true end
-  local cfg2 = redis.call('HMGET', KEYS[1], 'stock_factor', 'reserve_ms')
+  local st = redis.call('HMGET', KEYS[2], 'stock_free', 'hold_count', 'hold_tickets')
+  local cfg2 = redis.call('HMGET', KEYS[1], 'stock_factor', 'reserve_ms', 'event_id')
+  if not st[1] or st[1] == '' then return not cfg2[3] or cfg2[3] == '' end
   local reserve = math.min(tonumber(cfg2[2]) or 60000, ttl_ms)
   local choosing = redis.call('ZCOUNT', KEYS[7], '(' .. (now - reserve), '+inf')
-  return math.floor((tonumber(cfg2[1]) or 1) * tonumber(st[1]) + 1e-9) - choosing >= 1
+  local n, t = tonumber(st[2]) or 0, tonumber(st[3]) or 0
+  local free = tonumber(st[1])
+  local serves = math.floor((tonumber(cfg2[1]) or 1) * free * (n + 4) / (t + 4) + 1e-9)
+  if free > 0 and serves < 1 then serves = 1 end
+  return serves - choosing >= 1
 end
 
 local started = now >= starts_at

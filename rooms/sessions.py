@@ -8,7 +8,7 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 - when the inventory runs out: ``await mark_sold_out(calls, keys, room, now_ms)``:
   admission stops and every waiting visitor's status reads ``sold_out`` from the next poll
   (SSE streams poll every 0.5 s, so within 1 s);
-- after a hold placed with an admission: ``await chose(calls, keys, room, visitor_id)``: the
+- after a hold placed with an admission: ``await chose(calls, keys, room, visitor_id, tickets)``: the
   shopper's tickets are out of the free count, so they stop counting against it as "choosing"
   (stock-aware admission, lua/admit_batch.lua) and the next fan in the queue can be let in;
 - before a hold or purchase: send ``active_session_command(keys, room, visitor_id)`` with the
@@ -35,9 +35,12 @@ async def finish_shopper(calls: RedisCalls, keys: RedisKeys, room: str, visitor_
     return await QueueStore(calls, keys).finish(room, visitor_id, now_ms)
 
 
-async def chose(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str) -> None:
-    """The admitted visitor holds tickets now: they no longer count as choosing (one ZREM)."""
-    await calls.command("ZREM", keys.room_choosing(room), visitor_id)
+async def chose(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, tickets: int) -> None:
+    """The admitted visitor holds ``tickets`` now: they no longer count as choosing, and the room's
+    mean tickets per hold (what one choosing shopper is expected to take) learns of the hold."""
+    await calls.commands(("ZREM", keys.room_choosing(room), visitor_id),
+                         ("HINCRBY", keys.room_state(room), "hold_count", 1),
+                         ("HINCRBY", keys.room_state(room), "hold_tickets", tickets))
 
 
 async def mark_sold_out(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: int) -> None:

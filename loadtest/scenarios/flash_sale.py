@@ -117,7 +117,8 @@ async def create_sale(env: BenchEnv, plan: SalePlan, room: str) -> SaleCtx:
     room_body = {"event_id": "", "mode": "fifo", "opens_at": rfc3339(now_ms - 60_000),
                  "starts_at": rfc3339(now_ms + 3_600_000), "rate_per_s": plan.rate_per_s,
                  "max_active": plan.max_active, "session_ttl_s": plan.session_ttl_s,
-                 "abandon_after_s": plan.abandon_after_s, "pow_difficulty": 0}
+                 "abandon_after_s": plan.abandon_after_s, "pow_difficulty": 0,
+                 "stock_reserve_s": max(5, plan.stock_reserve_s or plan.hold_ttl_s)}
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async with session.post(env.url("ticketing") + "/api/events", json=body, headers=org) as resp:
