@@ -84,6 +84,7 @@ class RoomRecord(msgspec.Struct, kw_only=True):
     room: Room
     sold_out: bool
     version: int
+    event_cancelled: bool = False
 
 
 class Written(msgspec.Struct, kw_only=True):
@@ -114,7 +115,8 @@ def _record(row: asyncpg.Record) -> RoomRecord:
 
 
 def _closed_by_cancellation(room: Room, version: int) -> RoomRecord:
-    return RoomRecord(room=msgspec.structs.replace(room, mode="closed"), sold_out=False, version=version)
+    return RoomRecord(room=msgspec.structs.replace(room, mode="closed"), sold_out=False, version=version,
+                      event_cancelled=True)
 
 
 class RoomRecords:

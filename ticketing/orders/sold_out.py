@@ -54,6 +54,11 @@ class SoldOutWatch:
         self._wake = asyncio.Event()
         self._told: set[str] = set()  # events this watch found sold out and told the room about
 
+    @property
+    def noted(self) -> frozenset[str]:
+        """The events waiting for their check."""
+        return frozenset(self._noted)
+
     def note(self, event_id: str, room: str | None) -> None:
         self._noted[event_id] = room or self._noted.get(event_id)
         self._wake.set()
