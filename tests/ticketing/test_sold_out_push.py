@@ -8,7 +8,8 @@ Real apps on one Redis prefix, one database and one key ring: ticketing (holds, 
 sell-out watch, cancellation) and the waiting room (join, status, event streams). The room is
 recorded in PostgreSQL as the admin API records it (rooms.durable). No admission controller
 runs: the room lets in one shopper (``max_active`` 1) and everyone after them waits, so only the
-sell-out or the cancellation can change what the waiting fans see."""
+sell-out or the cancellation can change what the waiting fans see. Ticketing's
+``sold_out_check_interval_ms`` is 10 s here: only a failed check waits for it."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ class Sale:
 @pytest.fixture
 async def sale(shop: Any, service_client: Any, make_settings: Any, make_event: Any) -> Sale:
     settings = make_settings(rate_limits_enabled=False)
-    ticketing = await shop()
+    # the check runs on the purchase's note: an interval far above the budget shows no timer is waited for
+    ticketing = await shop(sold_out_check_interval_ms=10_000)
     waitingroom = await service_client("waitingroom", settings)
     event = await make_event(ticketing, seat_map=seat_map(rows=1, per_row=2, tiers=("A",)),
                              tiers=[{"code": "A", "name": "Stalls", "price": 100}])
