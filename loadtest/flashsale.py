@@ -9,6 +9,21 @@ those retry with another card, the others walk away and let the hold expire). So
 abandon at the seat map or after holding. A fan stops when it bought, gave up, or was told the
 event is sold out.
 
+A fixed sample of fans (``sse_fans``, every k-th fan) waits as the queue page does with
+JavaScript: on the room's event stream (``GET /api/rooms/{room}/events``, reconnecting when it
+ends) instead of polling. Each such stream still open at the sell-out notes when its ``sold_out``
+arrived: the sold-out push latency is that time minus the last purchase's 201 (the latest 201 any
+fan got; all load processes share this machine's clock); a stream still open without it when the
+sale is stopped (3 s after the room reported sold out) was never told.
+
+Outcomes of admitted fans, precisely: ``bought``, ``bought_after_decline``; left by choice
+(``abandoned_at_seat_map``, ``abandoned_hold``, ``declined_left``); found nothing to buy:
+``no_seats`` (no hold after every try: every map they read showed nothing free, three maps 4 s
+apart, or each pick lost to another fan) and ``stopped_looking`` (still without a hold when the
+sale was stopped: looking at an empty map); the rest are failed requests (``*_failed``, ``hold_<status>``,
+``purchase_<status>``) and ``stopped_holding`` (paying when stopped). Fans stopped before their
+admission are ``stopped_waiting``.
+
 Requests go through a small pool of keep-alive connections per process (``loadtest.rawhttp``); a
 step's latency is the request's own (from send to full response), the wait for a free pooled
 connection is reported on its own (``pool_wait``: high means the load generator, not the server,
@@ -95,7 +110,15 @@ class SalePlan:
     abandon_after_s: int = 60
     seats_per_row: int = 30
     request_timeout_s: float = 15.0
+    sse_fans: int = 300                # fans who wait on the event stream instead of polling (a fixed sample)
     seed: int = 20261202
+
+    def streams(self, i: int) -> bool:
+        """Fan ``i`` waits on the event stream (every k-th fan, ``sse_fans`` in all)."""
+        if self.sse_fans <= 0:
+            return False
+        every = max(1, self.fans // self.sse_fans)
+        return i % every == 0 and i // every < self.sse_fans
 
 
 @dataclass(frozen=True)
@@ -126,6 +149,10 @@ class _Recorder:
         self.joins: list[tuple[str, bool, float]] = []      # visitor id, joined before starts_at, wall time
         self.admitted: dict[str, float] = {}                # visitor id -> wall time first seen admitted
         self.admitted_early = 0                             # seen admitted before starts_at (must be 0)
+        self.last_sale = 0.0                                # wall time of the latest purchase 201
+        self.streams_opened = 0                             # event streams opened (reconnects included)
+        self.stream_told: list[float] = []                  # wall time each stream's sold_out arrived
+        self.stream_untold = 0                              # streams open without it when stopped
 
     def to_wire(self) -> dict[str, Any]:
         return {"hist": {s: h.to_wire() for s, h in self.hist.items()},
@@ -133,7 +160,9 @@ class _Recorder:
                 "exceptions": {s: dict(c) for s, c in self.exceptions.items()},
                 "pool_wait": {k: h.to_wire() for k, h in self.pool_wait.items()},
                 "outcomes": dict(self.outcomes), "joins": self.joins,
-                "admitted": self.admitted, "admitted_early": self.admitted_early}
+                "admitted": self.admitted, "admitted_early": self.admitted_early, "last_sale": self.last_sale,
+                "streams_opened": self.streams_opened, "stream_told": self.stream_told,
+                "stream_untold": self.stream_untold}
 
 
 class _Fans:
@@ -157,6 +186,8 @@ class _Fans:
         self.status_url = f"{ctx.waitingroom}/api/rooms/{room}/status"
         self.seats_url = f"{ctx.ticketing}/api/events/{ev}/seats"
         self.hold_url = f"{ctx.ticketing}/api/events/{ev}/holds"
+        self.events_url = f"{ctx.waitingroom}/api/rooms/{room}/events"
+        self.streams: Any = None  # an aiohttp session for the event streams, opened by run()
         for url in (self.join_url, self.seats_url):
             check_loopback_url(url)
 
@@ -183,7 +214,7 @@ class _Fans:
         return resp
 
     # -- one fan
-    async def fan(self, i: int, rng: random.Random) -> str:
+    async def fan(self, i: int, rng: random.Random, progress: dict[str, bool]) -> str:
         plan = self.plan
         pre = rng.random() < plan.pre_fraction
         if pre:
@@ -200,6 +231,8 @@ class _Fans:
         self.rec.joins.append((visitor, sent < self.starts_at, sent))
         auth = {"Authorization": "Bearer " + joined["queue_token"]}
         state = joined
+        if plan.streams(i) and state["state"] != "admitted":
+            state = await self.wait_on_stream(auth, progress)
         while state["state"] != "admitted":
             if state["state"] in ("sold_out", "closed", "expired"):
                 return "told_" + state["state"]
@@ -215,11 +248,40 @@ class _Fans:
             state = msgspec.json.decode(resp.body)
         now = time.time()
         self.rec.admitted.setdefault(visitor, now)
+        progress["admitted"] = True
         if now < self.starts_at:
             self.rec.admitted_early += 1
-        return await self.shop(i, rng, state["admission_token"])
+        return await self.shop(i, rng, state["admission_token"], progress)
 
-    async def shop(self, i: int, rng: random.Random, admission_token: str) -> str:
+    async def wait_on_stream(self, auth: dict[str, str], progress: dict[str, bool]) -> dict[str, Any]:
+        """Wait on the room's event stream until a state other than waiting (the page's
+        EventSource: reconnects 1 s after a stream ends); a failed stream answers
+        ``{"state": "stream_failed"}`` and the fan polls from then on."""
+        import aiohttp
+
+        while True:
+            try:
+                async with self.streams.get(self.events_url, headers=auth) as resp:
+                    if resp.status != 200:
+                        return {"state": "stream_failed"}
+                    self.rec.streams_opened += 1
+                    progress["streaming"] = True  # a fan cancelled while it is set: a stream never told
+                    async for line in resp.content:
+                        if not line.startswith(b"data:"):
+                            continue
+                        state: dict[str, Any] = msgspec.json.decode(line[5:].strip())
+                        if state["state"] == "sold_out":
+                            self.rec.stream_told.append(time.time())
+                        if state["state"] not in ("waiting", "pre_queue"):
+                            progress["streaming"] = False
+                            return state
+                    progress["streaming"] = False
+            except (aiohttp.ClientError, OSError):
+                progress["streaming"] = False
+                return {"state": "stream_failed"}
+            await asyncio.sleep(1.0)
+
+    async def shop(self, i: int, rng: random.Random, admission_token: str, progress: dict[str, bool]) -> str:
         from stagedoor.auth import mint_access_token
 
         plan = self.plan
@@ -245,6 +307,7 @@ class _Fans:
                     return "hold_failed"
                 if resp.status == 201:
                     hold_id = msgspec.json.decode(resp.body)["hold_id"]
+                    progress["held"] = True
                     break
                 if resp.status != 409:
                     return f"hold_{resp.status}"
@@ -266,28 +329,43 @@ class _Fans:
         body = {"payment": {"method": "card", "token": token}, "email": f"fan{i}@example.test"}
         resp = await self.call("purchase", "POST", purchase_url, {**headers, "Idempotency-Key": uuid.uuid4().hex},
                                body)
+        self._sold(resp)
         if resp is not None and resp.status == 402:
             if rng.random() >= plan.retry_after_decline:
                 return "declined_left"
             body = {**body, "payment": {"method": "card", "token": "tok_ok"}}
             resp = await self.call("purchase", "POST", purchase_url,
                                    {**headers, "Idempotency-Key": uuid.uuid4().hex}, body)
+            self._sold(resp)
             if resp is not None and resp.status == 201:
                 return "bought_after_decline"
         if resp is None:
             return "purchase_failed"
         return "bought" if resp.status == 201 else f"purchase_{resp.status}"
 
+    def _sold(self, resp: Any) -> None:
+        if resp is not None and resp.status == 201:
+            self.rec.last_sale = max(self.rec.last_sale, time.time())
+
     async def run(self, stop: asyncio.Future[None]) -> None:
+        import aiohttp
+
         plan = self.plan
         mine = range(self.index, plan.fans, plan.processes)
+        self.streams = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=plan.request_timeout_s))
 
         async def one(i: int) -> None:
             rng = random.Random(plan.seed * 1_000_003 + i)
+            progress: dict[str, bool] = {}
             try:
-                outcome = await self.fan(i, rng)
+                outcome = await self.fan(i, rng, progress)
             except asyncio.CancelledError:
-                self.rec.outcomes["stopped"] += 1
+                if progress.get("streaming"):
+                    self.rec.stream_untold += 1
+                stopped = "holding" if progress.get("held") else "looking" if progress.get("admitted") else "waiting"
+                self.rec.outcomes["stopped_" + stopped] += 1
                 raise
             except Exception as exc:  # a fan must not take the process down
                 outcome = "crashed:" + type(exc).__name__
@@ -301,6 +379,7 @@ class _Fans:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         everyone.cancel()
+        await self.streams.close()
         for pool in self.pools.values():
             while not pool.empty():
                 pool.get_nowait().close()
@@ -475,6 +554,17 @@ class SaleResult:
     admitted_early: int
     monitor: Monitor
     failures: list[str]
+    last_sale: float = 0.0                                   # wall time of the latest purchase 201
+    streams_opened: int = 0
+    stream_told: list[float] = field(default_factory=list)   # wall time each stream's sold_out arrived
+    stream_untold: int = 0                                   # streams open without it when stopped
+
+    def sold_out_push_ms(self) -> list[float]:
+        """Per stream told, ms from the last purchase's 201 to its sold_out (0 when it came first:
+        the room may be told a moment before that 201 reaches its fan)."""
+        if not self.last_sale:
+            return []
+        return sorted(max(0.0, (t - self.last_sale) * 1000) for t in self.stream_told)
 
     def step_summary(self, step: str) -> dict[str, Any]:
         h = self.hist[step]
@@ -589,6 +679,7 @@ def _merge(plan: SalePlan, starts_at: float, ended: float, results: dict[int, di
     admitted: dict[str, float] = {}
     early = 0
     failures = []
+    last_sale, opened, told, untold = 0.0, 0, [], 0
     for wire in results.values():
         if "failure" in wire:
             failures.append(wire["failure"])
@@ -603,8 +694,13 @@ def _merge(plan: SalePlan, starts_at: float, ended: float, results: dict[int, di
         joins.extend(tuple(j) for j in wire["joins"])  # type: ignore[misc]
         admitted.update(wire["admitted"])
         early += wire["admitted_early"]
+        last_sale = max(last_sale, wire["last_sale"])
+        opened += wire["streams_opened"]
+        told.extend(wire["stream_told"])
+        untold += wire["stream_untold"]
     return SaleResult(plan, starts_at, ended, hist, statuses, exceptions, pool_wait, outcomes, joins, admitted,
-                      early, monitor, failures)
+                      early, monitor, failures, last_sale=last_sale, streams_opened=opened, stream_told=told,
+                      stream_untold=untold)
 
 
 def plan_dict(plan: SalePlan) -> dict[str, Any]:

@@ -2,7 +2,9 @@
   put_room_config: create or replace (PUT) or update (PATCH) a room's configuration.
 
   KEYS[1]  sd:{room:<r>}:cfg  hash  room configuration (field -> value)
-  KEYS[2]  sd:{room:<r>}:st   hash  ts_ms (token bucket clock, started at creation)
+  KEYS[2]  sd:{room:<r>}:st   hash  ts_ms (token bucket clock, started at creation);
+           cancelled_event (close_cancelled_room): while the room gates that event, its mode
+           stays "closed" whatever the copy says
   ARGV[1]  "put" (replace every field) | "patch" (update the given fields of an existing room)
   ARGV[2]  now_ms
   ARGV[3..] field, value, field, value, ...  A "ver" field is the PostgreSQL record's version
@@ -26,6 +28,10 @@ end
 if ARGV[1] == 'put' then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('HSETNX', KEYS[2], 'ts_ms', ARGV[2])
+local cancelled = redis.call('HGET', KEYS[2], 'cancelled_event')
+if cancelled and cancelled == redis.call('HGET', KEYS[1], 'event_id') then
+  redis.call('HSET', KEYS[1], 'mode', 'closed')
+end
 if ARGV[1] == 'patch' then return {'updated'} end
 if exists then return {'replaced'} end
 return {'created'}

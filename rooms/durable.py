@@ -135,10 +135,14 @@ class DurableRooms:
     # -- the copy
     async def apply(self, record: RoomRecord, *, old_event_ids: list[str] | None = None,
                     sold_out_flag: bool | None = None, evictions: list[str] | None = None) -> str:
-        """Write the record into Redis: config (versioned), index, link, sold-out, evictions."""
+        """Write the record into Redis: config (versioned), index, link, sold-out, evictions; a
+        room whose event is cancelled is closed for good there too (rooms.store.close_cancelled)."""
         room = record.room
-        outcome = await self.rooms.apply(room, record.version, _now_ms(), old_event_ids=old_event_ids or [],
+        now_ms = _now_ms()
+        outcome = await self.rooms.apply(room, record.version, now_ms, old_event_ids=old_event_ids or [],
                                          sold_out=sold_out_flag)
+        if record.event_cancelled and room.event_id:
+            await self.rooms.close_cancelled(room.room, room.event_id, now_ms)
         if evictions:
             await self.queue.evict_many(room.room, evictions)
         return outcome

@@ -26,7 +26,9 @@ BeforeCommit = Callable[[str | None, str | None], Awaitable[None]]
 _COLUMNS = """r.room_id, r.mode, r.opens_at_ms, r.starts_at_ms, r.closes_at_ms, r.rate_per_s, r.max_active,
        r.session_ttl_s, r.abandon_after_s, r.pow_difficulty, r.shop_url, r.paused, r.title, r.sold_out,
        r.stock_factor, r.stock_reserve_s, r.version, l.event_id,
-       COALESCE((SELECT e.status = 'sold_out' FROM events e WHERE e.id::text = l.event_id), false) AS event_sold_out"""
+       COALESCE((SELECT e.status = 'sold_out' FROM events e WHERE e.id::text = l.event_id), false) AS event_sold_out,
+       COALESCE((SELECT e.status = 'cancelled' FROM events e WHERE e.id::text = l.event_id), false)
+           AS event_cancelled"""
 SELECT_ROOM = f"SELECT {_COLUMNS} FROM rooms r LEFT JOIN room_events l ON l.room_id = r.room_id WHERE r.room_id = $1"
 SELECT_ROOM_FOR_UPDATE = f"""
 SELECT {_COLUMNS} FROM rooms r LEFT JOIN room_events l ON l.room_id = r.room_id WHERE r.room_id = $1
@@ -34,6 +36,7 @@ FOR UPDATE OF r
 """
 SELECT_ROOMS = f"SELECT {_COLUMNS} FROM rooms r LEFT JOIN room_events l ON l.room_id = r.room_id ORDER BY r.room_id"
 SELECT_ROOM_IDS = "SELECT room_id FROM rooms"
+EVENT_CANCELLED = "SELECT COALESCE((SELECT status = 'cancelled' FROM events WHERE id::text = $1), false)"
 UPSERT_ROOM = """
 INSERT INTO rooms (room_id, mode, opens_at_ms, starts_at_ms, closes_at_ms, rate_per_s, max_active, session_ttl_s,
                    abandon_after_s, pow_difficulty, shop_url, paused, title, sold_out, stock_factor,
@@ -76,11 +79,14 @@ GROUP BY room_id ORDER BY min(id) LIMIT $2
 
 
 class RoomRecord(msgspec.Struct, kw_only=True):
-    """A room as PostgreSQL records it. ``sold_out``: the admin's flag, or its event sold out."""
+    """A room as PostgreSQL records it. ``sold_out``: the admin's flag, or its event sold out.
+    A room whose event is cancelled reads ``closed`` and not sold out, whatever its stored mode:
+    every copy into Redis (a rebuild after data loss, a repair, an admin write) keeps it closed."""
 
     room: Room
     sold_out: bool
     version: int
+    event_cancelled: bool = False
 
 
 class Written(msgspec.Struct, kw_only=True):
@@ -106,7 +112,14 @@ def _record(row: asyncpg.Record) -> RoomRecord:
                 abandon_after_s=row["abandon_after_s"], pow_difficulty=row["pow_difficulty"],
                 shop_url=row["shop_url"], paused=row["paused"], title=row["title"],
                 stock_factor=row["stock_factor"], stock_reserve_s=row["stock_reserve_s"])
+    if row["event_cancelled"]:
+        return _closed_by_cancellation(room, row["version"])
     return RoomRecord(room=room, sold_out=bool(row["sold_out"] or row["event_sold_out"]), version=row["version"])
+
+
+def _closed_by_cancellation(room: Room, version: int) -> RoomRecord:
+    return RoomRecord(room=msgspec.structs.replace(room, mode="closed"), sold_out=False, version=version,
+                      event_cancelled=True)
 
 
 class RoomRecords:
@@ -157,7 +170,10 @@ class RoomRecords:
         pending_id = await conn.fetchval(INSERT_PENDING, room.room, old_event_id)
         await before_commit(room.event_id, old_event_id)
         assert row is not None
-        record = RoomRecord(room=room, sold_out=bool(row["sold_out"]), version=row["version"])
+        if room.event_id and await conn.fetchval(EVENT_CANCELLED, room.event_id):
+            record = _closed_by_cancellation(room, row["version"])
+        else:
+            record = RoomRecord(room=room, sold_out=bool(row["sold_out"]), version=row["version"])
         return Written(record=record, created=bool(row["created"]), old_event_id=old_event_id,
                        pending_id=pending_id)
 

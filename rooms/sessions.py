@@ -7,7 +7,10 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
   shopper session at once and frees its capacity for the next visitor in the queue;
 - when the inventory runs out: ``await mark_sold_out(calls, keys, room, now_ms)``:
   admission stops and every waiting visitor's status reads ``sold_out`` from the next poll
-  (SSE streams poll every 0.5 s, so within 1 s);
+  (open event streams within their room pulse, 0.25 s: waitingroom/sse_pulse.py);
+- when the event is cancelled: ``await close_cancelled_event(calls, keys, event_id, now_ms)``:
+  the room gating it is closed for good (status ``closed``, joins refused, admission stopped),
+  reaching the streams the same way;
 - after a hold placed with an admission: ``await chose(calls, keys, room, visitor_id, tickets)``: the
   shopper's tickets are out of the free count, so they stop counting against it as "choosing"
   (stock-aware admission, lua/admit_batch.lua) and the next fan in the queue can be let in;
@@ -21,12 +24,16 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 
 from __future__ import annotations
 
+import contextlib
+
+from rooms.errors import RoomNotFound
 from rooms.queue_store import QueueStore, active_session_command, session_is_live
 from rooms.store import RoomStore
 from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
-__all__ = ["active_session_command", "chose", "event_room_command", "finish_shopper", "mark_sold_out",
+__all__ = ["active_session_command", "chose", "close_cancelled_event", "event_room_command", "finish_shopper",
+           "mark_sold_out",
            "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
 
 
@@ -46,10 +53,18 @@ async def chose(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, 
 async def mark_sold_out(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: int) -> None:
     """The event sold out: admission stops, every waiting visitor's state becomes sold_out.
     A missing room is ignored (the event's room may have been deleted meanwhile)."""
-    store = RoomStore(calls, keys)
-    if await store.get(room) is not None:
-        await store.set_sold_out(room, True, now_ms)
+    with contextlib.suppress(RoomNotFound):  # the script checks the room: one round trip
+        await RoomStore(calls, keys).set_sold_out(room, True, now_ms)
 
+
+async def close_cancelled_event(calls: RedisCalls, keys: RedisKeys, event_id: str, now_ms: int) -> str | None:
+    """The event was cancelled: close the room gating it (idempotent); the room, None when the
+    event is not gated. PostgreSQL says the same to every later copy of the room (the room's
+    record reads its event's status: rooms/record_store.py), so no rebuild opens it again."""
+    room = await room_of_event(calls, keys, event_id)
+    if room is not None:
+        await RoomStore(calls, keys).close_cancelled(room, event_id, now_ms)
+    return room
 
 
 def event_room_command(keys: RedisKeys, event_id: str) -> tuple[str, str]:

@@ -292,6 +292,13 @@ class RoomStore:
         if reply[0] == b"no_room":
             raise RoomNotFound(f"no room {room_id!r}")
 
+    async def close_cancelled(self, room_id: str, event_id: str, now_ms: int) -> bool:
+        """The room's event was cancelled: the room is closed and stays so while it gates that
+        event (lua/close_cancelled_room.lua); False when there is no such room or it gates another."""
+        keys = [self._keys.room_config(room_id), self._keys.room_state(room_id)]
+        reply = await self._calls.script("close_cancelled_room", keys, [event_id, now_ms])
+        return bool(reply[0] == b"ok")
+
     async def delete(self, room_id: str) -> bool:
         room = await self.get(check_room_id(room_id))
         if room is None:

@@ -53,7 +53,8 @@ class RedisKeys:
 
     def room_state(self, room: str) -> str:
         """hash: seq (arrival counter), tokens + ts_ms (admission token bucket), sold_out,
-        admitted_total, abandoned_total, rate_ewma + rate_ts_ms (measured admission rate)."""
+        cancelled_event + cancelled_at (lua/close_cancelled_room.lua), admitted_total,
+        abandoned_total, rate_ewma + rate_ts_ms (measured admission rate)."""
         return self.room(room, "st")
 
     def room_waiting(self, room: str) -> str:

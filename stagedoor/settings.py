@@ -156,6 +156,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     idempotency_inflight_ttl_s: Annotated[int, msgspec.Meta(ge=5, le=3600)] = 120
     max_tickets_per_account_per_event: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20
     ticket_code_ttl_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 730
+    # the sell-out check runs at once on a purchase's note; this is its retry after a failed check
     sold_out_check_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 250
 
     # Event bus (stagedoor/bus.py, docs/event-bus.md): the outbox relay and the stream consumers.

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import
     from ticketing.notifications.service import Notifications
     from ticketing.orders.purchase_deps import PurchaseDeps
     from ticketing.orders.reconcile import Reconciler
+    from ticketing.orders.sold_out import SoldOutWatch
     from ticketing.orders.store import OrderStore
     from ticketing.payments.charging import Payments
     from ticketing.payments.gateway import PaymentGateway
@@ -59,4 +60,5 @@ SWEEPER: web.AppKey[asyncio.Task[None]] = web.AppKey("hold_sweeper")
 NOTIFICATIONS: web.AppKey[Notifications] = web.AppKey("notifications")
 PAYMENTS: web.AppKey[Payments] = web.AppKey("worker_payments")  # the configured gateway, one breaker, for refunds
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("payment_reconciler")
+SOLD_OUT_WATCH: web.AppKey[SoldOutWatch] = web.AppKey("worker_sold_out_watch")  # noted by the reconciler and sweeper
 GATEWAY_SWEEP: web.AppKey[GatewaySweep] = web.AppKey("payment_gateway_sweep")

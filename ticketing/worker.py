@@ -3,6 +3,8 @@
 the bus consumer groups and the notifications.
 
 Hold sweeper (ticketing/catalog/hold_sweeper.py): every ``hold_sweep_interval_s`` it
+- hands each event's counters to the worker's sell-out watch (ticketing/orders/sold_out.py), which
+  marks a sold-out event and tells its room if the ticketing process did not (it died mid-way);
 - notices Redis data loss (a new Redis ``run_id``, or a sellable event whose inventory marker
   is gone) and rebuilds those events from PostgreSQL;
 - reclaims expired holds of every on-sale event (sweep_expired_holds) and writes one
@@ -43,6 +45,7 @@ from ticketing.appkeys import (
     METRICS,
     PAYMENTS,
     RECONCILER,
+    SOLD_OUT_WATCH,
     SWEEPER,
 )
 from ticketing.catalog.hold_sweeper import HoldSweeper
@@ -66,8 +69,21 @@ from ticketing.payments.webhook_store import WebhookStore
 logger = logging.getLogger(__name__)
 
 
+async def sold_out_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The worker's sell-out watch (after inventory_ctx): noted by the reconciler's purchases and,
+    as the fallback of the ticketing process's own watch, by the hold sweeper's counters."""
+    settings, holds = app[SETTINGS], app[HOLDS]
+    app[SOLD_OUT_WATCH] = watch = SoldOutWatch(settings.sold_out_check_interval_ms, holds=holds,
+                                               orders=OrderStore(app[DB]),
+                                               admission=AdmissionHooks(app[CALLS], app[KEYS]))
+    task = asyncio.create_task(watch.run(app[CLOCK].now_ms), name="worker-sold-out-watch")
+    yield
+    await stop_task(task)
+
+
 async def hold_sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
-    sweeper = HoldSweeper(app[INVENTORY], app[SETTINGS], app[METRICS], app[CLOCK])
+    sweeper = HoldSweeper(app[INVENTORY], app[SETTINGS], app[METRICS], app[CLOCK],
+                          on_counts=app[SOLD_OUT_WATCH].consider)
     task = asyncio.create_task(sweeper.run(), name="hold-sweeper")
     app[SWEEPER] = task
     yield
@@ -91,15 +107,13 @@ async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
         idempotency=IdempotencyStore(app[CALLS], app[KEYS], settings.idempotency_inflight_ttl_s,
                                      settings.idempotency_ttl_s),
         keyring=app[KEYRING], metrics=app[METRICS], settings=settings, admission=admission,
-        sold_out=SoldOutWatch(settings.sold_out_check_interval_ms, holds=holds, orders=orders, admission=admission),
+        sold_out=app[SOLD_OUT_WATCH],
         records=PaymentRecords(app[DB]),
     )
     app[RECONCILER] = reconciler = Reconciler(deps, app[CLOCK])
     loop = asyncio.create_task(reconciler.run(), name="payment-reconciler")
-    watch = asyncio.create_task(deps.sold_out.run(app[CLOCK].now_ms), name="worker-sold-out-watch")
     yield
     await stop_task(loop)
-    await stop_task(watch)
 
 
 async def gateway_sweep_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -122,6 +136,7 @@ def create_worker_app(settings: Settings, keyring: KeyRing | None = None) -> web
     app[METRICS] = metrics
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(inventory_ctx)
+    app.cleanup_ctx.append(sold_out_watch_ctx)
     app.cleanup_ctx.append(hold_sweeper_ctx)
     app.cleanup_ctx.append(gateway_ctx)
     app.cleanup_ctx.append(payments_ctx)

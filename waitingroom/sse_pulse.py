@@ -7,15 +7,17 @@ all of Redis busy answering "still waiting".
 
 Now a stream reads its status when something may have changed for it, and otherwise only now
 and then (its position, which moves steadily: see ``routes.next_check_s``). Per process and
-room, one pulse every ``SSE_PULSE_S`` reads, in one pipeline on the room's slot:
+room, one pulse every ``SSE_ROOM_PULSE_S`` reads, in one pipeline on the room's slot:
 
 - the room's state (mode, paused, start, close, abandon time, sold out; a deleted room reads
-  as no mode):
+  as no mode), two O(1) reads:
   when it changed, every stream of the room is woken (sold out and closed reach everyone
-  within the pulse);
-- ``ZMSCORE`` of the room's active set for the visitors of this process's streams: a visitor
-  with a live session was admitted, and only that stream is woken (admission reaches the fan
-  within the pulse, however far back they were).
+  within ``SSE_ROOM_PULSE_S`` plus one status read: the sold-out budget of 1 s,
+  docs/waiting-room.md);
+- every ``SSE_PULSE_S`` (every other pulse), also ``ZMSCORE`` of the room's active set for the
+  visitors of this process's streams, the one read that grows with the streams: a visitor with
+  a live session was admitted, and only that stream is woken (admission reaches the fan within
+  ``SSE_PULSE_S``, however far back they were).
 
 A pulse that fails (Redis unreachable) wakes nobody; the streams' own reads then meet the
 outage and end (the page polls), as before. So the pulse only makes streams faster to notice;
@@ -38,7 +40,8 @@ from waitingroom.metrics import WaitingRoomMetrics
 
 logger = logging.getLogger(__name__)
 
-SSE_PULSE_S = 0.5  # admission and room changes reach an open stream within this
+SSE_PULSE_S = 0.5  # admission reaches an open stream within this
+SSE_ROOM_PULSE_S = 0.25  # room changes (sold out, closed, paused, ...) reach an open stream within this
 WARN_EVERY_S = 10.0
 
 
@@ -66,12 +69,14 @@ class RoomPulses:
     """The pulses of one process: started with a room's first open stream, stopped with its last."""
 
     def __init__(self, redis: Any, keys: RedisKeys, clock_ms: Callable[[], int] | None = None,
-                 period_s: float = SSE_PULSE_S, metrics: WaitingRoomMetrics | None = None) -> None:
+                 period_s: float = SSE_ROOM_PULSE_S, metrics: WaitingRoomMetrics | None = None,
+                 admitted_every: int = round(SSE_PULSE_S / SSE_ROOM_PULSE_S)) -> None:
         self._redis = redis
         self._metrics = metrics
         self._keys = keys
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.period_s = period_s
+        self.admitted_every = max(1, admitted_every)  # pulses per look at the active set
         self._rooms: dict[str, _Room] = {}
         self._warned_at = float("-inf")
         self._stopped = False
@@ -122,10 +127,12 @@ class RoomPulses:
                 await stop_task(entry.task)
 
     async def _run(self, room: str, entry: _Room) -> None:
+        n = 0
         while entry.watches:
             await asyncio.sleep(self.period_s)
+            n += 1
             try:
-                await self.pulse(room, entry)
+                await self.pulse(room, entry, admitted=n % self.admitted_every == 0)
             except Exception as exc:  # a pulse only hurries streams: it is never fatal
                 # (Redis unreachable: the streams' own reads meet the outage and end)
                 if self._metrics is not None:
@@ -135,12 +142,13 @@ class RoomPulses:
                     self._warned_at = now
                     logger.warning("sse_pulse_failed", extra={"room": room, "error": str(exc)})
 
-    async def pulse(self, room: str, entry: _Room | None = None) -> int:
-        """One pulse of ``room``: wake the streams whose status may have changed; how many woke."""
+    async def pulse(self, room: str, entry: _Room | None = None, *, admitted: bool = True) -> int:
+        """One pulse of ``room``: wake the streams whose status may have changed; how many woke.
+        ``admitted`` False: the room's state only, not the visitors' sessions."""
         entry = entry or self._rooms.get(room)
         if entry is None or not entry.watches:
             return 0
-        visitors = list(entry.watches)
+        visitors = list(entry.watches) if admitted else []
         state, scores = await pulse_snapshot(self._redis, self._keys, room, visitors)
         changed, entry.state = entry.state is not None and state != entry.state, state
         if changed:
@@ -160,15 +168,15 @@ class RoomPulses:
             watch.wake.set()
         entry.fresh.clear()
         self._count("registered", registered)
-        admitted = 0
+        woken_admitted = 0
         now_ms = self._clock_ms()
         for visitor, score in zip(visitors, scores, strict=True):
             if score is not None and float(score) > now_ms:  # a live session: admitted
                 for watch in entry.watches.get(visitor, ()):
                     watch.wake.set()
-                    admitted += 1
-        self._count("admitted", admitted)
-        return registered + admitted
+                    woken_admitted += 1
+        self._count("admitted", woken_admitted)
+        return registered + woken_admitted
 
     def _count(self, reason: str, woken: int) -> None:
         if woken and self._metrics is not None:

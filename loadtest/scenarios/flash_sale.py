@@ -10,7 +10,12 @@ says exactly how). The sale stops 3 s after the room reports sold out, or 75 s a
 Reported (each beside its target): time from ``starts_at`` to the last seat sold; seats sold
 twice (PostgreSQL: tickets per seat > 1) and sold vs capacity; out-of-order admissions (visitors
 who joined after ``starts_at`` and were admitted while someone ahead of them still waited); the
-admitted rate against the configured one; p99 per step (join, status, seats, hold, purchase); Redis
+admitted rate against the configured one; fans admitted per order (the room's ``admitted_total``
+over PostgreSQL's orders of the event); admitted fans who found nothing to buy (outcomes
+``no_seats`` and ``stopped_looking``), as a count and as a share of the fans who saw their
+admission; the sold-out push to the open event streams of a fixed sample of waiting fans
+(``SalePlan.sse_fans``): p50/p99/max from the last purchase's 201 to each stream's ``sold_out``,
+how many streams were open, and how many were never told; p99 per step (join, status, seats, hold, purchase); Redis
 bytes per waiting visitor (INFO used_memory_dataset just before ``starts_at`` minus before the first join,
 over the number waiting; the leanest of three readings each time, as a hash table Redis is
 rehashing counts twice while it lasts). Users are inserted straight into PostgreSQL (registration would
@@ -21,6 +26,7 @@ payment window is 20 s (a declined card keeps the hold locked that long; 120 s b
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -59,7 +65,14 @@ TARGETS = (
     *(Target(f"{step}_p99_ms", max_value=FAN_P99_MS, label=f"{step} p99 during the sale") for step in STEPS),
     Target("server_errors", max_value=0, label="5xx answers and failed requests"),
     Target("redis_bytes_per_waiting_visitor", max_value=150.0, label="Redis bytes per waiting visitor"),
+    Target("admitted_per_order", max_value=1.3, label="fans admitted per order"),
+    Target("fans_found_nothing_pct", max_value=2.0, label="admitted fans who found nothing to buy, % of admitted"),
+    Target("sold_out_push_p99_ms", max_value=1000.0,
+           label="sold-out push p99, last purchase's 201 to each open event stream"),
+    Target("sold_out_push_not_told", max_value=0, label="open event streams never told sold out"),
 )
+# Admitted fans who found nothing to buy (loadtest/flashsale.py defines every outcome)
+NOTHING_TO_BUY = ("no_seats", "stopped_looking")
 _RESULT: dict[str, Any] = {}
 
 
@@ -157,7 +170,8 @@ def as_run_result(sale: SaleResult, config: LoadConfig) -> RunResult:
 
 
 QUICK_PLAN = SalePlan(fans=1_000, seats=100, rate_per_s=20.0, pre_start_s=2.0, post_join_s=3.0, sale_max_s=20.0,
-                      queue_connections=16, shop_connections=8, poll_min_s=0.5, poll_max_s=2.0, hold_ttl_s=5)
+                      queue_connections=16, shop_connections=8, poll_min_s=0.5, poll_max_s=2.0, hold_ttl_s=5,
+                      sse_fans=100)
 
 
 def drive(env: BenchEnv, ctx: SaleCtx, config: LoadConfig) -> RunResult:
@@ -168,6 +182,9 @@ def drive(env: BenchEnv, ctx: SaleCtx, config: LoadConfig) -> RunResult:
     for step in STEPS:
         print(f"    {step}: {sale.step_summary(step)}", flush=True)
     print(f"    fan outcomes: {dict(sorted(sale.outcomes.items()))}", flush=True)
+    told = sale.sold_out_push_ms()
+    print(f"    event streams: {sale.streams_opened} opened, {len(told)} told sold out "
+          f"(max {told[-1] if told else 0:.0f} ms after the last 201), {sale.stream_untold} never told", flush=True)
     return as_run_result(sale, config)
 
 
@@ -196,6 +213,8 @@ async def sale_figures(env: BenchEnv, ctx: SaleCtx, sale: SaleResult) -> list[Fi
     errors += sum(sum(sale.exceptions[step].values()) for step in STEPS)
     sold_out = 1.0 if sold == capacity else 0.0
     admitted_total = sale.monitor.snapshots[-1].admitted_total if sale.monitor.snapshots else 0
+    fans_admitted = len(sale.admitted_by_fans)
+    nothing = sum(sale.outcomes.get(name, 0) for name in NOTHING_TO_BUY)
     figs = [
         Figure("fans", float(len(sale.joins)), "joined"),
         Figure("seats", float(capacity), "seats"),
@@ -214,6 +233,11 @@ async def sale_figures(env: BenchEnv, ctx: SaleCtx, sale: SaleResult) -> list[Fi
         Figure("admitted_rate_per_s", round(rate, 2), "/s"),
         Figure("admitted_rate_window_s", round(span, 1), "s"),
         Figure("admitted_rate_ratio", round(rate / sale.plan.rate_per_s, 3) if rate else 0.0),
+        *([Figure("admitted_per_order", round(admitted_total / orders, 3))] if orders else []),
+        Figure("fans_admitted", float(fans_admitted), "fans"),
+        Figure("fans_found_nothing", float(nothing), "fans"),
+        *([Figure("fans_found_nothing_pct", round(100 * nothing / fans_admitted, 2), "%")] if fans_admitted else []),
+        *push_figures(sale, sold_out=bool(sold_out)),
         Figure("waiting_at_start", float(added), "visitors"),
         Figure("redis_bytes_per_waiting_visitor", round(per_visitor, 1), "B"),
         Figure("server_errors", float(errors), "requests"),
@@ -226,8 +250,25 @@ async def sale_figures(env: BenchEnv, ctx: SaleCtx, sale: SaleResult) -> list[Fi
                  Figure(f"{step}_requests", float(s["requests"]), "requests")]
     outcomes: Counter[str] = sale.outcomes
     for name in ("bought", "bought_after_decline", "abandoned_at_seat_map", "abandoned_hold", "declined_left",
-                 "no_seats", "told_sold_out"):
+                 "no_seats", "stopped_looking", "stopped_holding", "stopped_waiting", "told_sold_out"):
         figs.append(Figure(f"fans_{name}", float(outcomes.get(name, 0)), "fans"))
+    return figs
+
+
+def push_figures(sale: SaleResult, *, sold_out: bool) -> list[Figure]:
+    """The sold-out push to the sample's open event streams; none when the event did not sell out
+    (then the targets read "no" rather than a figure of a push that never had a cause)."""
+    if not sold_out or not sale.last_sale:
+        return []
+    told = sale.sold_out_push_ms()
+    figs = [Figure("sold_out_push_streams", float(len(told) + sale.stream_untold), "streams"),
+            Figure("sold_out_push_not_told", float(sale.stream_untold), "streams")]
+    if told:
+        def rank(p: float) -> float:  # nearest rank, exact: a few hundred streams
+            return round(told[max(0, math.ceil(p / 100 * len(told)) - 1)], 1)
+
+        figs += [Figure("sold_out_push_p50_ms", rank(50), "ms"), Figure("sold_out_push_p99_ms", rank(99), "ms"),
+                 Figure("sold_out_push_max_ms", rank(100), "ms")]
     return figs
 
 

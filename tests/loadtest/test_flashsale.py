@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from loadtest.flashsale import SalePlan, Snapshot, admitted_rate, out_of_order, pick_seats, run_sale, visitor_seq
-from loadtest.scenarios.flash_sale import create_sale, sale_figures
+from loadtest.flashsale import (
+    SalePlan,
+    SaleResult,
+    Snapshot,
+    admitted_rate,
+    out_of_order,
+    pick_seats,
+    run_sale,
+    visitor_seq,
+)
+from loadtest.scenarios.flash_sale import create_sale, push_figures, sale_figures
 from tests.support.stack import running_stack
 
 
@@ -42,6 +52,26 @@ def test_the_admitted_rate_skips_the_initial_burst_and_stops_at_the_sell_out() -
     assert span == pytest.approx(7.9, abs=0.11)
 
 
+def test_a_fixed_sample_of_fans_waits_on_the_event_stream() -> None:
+    plan = SalePlan(fans=20_000, sse_fans=300)
+    chosen = [i for i in range(plan.fans) if plan.streams(i)]
+    assert len(chosen) == 300 and chosen[:3] == [0, 66, 132]
+    assert [i for i in range(10) if SalePlan(fans=10, sse_fans=40).streams(i)] == list(range(10))
+    assert not any(SalePlan(fans=10, sse_fans=0).streams(i) for i in range(10))
+
+
+def test_the_sold_out_push_is_timed_from_the_last_purchase_and_counts_the_streams_never_told() -> None:
+    sale = SaleResult(plan=SalePlan(), starts_at=0.0, ended_at=0.0, hist={}, statuses={}, exceptions={},
+                      pool_wait={}, outcomes=Counter(), joins=[], admitted_by_fans={}, admitted_early=0,
+                      monitor=None, failures=[], last_sale=100.0,  # type: ignore[arg-type]
+                      stream_told=[100.25, 99.99, 100.1] + [100.2] * 97, stream_untold=2)
+    figures = {f.name: f.value for f in push_figures(sale, sold_out=True)}
+    assert figures == {"sold_out_push_streams": 102, "sold_out_push_not_told": 2, "sold_out_push_p50_ms": 200.0,
+                       "sold_out_push_p99_ms": 200.0, "sold_out_push_max_ms": 250.0}
+    assert sale.sold_out_push_ms()[0] == 0.0  # told a moment before the 201 reached its fan: 0
+    assert push_figures(sale, sold_out=False) == []  # no sell-out, no push to time
+
+
 def test_the_picker_takes_neighbours_in_one_row_or_any_free_seats() -> None:
     seats = [{"id": f"s{i}", "section": "A", "row": str(i // 4), "state": "free" if i % 3 else "sold"}
              for i in range(40)]
@@ -60,7 +90,7 @@ def test_a_small_flash_sale_sells_out_with_nothing_oversold_and_fifo_kept(
         redis_url: str, database_url: str, redis_prefix: str, tmp_path: Path) -> None:
     plan = SalePlan(fans=400, seats=60, rate_per_s=20.0, max_active=1000, pre_start_s=2.0, post_join_s=3.0,
                     sale_max_s=40.0, processes=1, queue_connections=16, shop_connections=8, poll_min_s=0.5,
-                    poll_max_s=2.0, hold_ttl_s=5, seats_per_row=10)
+                    poll_max_s=2.0, hold_ttl_s=5, seats_per_row=10, sse_fans=40)
     with running_stack(("admission", "waitingroom", "ticketing", "worker"), redis_url=redis_url,
                        database_url=database_url, prefix=redis_prefix, workdir=tmp_path,
                        STAGEDOOR_HOLD_SWEEP_INTERVAL_S="1", STAGEDOOR_PAYMENT_WINDOW_S="8") as env:
@@ -76,3 +106,13 @@ def test_a_small_flash_sale_sells_out_with_nothing_oversold_and_fifo_kept(
     assert 250 <= figures["fans"] <= 400, figures  # late fans may find it sold out
     # every buying fan placed an order, and every order holds at least one of the 60 seats
     assert 0 < figures["fans_bought"] <= figures["orders"] <= figures["seats_sold"], figures
+    # the new figures: admitted per order, who found nothing, the sold-out push to the open streams
+    assert figures["admitted_per_order"] == round(figures["admitted_total"] / figures["orders"], 3), figures
+    assert figures["fans_found_nothing"] == figures["fans_no_seats"] + figures["fans_stopped_looking"], figures
+    assert figures["fans_found_nothing_pct"] == round(
+        100 * figures["fans_found_nothing"] / figures["fans_admitted"], 2), figures
+    assert sale.streams_opened >= 1, figures
+    if figures["sold_out_push_streams"]:  # some of the 40 were still waiting at the sell-out
+        assert figures["sold_out_push_not_told"] == 0, figures
+        assert 0 <= figures["sold_out_push_p50_ms"] <= figures["sold_out_push_p99_ms"] <= figures[
+            "sold_out_push_max_ms"], figures

@@ -69,6 +69,27 @@ async def test_a_pulse_wakes_only_the_admitted_visitors_and_everyone_when_the_ro
     assert woken == {"registered": 3, "admitted": 1, "room_changed": 12}
 
 
+async def test_the_rooms_state_is_read_every_pulse_and_the_active_set_every_other_one(
+        stores: Stores, make_room: Any) -> None:
+    await make_room("r1")
+    a = (await stores.join("r1", T0)).visitor_id
+    pulses = RoomPulses(stores.redis, stores.keys, clock_ms=lambda: T0 + 1000, period_s=3600)
+    assert pulses.period_s == 3600 and pulses.admitted_every == 2  # defaults: 0.25 s and 0.5 s
+    keys = stores.keys
+    with pulses.watch("r1", a) as wa:
+        assert await pulses.pulse("r1") == 1
+        _reset(wa)
+        await stores.redis.zadd(keys.room_active("r1"), {a: T0 + 600_000})
+        assert await pulses.pulse("r1", admitted=False) == 0 and _woken(wa) == [False]  # the room's state only
+        await stores.redis.hset(keys.room_state("r1"), "sold_out", "1")
+        assert await pulses.pulse("r1", admitted=False) == 1 and _woken(wa) == [True]  # a room change: at once
+        _reset(wa)
+        await stores.redis.hset(keys.room_state("r1"), "sold_out", "0")
+        await pulses.pulse("r1", admitted=False)
+        _reset(wa)
+        assert await pulses.pulse("r1") == 1 and _woken(wa) == [True]  # the admission, at the next full pulse
+
+
 async def test_the_pulse_runs_while_a_room_has_streams_survives_redis_errors_and_stops_with_the_service(
         stores: Stores, make_room: Any, redis_url: str) -> None:
     await make_room("r1")

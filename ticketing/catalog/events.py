@@ -6,7 +6,9 @@ may not read it, so changing another organizer's draft answers 404 like a missin
 event on sale is public, so changing someone else's answers 403. Going on sale loads the event's
 holdable state into Redis (ticketing/catalog/inventory.py); cancelling marks it cancelled in
 PostgreSQL with an EventCancelled outbox row in the same transaction (refunds and
-notifications follow from that row), then refuses new holds in Redis.
+notifications follow from that row), then refuses new holds in Redis and closes the event's
+waiting room (rooms.sessions.close_cancelled_event; the worker's ``admission`` bus group closes
+it too from the row, should this process fail before).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, cast
 import msgspec
 
 from stagedoor.auth import Principal
+from stagedoor.logs import log_failure
 from stagedoor.policy import Action, Resource, authorize, is_allowed
 from ticketing.catalog.errors import InvalidEvent, InvalidStatusChange, NotEventOwner
 from ticketing.catalog.inventory import Inventory
@@ -35,6 +38,7 @@ from ticketing.catalog.types import (
     TierOut,
     VenueOut,
 )
+from ticketing.holds.shopper_session import AdmissionHooks
 from ticketing.holds.types import TierCount
 from ticketing.ids import EventNotFound, outbox_id
 
@@ -184,7 +188,10 @@ async def update_event(inventory: Inventory, principal: Principal, event_id: int
     return updated
 
 
-async def cancel_event(inventory: Inventory, principal: Principal, event_id: int, now_ms: int) -> EventRow:
+async def cancel_event(inventory: Inventory, principal: Principal, event_id: int, now_ms: int,
+                       admission: AdmissionHooks | None = None) -> EventRow:
+    """Cancel the event; a repeated cancel changes nothing in PostgreSQL and closes the room
+    again (idempotent), in case the first one's Redis writes failed."""
     event = await _must_get(inventory, event_id)
     _check_owner(principal, event, Action.EVENT_CANCEL)
     payload = {"event_id": str(event_id), "title": event.title, "starts_at": event.starts_at.isoformat(),
@@ -193,7 +200,16 @@ async def cancel_event(inventory: Inventory, principal: Principal, event_id: int
     if cancelled:
         await inventory.holds.update_meta(str(event_id), {"status": "cancelled"})
         logger.info("event_cancelled", extra={"event_id": event_id})
-    return await _must_get(inventory, event_id)
+    event = await _must_get(inventory, event_id)
+    if admission is not None and event.status == "cancelled":
+        try:  # the waiting room's fans see "closed" within its room pulse; admission stops
+            room = await admission.close_cancelled_event(str(event_id), now_ms)
+        except Exception as exc:  # committed: the worker's admission bus group closes the room
+            log_failure(logger, "cancelled_room_close_failed", exc, event_id=event_id)
+        else:
+            if room is not None and cancelled:
+                logger.info("cancelled_event_room_closed", extra={"event_id": event_id, "room": room})
+    return event
 
 
 def _tier_out(event: EventRow, counts: dict[str, TierCount] | None) -> list[TierOut]:

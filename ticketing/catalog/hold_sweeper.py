@@ -1,8 +1,10 @@
 """The hold sweeper: reclaims expired holds (their seats were free to others already: the Lua
 scripts compare expiry with ``now_ms``), announces BookingExpired through the outbox, keeps the
 inventory gauges, and rebuilds an event's inventory from PostgreSQL when Redis lost it (flush,
-restart without persistence, an older snapshot: detected through Redis's run_id). The worker runs
-one per process; the one holding the sweeper lock in Redis does the work.
+restart without persistence, an older snapshot: detected through Redis's run_id), and hands each
+swept event's counters to the worker's sell-out watch (the fallback of the purchase path's own
+check: ticketing/orders/sold_out.py). The worker runs one per process; the one holding the sweeper
+lock in Redis does the work.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stagedoor.clock import Clock
@@ -17,6 +20,7 @@ from stagedoor.connections import redis_run_id
 from stagedoor.logs import log_failure
 from stagedoor.settings import Settings
 from ticketing.catalog.inventory import Inventory
+from ticketing.holds.types import TierCount
 from ticketing.ids import outbox_id
 from ticketing.metrics import TicketingMetrics
 
@@ -59,8 +63,10 @@ async def sweep_event(inventory: Inventory, event_id: str, now_ms: int, retentio
 class HoldSweeper:
     """One per worker process; the one holding the sweeper lock in Redis does the work each tick."""
 
-    def __init__(self, inventory: Inventory, settings: Settings, metrics: TicketingMetrics, clock: Clock) -> None:
+    def __init__(self, inventory: Inventory, settings: Settings, metrics: TicketingMetrics, clock: Clock, *,
+                 on_counts: Callable[[str, Mapping[str, TierCount] | None], None] | None = None) -> None:
         self.inventory = inventory
+        self.on_counts = on_counts  # the worker's sell-out watch (SoldOutWatch.consider): the fallback
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -97,6 +103,8 @@ class HoldSweeper:
         for ev in await inventory.holds.on_sale_event_ids():
             await sweep_event(inventory, ev, now_ms, retention_ms, metrics)
             counts = await inventory.holds.tier_counts(ev)
+            if self.on_counts is not None:
+                self.on_counts(ev, counts)
             if counts is None:
                 await inventory.holds.forget_event(ev)
                 continue

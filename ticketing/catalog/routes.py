@@ -26,6 +26,7 @@ from ticketing.catalog import events
 from ticketing.catalog.inventory import Inventory
 from ticketing.catalog.store import EventStore
 from ticketing.catalog.types import EventCreate, EventOut, EventPage, EventPatch, EventSearch, SeatMapOut
+from ticketing.holds.shopper_session import AdmissionHooks
 from ticketing.holds.store import HoldStore
 from ticketing.ids import parse_event_id
 
@@ -105,7 +106,8 @@ async def cancel_event(request: web.Request) -> web.Response:
     principal = authorize_action(await authenticate(request), Action.EVENT_CANCEL)
     event_id = parse_event_id(request.match_info["event_id"])
     now_ms = request.app[CLOCK].now_ms()
-    event = await events.cancel_event(request.app[INVENTORY], principal, event_id, now_ms)
+    event = await events.cancel_event(request.app[INVENTORY], principal, event_id, now_ms,
+                                      AdmissionHooks(request.app[CALLS], request.app[KEYS]))
     return json_response(events.event_out(event, None))
 
 

@@ -75,6 +75,10 @@ class AdmissionHooks:
     async def mark_sold_out(self, room: str, now_ms: int) -> None:
         await sessions.mark_sold_out(self._calls, self._keys, room, now_ms)
 
+    async def close_cancelled_event(self, event_id: str, now_ms: int) -> str | None:
+        """The event was cancelled: close its room for good (None: the event is not gated)."""
+        return await sessions.close_cancelled_event(self._calls, self._keys, event_id, now_ms)
+
     def event_room_command(self, event_id: str) -> tuple[str, str]:
         """The read of the room gating the event, for the Idempotency-Key claim's round trip."""
         return sessions.event_room_command(self._keys, event_id)
@@ -95,10 +99,10 @@ class AdmissionHooks:
 
 class AdmissionSignals:
     """Handler of the worker's ``admission`` bus group: SoldOut stops the event's waiting room,
-    ShopperFinished ends the shopper session (both idempotent; the purchase path already does
-    both at once, the bus is the durable fallback)."""
+    EventCancelled closes it, ShopperFinished ends the shopper session (all idempotent; the
+    purchase and cancellation paths already do each at once, the bus is the durable fallback)."""
 
-    event_types = frozenset({"SoldOut", "ShopperFinished"})
+    event_types = frozenset({"SoldOut", "EventCancelled", "ShopperFinished"})
 
     def __init__(self, hooks: AdmissionHooks) -> None:
         self.hooks = hooks
@@ -109,5 +113,7 @@ class AdmissionSignals:
             room = await self.hooks.room_of_event(str(env.payload["event_id"]))
             if room is not None:
                 await self.hooks.mark_sold_out(room, now_ms)
+        elif env.event_type == "EventCancelled":
+            await self.hooks.close_cancelled_event(str(env.payload["event_id"]), now_ms)
         elif env.event_type == "ShopperFinished":
             await self.hooks.finish_shopper(str(env.payload["room"]), str(env.payload["visitor_id"]), now_ms)
