@@ -8,6 +8,9 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 - when the inventory runs out: ``await mark_sold_out(calls, keys, room, now_ms)``:
   admission stops and every waiting visitor's status reads ``sold_out`` from the next poll
   (SSE streams poll every 0.5 s, so within 1 s);
+- when a sold-out event is back on sale (tickets came back and its waiting list was empty,
+  docs/waitlist.md): ``await resume_sale(calls, keys, room, now_ms)`` clears the flag and
+  admission resumes in queue order;
 - before a hold or purchase: send ``active_session_command(keys, room, visitor_id)`` with the
   request's other reads and judge its reply with ``session_is_live(reply, now_ms)``: False once
   the visitor was evicted, finished or their session expired (the admission JWT alone stays
@@ -24,7 +27,7 @@ from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
 __all__ = ["active_session_command", "event_room_command", "finish_shopper", "mark_sold_out",
-           "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
+           "resume_sale", "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
 
 
 async def finish_shopper(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, now_ms: int) -> bool:
@@ -38,6 +41,14 @@ async def mark_sold_out(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: i
     store = RoomStore(calls, keys)
     if await store.get(room) is not None:
         await store.set_sold_out(room, True, now_ms)
+
+
+async def resume_sale(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: int) -> None:
+    """The event is on sale again: the sold-out flag is cleared and admission resumes. A missing
+    room is ignored."""
+    store = RoomStore(calls, keys)
+    if await store.get(room) is not None:
+        await store.set_sold_out(room, False, now_ms)
 
 
 

@@ -3,8 +3,9 @@
 A purchase that may have sold the last tickets notes its event here; a task owned by the
 app checks noted events every ``sold_out_check_interval_ms`` (Redis counters first: no free
 and no held tickets; then PostgreSQL decides), and on a sell-out marks the event sold out
-with one SoldOut outbox row (deterministic id: announced once) and tells the waiting room
-(``rooms.sessions.mark_sold_out``). The buyer's request does not wait for any of it,
+with one SoldOut outbox row (written by the caller whose status change wins), writes ``sold_out`` into the
+inventory's meta (ordinary holds are then refused: returned tickets go to the waiting list) and
+tells the waiting room (``rooms.sessions.mark_sold_out``). The buyer's request does not wait for any of it,
 and the queue hears of the sell-out within the interval plus one check.
 """
 
@@ -47,9 +48,14 @@ class SoldOutWatch:
             return False
         if not await self._orders.is_sold_out(int(event_id)):  # Redis thinks so; PostgreSQL decides
             return False
-        outbox_id = str(uuid.uuid5(SOLD_OUT_NAMESPACE, f"sold-out:{event_id}"))
+        # one row per sell-out (an event back on sale may sell out again); of concurrent callers only
+        # the one whose status change wins writes its row
+        outbox_id = str(uuid.uuid5(SOLD_OUT_NAMESPACE, f"sold-out:{event_id}:{now_ms}"))
         payload = _ENCODER.encode({"event_id": event_id, "at_ms": now_ms})
         if await self._orders.mark_sold_out(int(event_id), outbox_id, payload):
+            # The inventory says so too: hold scripts then refuse every ordinary hold, so tickets that
+            # come back go to the waiting list (docs/waitlist.md), not to whoever asks first.
+            await self._holds.update_meta(event_id, {"status": "sold_out"})
             logger.info("event_sold_out", extra={"event_id": event_id})
         room = room or await self._admission.room_of_event(event_id)
         if room:
