@@ -11,7 +11,7 @@ class EventNotSoldOut(Conflict):
 
     def __init__(self, status: str) -> None:
         super().__init__(f"the waiting list is open only while the event is sold out (it is {status})",
-                         status=status)
+                         event_status=status)
 
 
 class AlreadyOnWaitlist(Conflict):
@@ -34,4 +34,5 @@ class OfferExpired(Gone):
     title = "The offer has expired"
 
     def __init__(self, status: str) -> None:
-        super().__init__(f"the offer is {status}: its tickets passed to the next fan on the list", status=status)
+        super().__init__(f"the offer is {status}: its tickets passed to the next fan on the list",
+                         offer_status=status)

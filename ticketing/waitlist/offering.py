@@ -127,6 +127,9 @@ class WaitlistOffering:
     async def _offer_free(self, turn: EventTurn, ev: str, max_per_order: int, now_ms: int, run: OfferRun) -> None:
         skip: list[int] = []  # entries that cannot be offered now (they hold tickets of the event)
         meta_checked = False
+        # expired holds give their tickets back first (as the sweeper would; it announces them)
+        while (await self.holds.sweep_expired(ev, now_ms)).more:
+            pass
         while len(run.offered) < MAX_OFFERS_PER_TURN:
             counts = await self.holds.tier_counts(ev)
             if counts is None or _free(counts) == 0:
@@ -177,6 +180,11 @@ class WaitlistOffering:
         return "offered"
 
     # ------------------------------------------------------------ what sets it off
+    @property
+    def noted(self) -> frozenset[int]:
+        """Events noted for the next round."""
+        return frozenset(self._noted)
+
     def note(self, event_id: int) -> None:
         self._noted.add(event_id)
         self._wake.set()

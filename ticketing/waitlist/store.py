@@ -86,7 +86,7 @@ FROM waitlist_offers o WHERE o.event_id = $1
 """
 
 # -- the worker's offering (in event_turn's transaction)
-LOCK_EVENT = "SELECT pg_advisory_xact_lock(hashtextextended('waitlist:' || $1::text, 0))"
+LOCK_EVENT = "SELECT pg_advisory_xact_lock(hashtextextended('waitlist:' || $1::bigint::text, 0))"
 
 OPEN_OFFERS = f"""
 SELECT {OFFER_COLUMNS} FROM waitlist_offers o WHERE o.event_id = $1 AND o.status IN ('pending', 'accepted')
