@@ -118,8 +118,8 @@ async def test_over_the_per_order_limit_is_refused_and_nothing_is_written(waitli
     shop = waitlist_shop
     ev, _ = await sold_out_with_a_basket(shop, make_event, create_user, max_tickets_per_order=2)
     fan = await create_user()
-    status, kind = await problem(await join(shop, fan, ev["id"], quantity=3))
-    assert status == 422
+    assert await problem(await join(shop, fan, ev["id"], quantity=3)) == (422, "/problems/invalid-hold-request")
+    assert await problem(await join(shop, fan, ev["id"], quantity=0)) == (422, "/problems/validation-failed")
     assert await db.fetchval("SELECT count(*) FROM waitlist_entries") == 0
 
 
