@@ -17,11 +17,12 @@ import pytest
 
 from stagedoor.clock import ManualClock
 from stagedoor.web import CALLS, DB, KEYS, SETTINGS
-from tests.support.events import buy, hold_seats
-from ticketing.appkeys import INVENTORY, METRICS, PURCHASES
+from tests.support.events import buy, hold_seats, seat_map
+from ticketing.appkeys import CLOCK, INVENTORY, METRICS, PURCHASES
 from ticketing.holds.shopper_session import AdmissionHooks
 from ticketing.waitlist.offering import WaitlistOffering
 from ticketing.waitlist.store import WaitlistStore
+from ticketing.worker import create_worker_app
 
 GA = [{"code": "G", "name": "Floor", "price": 4000, "quantity": 3}]
 HOLD_TTL_S = 30
@@ -345,3 +346,50 @@ async def test_the_waitlist_signals_note_events_for_the_offering(waitlist_shop: 
         await signals(Envelope(event_id=str(uuid.uuid4()), event_type=event_type, event_version=1,
                                aggregate_id=aggregate, payload=payload, created_at_ms=0))
     assert worker.noted == {7, 8, 9}
+
+
+async def test_a_seated_event_offers_the_seats_that_came_back(waitlist_shop: Any, make_event: Any, create_user: Any,
+                                                              manual_clock: ManualClock) -> None:
+    shop = waitlist_shop
+    ev = await make_event(shop, tiers=[{"code": "A", "name": "Stalls", "price": 5000}],
+                          seat_map=seat_map(rows=1, per_row=3, tiers=("A",)), hold_ttl_s=HOLD_TTL_S)
+    buyer, basket, fan = await create_user(), await create_user(), await create_user()
+    bought = await hold_seats(shop, buyer, ev["id"], ["s1", "s2"])
+    assert (await buy(shop, buyer, bought["hold_id"])).status == 201
+    await hold_seats(shop, basket, ev["id"], ["s3"])
+    resp = await shop.patch(f"/api/events/{ev['id']}", json={"status": "sold_out"}, headers=ev["_organizer"].headers)
+    assert resp.status == 200
+    await join(shop, fan, ev["id"], quantity=2)
+    manual_clock.advance(HOLD_TTL_S * 1000)
+    offer = await offered(shop, offering(shop, manual_clock), ev["id"], fan)
+    assert offer["quantity"] == 1
+    hold = await (await shop.post(f"/api/offers/{offer['id']}/accept", headers=fan.headers)).json()
+    assert (hold["seats"], hold["total"]) == (["s3"], 5000)
+    seats = await (await shop.get(f"/api/events/{ev['id']}/seats")).json()
+    assert {s["id"]: s["state"] for s in seats["seats"]} == {"s1": "sold", "s2": "sold", "s3": "held"}
+    assert (await buy(shop, fan, hold["hold_id"], key="k-seat")).status == 201
+
+
+async def test_the_worker_offers_returned_tickets_on_its_own(make_settings: Any, clocked_client: Any, keyring: Any,
+                                                              aiohttp_client: Any, make_event: Any, create_user: Any,
+                                                              manual_clock: ManualClock, db: asyncpg.Pool) -> None:
+    settings = make_settings(waitlist_check_interval_s=0.05, hold_sweep_interval_s=0.05, rate_limits_enabled=False,
+                             waitlist_offer_ttl_s=OFFER_TTL_S)
+    shop = await clocked_client(settings)
+    ev, held = await sold_out_with_a_basket(shop, make_event, create_user)
+    fan = await create_user()
+    await join(shop, fan, ev["id"])
+    worker_app = create_worker_app(settings, keyring)
+    worker_app[CLOCK] = manual_clock  # the same movable clock as the shop
+    worker = await aiohttp_client(worker_app)
+    manual_clock.advance(HOLD_TTL_S * 1000)
+    row = None
+    for _ in range(200):  # the loop's next look (every 0.05 s); up to ~10 s on a busy machine
+        row = await db.fetchrow("SELECT user_id::text AS user_id, quantity, status FROM waitlist_offers")
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and dict(row) == {"user_id": fan.id, "quantity": 1, "status": "pending"}
+    text = await (await worker.get("/metrics")).text()
+    assert 'ticketing_waitlist_offers_total{outcome="made"} 1.0' in text
+    assert (await shop.app[INVENTORY].holds.get_hold(held["hold_id"])).state == "expired"
