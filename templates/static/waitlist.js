@@ -10,6 +10,7 @@
   var SD = window.SD;
   if (!SD) return;
   var T = SD.T, $ = SD.$, el = SD.el, api = SD.api, say = SD.say, tr = SD.tr;
+  var OFFERS_POLL_MS = 3000;
 
   function initEvent() {
     var box = $("#waitlist");
@@ -70,37 +71,47 @@
     tick();
   }
 
+  function offerCard(offer) {
+    var li = el("li", {"class": "card offer", "data-offer": offer.id});
+    var title = el("h2", {}, "…");
+    li.appendChild(title);
+    li.appendChild(el("p", {}, tr("offer_tickets", {quantity: offer.quantity})));
+    var timer = el("p", {"class": "countdown", role: "timer"});
+    li.appendChild(timer);
+    var button = el("button", {type: "button", "class": "accept"},
+                    offer.state === "accepted" ? T.offer_continue : T.offer_accept);
+    li.appendChild(button);
+    api("GET", "/api/events/" + encodeURIComponent(offer.event_id)).then(function (ev) {
+      title.textContent = "";
+      if (ev.ok) title.appendChild(el("a", {href: "/events/" + ev.data.id}, ev.data.title));
+    });
+    countdown(timer, offer.expires_at, function () { button.disabled = true; timer.textContent = T.offer_expired; });
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      api("POST", "/api/offers/" + encodeURIComponent(offer.id) + "/accept").then(function (res) {
+        if (res.status === 201) { location.href = "/checkout/" + encodeURIComponent(res.data.hold_id); return; }
+        say(tr("error_generic", {detail: SD.problemText(res)}));
+      });
+    });
+    return li;
+  }
+
   function initOffers() {
     if (!SD.requireSignIn()) return;
     var list = $("#offers");
-    api("GET", "/api/users/me/offers").then(function (res) {
-      if (!res.ok) { say(tr("error_generic", {detail: SD.problemText(res)})); return; }
-      if (!res.data.items.length) { list.appendChild(el("li", {}, T.offers_none)); return; }
-      res.data.items.forEach(function (offer) {
-        var li = el("li", {"class": "card offer", "data-offer": offer.id});
-        var title = el("h2", {}, "…");
-        li.appendChild(title);
-        li.appendChild(el("p", {}, tr("offer_tickets", {quantity: offer.quantity})));
-        var timer = el("p", {"class": "countdown", role: "timer"});
-        li.appendChild(timer);
-        var button = el("button", {type: "button", "class": "accept"},
-                        offer.state === "accepted" ? T.offer_continue : T.offer_accept);
-        li.appendChild(button);
-        list.appendChild(li);
-        api("GET", "/api/events/" + encodeURIComponent(offer.event_id)).then(function (ev) {
-          title.textContent = "";
-          if (ev.ok) title.appendChild(el("a", {href: "/events/" + ev.data.id}, ev.data.title));
-        });
-        countdown(timer, offer.expires_at, function () { button.disabled = true; timer.textContent = T.offer_expired; });
-        button.addEventListener("click", function () {
-          button.disabled = true;
-          api("POST", "/api/offers/" + encodeURIComponent(offer.id) + "/accept").then(function (res) {
-            if (res.status === 201) { location.href = "/checkout/" + encodeURIComponent(res.data.hold_id); return; }
-            say(tr("error_generic", {detail: SD.problemText(res)}));
-          });
-        });
+    function load() {
+      api("GET", "/api/users/me/offers").then(function (res) {
+        if (!res.ok) { say(tr("error_generic", {detail: SD.problemText(res)})); return; }
+        list.textContent = "";
+        if (!res.data.items.length) {
+          list.appendChild(el("li", {}, T.offers_none));
+          setTimeout(load, OFFERS_POLL_MS);  // tickets may come back any moment
+          return;
+        }
+        res.data.items.forEach(function (offer) { list.appendChild(offerCard(offer)); });
       });
-    });
+    }
+    load();
   }
 
   function initOrganizer() {
