@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from rooms.store import RoomConfig, RoomStore, room_from_config
 from stagedoor.clock import ManualClock
 from stagedoor.web import CALLS, DB, KEYS, SETTINGS
 from tests.support.events import buy, hold_seats, seat_map
@@ -59,6 +60,16 @@ async def sold_out_with_a_basket(shop: Any, make_event: Any, create_user: Any, *
     resp = await shop.patch(f"/api/events/{ev['id']}", json={"status": "sold_out"}, headers=ev["_organizer"].headers)
     assert resp.status == 200, await resp.text()
     return ev, held
+
+
+async def gate(shop: Any, event_id: str, clock: ManualClock, room: str = "show") -> RoomStore:
+    """A waiting room gating the event, marked sold out as the sell-out marks it."""
+    rooms = RoomStore(shop.app[CALLS], shop.app[KEYS])
+    now_ms = clock.now_ms()
+    await rooms.put(room_from_config(room, RoomConfig(event_id=event_id, rate_per_s=10.0, max_active=10), now_ms),
+                    now_ms)
+    await rooms.set_sold_out(room, True, now_ms)
+    return rooms
 
 
 async def join(shop: Any, user: Any, event_id: str, quantity: int | None = None) -> Any:
@@ -190,7 +201,7 @@ async def test_an_accepted_offer_is_bought_through_the_ordinary_purchase_without
     shop = waitlist_shop
     ev, _ = await sold_out_with_a_basket(shop, make_event, create_user)
     # the event is gated by a waiting room: ordinary purchases need an admission token, an offer's does not
-    await shop.app[CALLS].redis.set(shop.app[KEYS].event_room(ev["id"]), "room-of-the-show")
+    await gate(shop, ev["id"], manual_clock)
     fan, other = await create_user(), await create_user()
     await join(shop, fan, ev["id"], quantity=2)
     worker = offering(shop, manual_clock)
@@ -231,17 +242,20 @@ async def test_with_nobody_waiting_returned_tickets_put_the_event_back_on_sale(
         waitlist_shop: Any, make_event: Any, create_user: Any, manual_clock: ManualClock, db: asyncpg.Pool) -> None:
     shop = waitlist_shop
     ev, _ = await sold_out_with_a_basket(shop, make_event, create_user)
+    rooms = await gate(shop, ev["id"], manual_clock)
+    assert (await rooms.stats("show", manual_clock.now_ms(), 10_000)).sold_out
     worker = offering(shop, manual_clock)
     manual_clock.advance(HOLD_TTL_S * 1000)
     fan = await create_user()
     run = await worker.offer_returns(int(ev["id"]))
     assert run.back_on_sale and run.offered == []
+    assert not (await rooms.stats("show", manual_clock.now_ms(), 10_000)).sold_out  # the queue resumes
     assert await db.fetchval("SELECT status FROM events WHERE id = $1", int(ev["id"])) == "on_sale"
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE event_type = 'EventUpdated' AND aggregate_id = $1 "
                              "AND payload->>'status' = 'on_sale'", ev["id"]) == 1
     assert await tiers(shop, ev["id"]) == {"G": 1}
-    held = await hold_seats(shop, fan, ev["id"], tier="G", quantity=1)  # the shop sells it again
-    assert held["quantity"] == 1
+    resp = await shop.post(f"/api/events/{ev['id']}/holds", json={"tier": "G", "quantity": 1}, headers=fan.headers)
+    assert await problem(resp) == (403, "/problems/admission-required")  # again: through the queue only
     assert await problem(await join(shop, fan, ev["id"])) == (409, "/problems/event-not-sold-out")
 
 
