@@ -407,3 +407,28 @@ async def test_the_worker_offers_returned_tickets_on_its_own(make_settings: Any,
     text = await (await worker.get("/metrics")).text()
     assert 'ticketing_waitlist_offers_total{outcome="made"} 1.0' in text
     assert (await shop.app[INVENTORY].holds.get_hold(held["hold_id"])).state == "expired"
+
+
+async def test_one_turn_shares_returned_seats_out_in_list_order(waitlist_shop: Any, make_event: Any, create_user: Any,
+                                                                manual_clock: ManualClock) -> None:
+    shop = waitlist_shop
+    ev = await make_event(shop, tiers=[{"code": "A", "name": "Stalls", "price": 5000}],
+                          seat_map=seat_map(rows=1, per_row=4, tiers=("A",)), hold_ttl_s=HOLD_TTL_S)
+    buyer, basket, one, two, three = [await create_user() for _ in range(5)]
+    bought = await hold_seats(shop, buyer, ev["id"], ["s1"])
+    assert (await buy(shop, buyer, bought["hold_id"])).status == 201
+    await hold_seats(shop, basket, ev["id"], ["s2", "s3", "s4"])
+    await shop.patch(f"/api/events/{ev['id']}", json={"status": "sold_out"}, headers=ev["_organizer"].headers)
+    await join(shop, one, ev["id"], quantity=1)
+    await join(shop, two, ev["id"], quantity=2)
+    await join(shop, three, ev["id"], quantity=1)
+    manual_clock.advance(HOLD_TTL_S * 1000)
+    run = await offering(shop, manual_clock).offer_returns(int(ev["id"]))
+    assert len(run.offered) == 2 and not run.back_on_sale
+    held = {}
+    for fan in (one, two):
+        [offer] = (await (await shop.get("/api/users/me/offers", headers=fan.headers)).json())["items"]
+        hold = await (await shop.post(f"/api/offers/{offer['id']}/accept", headers=fan.headers)).json()
+        held[fan.id] = hold["seats"]
+    assert held == {one.id: ["s2"], two.id: ["s3", "s4"]}
+    assert (await (await shop.get("/api/users/me/offers", headers=three.headers)).json())["items"] == []

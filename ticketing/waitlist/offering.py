@@ -47,6 +47,7 @@ from ticketing.waitlist.store import Entry, EventTurn, NewOffer, WaitlistStore
 logger = logging.getLogger(__name__)
 
 MAX_OFFERS_PER_TURN = 200  # one turn holds the event's lock: bounded, the next turn goes on
+MAX_SEAT_CANDIDATES = 500  # free seats read per turn (a sold-out house has few)
 
 
 class OfferRun(msgspec.Struct, kw_only=True):
@@ -127,6 +128,7 @@ class WaitlistOffering:
     async def _offer_free(self, turn: EventTurn, ev: str, max_per_order: int, now_ms: int, run: OfferRun) -> None:
         skip: list[int] = []  # entries that cannot be offered now (they hold tickets of the event)
         meta_checked = False
+        seats: list[str] | None = None  # the free seats, read once per turn (the script re-checks each)
         # expired holds give their tickets back first (as the sweeper would; it announces them)
         while (await self.holds.sweep_expired(ev, now_ms)).more:
             pass
@@ -138,7 +140,14 @@ class WaitlistOffering:
             if entry is None:
                 run.back_on_sale = await turn.back_on_sale(outbox_id("WaitlistBackOnSale", f"{ev}:{now_ms}"), now_ms)
                 return
-            outcome = await self._offer_one(turn, ev, entry, counts, min(entry.quantity, max_per_order), now_ms, run)
+            ga = [code for _, code in sorted((c.price, code) for code, c in counts.items()
+                                             if c.general_admission and c.free > 0)]
+            if not ga and not seats:
+                seats = await self._free_seats(ev, now_ms)
+            outcome, taken = await self._offer_one(turn, ev, entry, ga, [] if ga else (seats or []),
+                                                   min(entry.quantity, max_per_order), now_ms, run)
+            if seats and taken:
+                seats = [s for s in seats if s not in taken]
             if outcome == "not_sold_out" and not meta_checked:
                 # PostgreSQL says sold out and the inventory does not yet (the sell-out's second write
                 # was lost): say it there too, so no ordinary hold takes what comes back.
@@ -149,20 +158,20 @@ class WaitlistOffering:
             elif outcome != "offered":
                 return
 
-    async def _offer_one(self, turn: EventTurn, ev: str, entry: Entry, counts: dict[str, TierCount], wanted: int,
-                         now_ms: int, run: OfferRun) -> str:
+    async def _free_seats(self, ev: str, now_ms: int) -> list[str]:
+        states, _ = await self.holds.seat_states(ev, now_ms)
+        free = (s for s, state in (states or {}).items() if state == "free")
+        return sorted(free, key=lambda s: (len(s), s))[:MAX_SEAT_CANDIDATES]  # seat ids s<n>: in creation order
+
+    async def _offer_one(self, turn: EventTurn, ev: str, entry: Entry, tiers: list[str], seats: list[str],
+                         wanted: int, now_ms: int, run: OfferRun) -> tuple[str, frozenset[str]]:
+        """(outcome, the seats held) of offering to one entry: "offered", or the script's refusal."""
         offer_id, hold_id = str(uuid.uuid4()), new_hold_id(ev)
         expires_ms = now_ms + self.offer_ttl_ms
-        ga = sorted((c.price, code) for code, c in counts.items() if c.general_admission and c.free > 0)
-        seats: list[str] = []
-        if not ga:
-            states, _ = await self.holds.seat_states(ev, now_ms)
-            seats = sorted((s for s, state in (states or {}).items() if state == "free"),
-                           key=lambda s: (len(s), s))  # seat ids are s<number>: in creation order
         held = await self.holds.hold_for_offer(ev, hold_id, entry.user_id, offer_id, wanted=wanted, now_ms=now_ms,
-                                               expires_ms=expires_ms, tiers=[code for _, code in ga], seats=seats)
+                                               expires_ms=expires_ms, tiers=tiers, seats=seats)
         if held.hold is None:
-            return held.refusal or "none_free"
+            return held.refusal or "none_free", frozenset()
         hold = held.hold
         expires_at = dt.datetime.fromtimestamp(expires_ms / 1000, dt.UTC)
         announcement = {"offer_id": offer_id, "event_id": ev, "user_id": entry.user_id, "quantity": hold.quantity,
@@ -172,12 +181,12 @@ class WaitlistOffering:
             quantity=hold.quantity, expires_at=expires_at, announcement=announcement))
         if not recorded:  # the fan left the list meanwhile: the tickets go back at once
             await self.holds.release(hold, now_ms)
-            return "offered"
+            return "offered", frozenset()
         run.offered.append(offer_id)
         self.metrics.waitlist_offers_total.labels("made").inc()
         logger.info("waitlist_offer_made", extra={"event_id": ev, "offer_id": offer_id, "hold_id": hold_id,
                                                   "tickets": hold.quantity, "wanted": wanted})
-        return "offered"
+        return "offered", frozenset(hold.seats)
 
     # ------------------------------------------------------------ what sets it off
     @property

@@ -15,6 +15,7 @@ reading one's offers is one's own account (``profile:read``), accepting an offer
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import msgspec
 
@@ -33,6 +34,8 @@ from ticketing.waitlist.errors import (
     OfferNotFound,
 )
 from ticketing.waitlist.store import OfferRow, Stats, WaitlistStore
+
+logger = logging.getLogger(__name__)
 
 
 class Joined(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +94,7 @@ async def join(store: WaitlistStore, metrics: TicketingMetrics, principal: Princ
         metrics.waitlist_joins_total.labels("already_on_list").inc()
         raise AlreadyOnWaitlist("you are on this event's waiting list already (leave it first to change it)")
     metrics.waitlist_joins_total.labels("joined").inc()
+    logger.info("waitlist_joined", extra={"event_id": event_id, "position": position, "tickets": quantity})
     return Joined(position=position, quantity=quantity)
 
 
@@ -107,6 +111,7 @@ async def leave(store: WaitlistStore, holds: HoldStore, metrics: TicketingMetric
     if voided is None:
         raise NotOnWaitlist()
     metrics.waitlist_joins_total.labels("left").inc()
+    logger.info("waitlist_left", extra={"event_id": event_id, "offers_voided": len(voided)})
     for hold_id in voided:  # its tickets go back; the worker offers them to the next fan
         metrics.waitlist_offers_total.labels("void").inc()
         try:
@@ -144,6 +149,8 @@ async def accept(store: WaitlistStore, holds: HoldStore, metrics: TicketingMetri
         if not await store.accept(offer.id, _now(now_ms)):
             raise OfferExpired("expired")
         metrics.waitlist_offers_total.labels("accepted").inc()
+        logger.info("waitlist_offer_accepted", extra={"event_id": offer.event_id, "offer_id": offer.id,
+                                                      "hold_id": offer.hold_id})
     return hold
 
 
