@@ -164,6 +164,15 @@ class HoldStore:
             raise HoldNotFound(f"no hold {hold_id}")
         return self.hold_from_record(hold_id, raw)
 
+    async def get_holds(self, event_id: str, hold_ids: Sequence[str]) -> dict[str, Hold]:
+        """The recorded holds of one event among ``hold_ids`` (one HMGET); absent ones are left out."""
+        if not hold_ids:
+            return {}
+        with redis_or_unavailable():
+            raws = await self.redis.hmget(self.keys.hold_records(event_id), list(hold_ids))
+        return {hid: self.hold_from_record(hid, raw)
+                for hid, raw in zip(hold_ids, raws, strict=True) if raw is not None}
+
     async def hold_seats(self, event_id: str, hold_id: str, user_id: str, seat_ids: Sequence[str], now_ms: int,
                          admitted: bool, admission: AdmissionClaims | None = None) -> Hold:
         """``admission``: the claims of the caller's admission token when ``admitted`` (gated event):

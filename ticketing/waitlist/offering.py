@@ -36,10 +36,9 @@ from stagedoor.bus_envelope import Envelope
 from stagedoor.clock import Clock
 from stagedoor.settings import Settings
 from ticketing.catalog.inventory import Inventory
-from ticketing.holds.errors import HoldNotFound
 from ticketing.holds.shopper_session import AdmissionHooks
 from ticketing.holds.store import HoldStore
-from ticketing.holds.types import Hold, TierCount, new_hold_id
+from ticketing.holds.types import TierCount, new_hold_id
 from ticketing.ids import outbox_id
 from ticketing.metrics import TicketingMetrics
 from ticketing.waitlist.store import Entry, EventTurn, NewOffer, WaitlistStore
@@ -109,11 +108,10 @@ class WaitlistOffering:
         return run
 
     async def _settle(self, turn: EventTurn, ev: str, now_ms: int, run: OfferRun) -> None:
-        for offer in await turn.open_offers():
-            try:
-                hold: Hold | None = await self.holds.get_hold(offer.hold_id)
-            except HoldNotFound:
-                hold = None
+        offers = await turn.open_offers()
+        holds = await self.holds.get_holds(ev, [o.hold_id for o in offers])
+        for offer in offers:
+            hold = holds.get(offer.hold_id)
             if hold is not None and hold.state == "sold":
                 ending = "bought"
             elif hold is None or not hold.is_live(now_ms):
