@@ -10,6 +10,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
+from stagedoor import rate_limit
 from stagedoor.auth import authenticate, require_principal, require_user
 from stagedoor.openapi import Api
 from stagedoor.policy import Action, authorize_action
@@ -48,11 +49,12 @@ async def waitlist_worker_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 @api.post("/api/events/{event_id}/waitlist", body=JoinRequest, response=waitlist.Joined, status=201,
-          errors=(401, 403, 404, 409, 422), auth="bearer",
+          errors=(401, 403, 404, 409, 422, 429), auth="bearer",
           summary="Join a sold-out event's waiting list (one entry per account; 409 when on it already or when "
                   "the event is not sold out)")
 async def join_waitlist(request: web.Request) -> web.Response:
     principal = authorize_action(await require_user(request), Action.HOLD_CREATE)
+    await rate_limit.enforce(request, "hold", principal.id)  # the shopping bucket
     event_id = parse_event_id(request.match_info["event_id"])
     body = await decode_body(request, JoinRequest) if request.body_exists else JoinRequest()
     app = request.app
