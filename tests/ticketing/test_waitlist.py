@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -16,12 +17,14 @@ import asyncpg
 import pytest
 
 from rooms.store import RoomConfig, RoomStore, room_from_config
+from stagedoor.bus_envelope import Envelope
+from stagedoor.bus_events import EventUpdated, decode_payload
 from stagedoor.clock import ManualClock
 from stagedoor.web import CALLS, DB, KEYS, SETTINGS
 from tests.support.events import buy, hold_seats, seat_map
 from ticketing.appkeys import CLOCK, INVENTORY, METRICS, PURCHASES
 from ticketing.holds.shopper_session import AdmissionHooks
-from ticketing.waitlist.offering import WaitlistOffering
+from ticketing.waitlist.offering import WaitlistOffering, WaitlistSignals
 from ticketing.waitlist.store import WaitlistStore
 from ticketing.worker import create_worker_app
 
@@ -251,8 +254,13 @@ async def test_with_nobody_waiting_returned_tickets_put_the_event_back_on_sale(
     assert run.back_on_sale and run.offered == []
     assert not (await rooms.stats("show", manual_clock.now_ms(), 10_000)).sold_out  # the queue resumes
     assert await db.fetchval("SELECT status FROM events WHERE id = $1", int(ev["id"])) == "on_sale"
-    assert await db.fetchval("SELECT count(*) FROM outbox WHERE event_type = 'EventUpdated' AND aggregate_id = $1 "
-                             "AND payload->>'status' = 'on_sale'", ev["id"]) == 1
+    [row] = await db.fetch("SELECT event_id::text, payload FROM outbox WHERE event_type = 'EventUpdated' "
+                           "AND aggregate_id = $1 AND payload->>'status' = 'on_sale'", ev["id"])
+    announced = decode_payload(Envelope(event_id=row["event_id"], event_type="EventUpdated", event_version=1,
+                                        aggregate_id=ev["id"], payload=json.loads(row["payload"]), created_at_ms=0))
+    assert isinstance(announced, EventUpdated)  # what the read model and the notifications decode
+    assert (announced.event_id, announced.fields, announced.status) == (ev["id"], ["status"], "on_sale")
+    assert announced.starts_at.startswith(ev["starts_at"][:19])
     assert await tiers(shop, ev["id"]) == {"G": 1}
     resp = await shop.post(f"/api/events/{ev['id']}/holds", json={"tier": "G", "quantity": 1}, headers=fan.headers)
     assert await problem(resp) == (403, "/problems/admission-required")  # again: through the queue only
@@ -348,9 +356,6 @@ async def test_two_workers_offering_at_once_offer_each_returned_ticket_once_and_
 
 
 async def test_the_waitlist_signals_note_events_for_the_offering(waitlist_shop: Any, manual_clock: ManualClock) -> None:
-    from stagedoor.bus_envelope import Envelope
-    from ticketing.waitlist.offering import WaitlistSignals
-
     worker = offering(waitlist_shop, manual_clock)
     signals = WaitlistSignals(worker)
     for event_type, payload, aggregate in (("BookingExpired", {"event_id": "7", "hold_id": "7-x"}, "7-x"),
