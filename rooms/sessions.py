@@ -14,6 +14,9 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 - after a hold placed with an admission: ``await chose(calls, keys, room, visitor_id, tickets)``: the
   shopper's tickets are out of the free count, so they stop counting against it as "choosing"
   (stock-aware admission, lua/admit_batch.lua) and the next fan in the queue can be let in;
+- when a sold-out event is back on sale (tickets came back and its waiting list was empty,
+  docs/waitlist.md): ``await resume_sale(calls, keys, room, now_ms)`` clears the flag and
+  admission resumes in queue order;
 - before a hold or purchase: send ``active_session_command(keys, room, visitor_id)`` with the
   request's other reads and judge its reply with ``session_is_live(reply, now_ms)``: False once
   the visitor was evicted, finished or their session expired (the admission JWT alone stays
@@ -33,8 +36,7 @@ from stagedoor.redis_calls import RedisCalls
 from stagedoor.redis_keys import RedisKeys
 
 __all__ = ["active_session_command", "chose", "close_cancelled_event", "event_room_command", "finish_shopper",
-           "mark_sold_out",
-           "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
+           "mark_sold_out", "resume_sale", "room_from_reply", "room_of_event", "rooms_of_events", "session_is_live"]
 
 
 async def finish_shopper(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, now_ms: int) -> bool:
@@ -65,6 +67,13 @@ async def close_cancelled_event(calls: RedisCalls, keys: RedisKeys, event_id: st
     if room is not None:
         await RoomStore(calls, keys).close_cancelled(room, event_id, now_ms)
     return room
+
+
+async def resume_sale(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: int) -> None:
+    """The event is on sale again: the sold-out flag is cleared and admission resumes. A missing
+    room is ignored."""
+    with contextlib.suppress(RoomNotFound):
+        await RoomStore(calls, keys).set_sold_out(room, False, now_ms)
 
 
 def event_room_command(keys: RedisKeys, event_id: str) -> tuple[str, str]:

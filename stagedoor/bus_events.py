@@ -155,6 +155,17 @@ class SoldOut(BusEvent, kw_only=True):
     at_ms: int
 
 
+class WaitlistOfferMade(BusEvent, kw_only=True):
+    """Tickets that came back to a sold-out event are held for the next fan on its waiting list
+    (ticketing/waitlist/offering.py), claimable until expires_ms."""
+    TYPE = "WaitlistOfferMade"
+    offer_id: str
+    event_id: str
+    user_id: str
+    quantity: int
+    expires_ms: int
+
+
 class ShopperFinished(BusEvent, kw_only=True):
     """Best-effort (not in the outbox): an admitted visitor's purchase committed."""
     TYPE = "ShopperFinished"
@@ -166,7 +177,8 @@ class ShopperFinished(BusEvent, kw_only=True):
 
 EVENT_TYPES: dict[str, type[BusEvent]] = {t.TYPE: t for t in (
     EventCreated, EventUpdated, EventPublished, EventCancelled, HoldPlaced, BookingExpired, OrderConfirmed,
-    PaymentFailed, OrderRefunded, PaymentWebhookReceived, PaymentFlagged, TicketCheckedIn, SoldOut, ShopperFinished)}
+    PaymentFailed, OrderRefunded, PaymentWebhookReceived, PaymentFlagged, TicketCheckedIn, SoldOut, ShopperFinished,
+    WaitlistOfferMade)}
 
 
 def decode_payload(envelope: Envelope) -> BusEvent:

@@ -19,8 +19,10 @@ CURRENCY = "cur"
 CREATED_MS = "c"
 EXPIRES_MS = "e"
 ADMISSION = "a"  # holds placed with an admission token: its jti; absent otherwise
+OFFER = "w"  # waiting-list offers (lua/hold_for_offer.lua): the offer id; absent otherwise
 
-FIELDS = (USER, STATE, KIND, TIER, UNIT_PRICE, QUANTITY, ITEMS, TOTAL, CURRENCY, CREATED_MS, EXPIRES_MS, ADMISSION)
+FIELDS = (USER, STATE, KIND, TIER, UNIT_PRICE, QUANTITY, ITEMS, TOTAL, CURRENCY, CREATED_MS, EXPIRES_MS, ADMISSION,
+          OFFER)
 
 KIND_SEATS = "s"
 KIND_GENERAL_ADMISSION = "g"

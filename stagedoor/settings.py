@@ -158,6 +158,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ticket_code_ttl_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 730
     # the sell-out check runs at once on a purchase's note; this is its retry after a failed check
     sold_out_check_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 250
+    # The waiting list after sold out (ticketing/waitlist/, docs/waitlist.md): an offer's claim window
+    # (the hold it is lasts that long), and how often the worker looks for returned tickets of
+    # sold-out events besides the bus (BookingExpired, OrderRefunded, ...) telling it at once.
+    waitlist_offer_ttl_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+    waitlist_check_interval_s: Annotated[float, msgspec.Meta(ge=0.05, le=3600)] = 5.0
 
     # Event bus (stagedoor/bus.py, docs/event-bus.md): the outbox relay and the stream consumers.
     outbox_relay_interval_ms: Annotated[int, msgspec.Meta(ge=10, le=60_000)] = 200

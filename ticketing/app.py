@@ -28,15 +28,17 @@ from ticketing.sales.routes import sales_ctx
 from ticketing.shop.routes import routes as pages_routes
 from ticketing.tickets.routes import api as tickets_api
 from ticketing.tickets.routes import tickets_ctx
+from ticketing.waitlist.routes import api as waitlist_api
+from ticketing.waitlist.routes import waitlist_ctx
 
 
 def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Application:
     metrics = TicketingMetrics()
     app = base_app(
         settings, metrics, [accounts_api, events_api, holds_api, orders_api, tickets_api, sales_api,
-                           organizer_events_api, payments_api],
+                           organizer_events_api, payments_api, waitlist_api],
         title="stagedoor ticketing",
-        description="Accounts, events, seat holds, purchases, payment webhooks, tickets and check-in.",
+        description="Accounts, events, seat holds, purchases, payment webhooks, tickets, check-in and waiting lists.",
         keyring=keyring,
     )
     app[METRICS] = metrics
@@ -49,6 +51,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(webhooks_ctx)  # POST /api/payments/webhook
     app.cleanup_ctx.append(sales_ctx)
     app.cleanup_ctx.append(tickets_ctx)
+    app.cleanup_ctx.append(waitlist_ctx)
     add_routes(app, pages_routes)  # HTML shop + organizer pages
     add_static(app, "/static", STATIC_DIR)
     return app

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import
     from ticketing.payments.webhook_store import WebhookStore
     from ticketing.sales.counters import GroupBacklog, SalesCounterStore
     from ticketing.tickets.store import TicketStore
+    from ticketing.waitlist.offering import WaitlistOffering
+    from ticketing.waitlist.store import WaitlistStore
 
 METRICS: web.AppKey[TicketingMetrics] = web.AppKey("ticketing_metrics")  # the same object as stagedoor.web.METRICS
 CLOCK: web.AppKey[Clock] = web.AppKey("ticketing_clock")  # tests put a ManualClock here before startup
@@ -48,6 +50,10 @@ GATEWAY: web.AppKey[PaymentGateway] = web.AppKey("payment_gateway")  # tests and
 
 # tickets (ticketing.tickets.routes.tickets_ctx)
 TICKETS: web.AppKey[TicketStore] = web.AppKey("tickets")
+
+# the waiting list (ticketing.waitlist.routes: waitlist_ctx; the worker's waitlist_worker_ctx)
+WAITLIST: web.AppKey[WaitlistStore] = web.AppKey("waitlist")
+WAITLIST_OFFERING: web.AppKey[WaitlistOffering] = web.AppKey("waitlist_offering")  # the worker only
 
 # accounts (ticketing.accounts.routes.accounts_ctx)
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")

@@ -20,6 +20,9 @@
   holds, check-ins; exactly-once through ``bus_applied`` in the same statement). Beside its
   consumer, the worker runs the one-time backfill of the counters from the outbox in the
   background (``dashboard_backfill_ctx``; a no-op once done).
+- group ``waitlist``: BookingExpired, OrderRefunded and EventCancelled note the event for the
+  waiting-list offering loop (ticketing/waitlist/offering.py), which offers tickets that came
+  back to a sold-out event to its waiting list, or closes the list of a cancelled event.
 - group ``payment_webhooks``: PaymentWebhookReceived (the gateway's webhooks as the ticketing service
   stored them) applied to the charge attempts, payments, orders and payment flags
   (ticketing/payments/webhook_effects.py: every effect a compare-and-set or an insert-once, so a
@@ -38,7 +41,7 @@ from stagedoor.bus import consumer_ctx
 from stagedoor.bus_envelope import Handler
 from stagedoor.tasks import stop_task
 from stagedoor.web import CALLS, DB, KEYS, SETTINGS
-from ticketing.appkeys import GATEWAY, METRICS, PAYMENTS
+from ticketing.appkeys import GATEWAY, METRICS, PAYMENTS, WAITLIST_OFFERING
 from ticketing.catalog.read_model import ReadModel
 from ticketing.holds.shopper_session import AdmissionHooks, AdmissionSignals
 from ticketing.orders.refunds import CancellationRefunds
@@ -48,6 +51,7 @@ from ticketing.payments.records import PaymentRecords
 from ticketing.payments.webhook_effects import PaymentWebhooks
 from ticketing.payments.webhook_store import WebhookStore
 from ticketing.sales.counters import DashboardCounters, backfill_until_done
+from ticketing.waitlist.offering import WaitlistSignals
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +78,13 @@ def _payment_webhooks(app: web.Application) -> Handler:
     return PaymentWebhooks(WebhookStore(app[DB]), PaymentRecords(app[DB]), app[METRICS])
 
 
+def _waitlist(app: web.Application) -> Handler:
+    return WaitlistSignals(app[WAITLIST_OFFERING])  # the worker's (ticketing.waitlist.routes.waitlist_worker_ctx)
+
+
 CONSUMER_FACTORIES: dict[str, Callable[[web.Application], Handler]] = {
     "read_model": _read_model, "admission": _admission, "refunds": _refunds, "dashboard": _dashboard,
-    "payment_webhooks": _payment_webhooks}
+    "payment_webhooks": _payment_webhooks, "waitlist": _waitlist}
 
 
 async def dashboard_backfill_ctx(app: web.Application) -> AsyncIterator[None]:

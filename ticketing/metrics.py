@@ -31,6 +31,16 @@ class TicketingMetrics(BaseMetrics):
             registry=r)
         self.holds_swept_total = Counter("ticketing_holds_swept_total", "Expired holds reclaimed by the sweeper",
                                          registry=r)
+        # the waiting list after sold out (ticketing/waitlist/)
+        self.waitlist_offers_total = Counter(
+            "ticketing_waitlist_offers_total", "Waiting-list offers by what happened (made, accepted, bought, expired, "
+            "void)", ["outcome"], registry=r)
+        self.waitlist_joins_total = Counter(
+            "ticketing_waitlist_joins_total", "Waiting-list join requests by outcome (joined, already_on_list, "
+            "not_sold_out, left)", ["outcome"], registry=r)
+        self.waitlist_back_on_sale_total = Counter(
+            "ticketing_waitlist_back_on_sale_total", "Sold-out events put back on sale: tickets came back and "
+            "nobody was waiting for them", registry=r)
         # purchases, payments, check-in
         self.purchases_total = Counter(
             "ticketing_purchases_total", "Purchase requests by result (confirmed, replayed, declined, expired, ...)",

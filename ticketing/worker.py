@@ -1,6 +1,9 @@
 """The background worker: an app with no public API of its own, only /healthz, /readyz,
 /metrics, whose cleanup contexts own the background loops: the hold sweeper, the outbox relay,
-the bus consumer groups and the notifications.
+the bus consumer groups, the waiting-list offers and the notifications.
+
+Waiting lists (ticketing/waitlist/offering.py): tickets that come back to a sold-out event are
+offered to its waiting list in order, per event under an advisory lock (any number of workers).
 
 Hold sweeper (ticketing/catalog/hold_sweeper.py): every ``hold_sweep_interval_s`` it
 - hands each event's counters to the worker's sell-out watch (ticketing/orders/sold_out.py), which
@@ -65,6 +68,7 @@ from ticketing.payments.records import PaymentRecords
 from ticketing.payments.sweep import GatewaySweep
 from ticketing.payments.sweep_store import SweepStore
 from ticketing.payments.webhook_store import WebhookStore
+from ticketing.waitlist.routes import waitlist_worker_ctx
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +134,7 @@ def create_worker_app(settings: Settings, keyring: KeyRing | None = None) -> web
     app = base_app(
         settings, metrics, [],
         title="stagedoor worker",
-        description="Background loops: hold sweeper, payment reconciler, outbox relay, consumers.",
+        description="Background loops: hold sweeper, payment reconciler, waiting-list offers, outbox relay, consumers.",
         keyring=keyring,
     )
     app[METRICS] = metrics
@@ -143,6 +147,7 @@ def create_worker_app(settings: Settings, keyring: KeyRing | None = None) -> web
     app.cleanup_ctx.append(reconciler_ctx)
     app.cleanup_ctx.append(gateway_sweep_ctx)
     BusMetrics.of(app[METRICS])  # exported from the start (ticketing_outbox_lag_seconds, stagedoor_bus_*)
+    app.cleanup_ctx.append(waitlist_worker_ctx)  # returned tickets of sold-out events -> their waiting lists
     app.cleanup_ctx.append(relay_ctx)  # outbox -> bus stream (stagedoor/bus.py)
     add_consumers(app)  # read_model, admission, refunds, dashboard (ticketing/consumers.py)
     add_notifications(app)  # e-mail/SMS consumer, fan-out jobs, reminders, your turn (ticketing/notifications/)

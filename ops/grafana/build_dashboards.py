@@ -153,6 +153,11 @@ DASHBOARDS = [
                   [("histogram_quantile(0.5, sum by (le, ending) (rate(ticketing_hold_duration_seconds_bucket"
                     "[$__rate_interval])))", "{{ending}}")],
                   {"ticketing_hold_duration_seconds_bucket"}, unit="s"),
+            Panel("Waiting-list offers by outcome",
+                  [(_rate("ticketing_waitlist_offers_total", "", "outcome"), "{{outcome}}")],
+                  {"ticketing_waitlist_offers_total"}, unit="reqps",
+                  description="Returned tickets of sold-out events offered to waiting lists: made, accepted, bought, "
+                              "expired (passed to the next fan), void."),
             Panel("Oversell prevented (must stay 0)",
                   [("sum(increase(ticketing_oversell_prevented_total[1h]))", "last hour")],
                   {"ticketing_oversell_prevented_total"}, kind="stat", width=6,

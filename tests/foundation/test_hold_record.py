@@ -21,8 +21,8 @@ from ticketing.holds.store import HoldStore
 from ticketing.holds.types import InventoryMeta, StagedTier
 
 SCHEMA = LUA_DIR / "hold_record.md"
-ROW_RE = re.compile(r"^\| `([a-z]+)` \| (string|integer|array) \| (always|general admission|admission) \| (.+) \|$",
-                    re.M)
+ROW_RE = re.compile(r"^\| `([a-z]+)` \| (string|integer|array) \| (always|general admission|admission|offer) "
+                    r"\| (.+) \|$", re.M)
 TYPES: dict[str, type] = {"string": str, "integer": int, "array": list}
 
 
@@ -45,7 +45,7 @@ def _record_scripts() -> dict[str, tuple[str, str]]:
 def test_the_schema_table_names_every_field_once() -> None:
     rows = ROW_RE.findall(SCHEMA.read_text())
     fields = [r[0] for r in rows]
-    assert len(fields) == len(set(fields)) == 12
+    assert len(fields) == len(set(fields)) == 13
     table_lines = [line for line in SCHEMA.read_text().splitlines() if line.startswith("| `")]
     assert len(table_lines) == len(rows), "a table row the test cannot read"
 
@@ -55,12 +55,12 @@ def test_the_python_names_are_the_schema_fields_in_order() -> None:
     assert {hold_record.KIND_SEATS, hold_record.KIND_GENERAL_ADMISSION} == {"s", "g"}
 
 
-def test_the_seven_scripts_reading_records_reference_the_schema_and_touch_only_its_fields() -> None:
+def test_the_eight_scripts_reading_records_reference_the_schema_and_touch_only_its_fields() -> None:
     fields = set(schema())
     scripts = _record_scripts()
     assert set(scripts) == {"hold_seats", "hold_general_admission", "lock_hold_for_payment",
                             "unlock_hold_after_failed_payment", "release_hold", "confirm_hold_sold",
-                            "sweep_expired_holds"}
+                            "sweep_expired_holds", "hold_for_offer"}
     for name, (header, source) in scripts.items():
         assert "lua/hold_record.md" in header, f"{name}: the header points at the schema"
         # a decoded record is always called r (or handed straight to the fragment's give_back)
@@ -77,13 +77,17 @@ def test_the_scripts_that_create_records_write_every_field_the_schema_requires()
     always = {f for f, (_, present) in fields.items() if present == "always"}
     built: dict[str, set[str]] = {}
     for name, (_, source) in _record_scripts().items():
-        for body in re.findall(r"cjson\.encode\(\{(.*?)\}\)\)", source, re.S):
+        bodies = re.findall(r"cjson\.encode\(\{(.*?)\}\)\)", source, re.S)
+        bodies += re.findall(r"record = \{(.*?)\}\n", source, re.S)  # hold_for_offer: built, then encoded
+        for body in bodies:
             kind = re.search(r"\bk = '([a-z])'", body)
             assert kind is not None, f"{name} builds a record without its kind"
             built[f"{name}:{kind[1]}"] = set(re.findall(r"\b([a-z]+) =(?!=)", body))
     admission = {f for f, (_, present) in fields.items() if present == "admission"}
-    assert admission == {hold_record.ADMISSION}
-    assert built == {"hold_seats:s": always | admission, "hold_general_admission:g": set(fields)}
+    offer = {f for f, (_, present) in fields.items() if present == "offer"}
+    assert admission == {hold_record.ADMISSION} and offer == {hold_record.OFFER}
+    assert built == {"hold_seats:s": always | admission, "hold_general_admission:g": set(fields) - offer,
+                     "hold_for_offer:g": set(fields) - admission, "hold_for_offer:s": always | offer}
 
 
 # ---------------------------------------------------------------- records on Redis
@@ -97,7 +101,7 @@ def _check(raw: bytes, fields: dict[str, tuple[str, str]]) -> dict[str, Any]:
     assert set(record) <= set(fields), sorted(set(record) - set(fields))
     for field, (kind, present) in fields.items():
         if field not in record:
-            if present == "admission":  # only holds placed with an admission token
+            if present in ("admission", "offer"):  # only holds placed with an admission token / for an offer
                 continue
             assert present != "always" and record[hold_record.KIND] == hold_record.KIND_SEATS, field
             continue

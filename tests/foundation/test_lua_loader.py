@@ -107,7 +107,7 @@ def test_a_fragment_is_not_a_script() -> None:
 
 def test_the_assembled_scripts_hold_exactly_the_one_reclaim_source() -> None:
     reclaim = (LUA_DIR / FRAGMENTS / "reclaim.lua").read_text().rstrip("\n")
-    includers = {"hold_general_admission", "release_hold", "sweep_expired_holds"}
+    includers = {"hold_general_admission", "release_hold", "sweep_expired_holds", "hold_for_offer"}
     scripts = LuaScripts(redis_asyncio.Redis())
     for name, source in scripts.sources.items():
         assert not re.search(r"^--#include", source, re.M), name  # every include line was resolved

@@ -79,6 +79,9 @@ class AdmissionHooks:
         """The event was cancelled: close its room for good (None: the event is not gated)."""
         return await sessions.close_cancelled_event(self._calls, self._keys, event_id, now_ms)
 
+    async def resume_sale(self, room: str, now_ms: int) -> None:
+        await sessions.resume_sale(self._calls, self._keys, room, now_ms)
+
     def event_room_command(self, event_id: str) -> tuple[str, str]:
         """The read of the room gating the event, for the Idempotency-Key claim's round trip."""
         return sessions.event_room_command(self._keys, event_id)

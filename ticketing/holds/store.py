@@ -45,6 +45,7 @@ from ticketing.holds.types import (
     Hold,
     HoldItem,
     InventoryMeta,
+    OfferHeld,
     StagedTier,
     SweepResult,
     TierCount,
@@ -114,7 +115,7 @@ class HoldStore:
         return Hold(id=hold_id, event_id=event_of_hold_id(hold_id), user_id=r[rec.USER], state=r[rec.STATE],
                     kind=kind, items=items, tier=tier, quantity=int(r[rec.QUANTITY]), total=int(r[rec.TOTAL]),
                     currency=r[rec.CURRENCY], created_ms=int(r[rec.CREATED_MS]), expires_ms=int(r[rec.EXPIRES_MS]),
-                    admission=r.get(rec.ADMISSION))
+                    admission=r.get(rec.ADMISSION), offer=r.get(rec.OFFER))
 
     def _admission(self, event_id: str, admission: AdmissionClaims | None, now_ms: int
                    ) -> tuple[list[str], list[str | int]]:
@@ -163,6 +164,15 @@ class HoldStore:
             raise HoldNotFound(f"no hold {hold_id}")
         return self.hold_from_record(hold_id, raw)
 
+    async def get_holds(self, event_id: str, hold_ids: Sequence[str]) -> dict[str, Hold]:
+        """The recorded holds of one event among ``hold_ids`` (one HMGET); absent ones are left out."""
+        if not hold_ids:
+            return {}
+        with redis_or_unavailable():
+            raws = await self.redis.hmget(self.keys.hold_records(event_id), list(hold_ids))
+        return {hid: self.hold_from_record(hid, raw)
+                for hid, raw in zip(hold_ids, raws, strict=True) if raw is not None}
+
     async def hold_seats(self, event_id: str, hold_id: str, user_id: str, seat_ids: Sequence[str], now_ms: int,
                          admitted: bool, admission: AdmissionClaims | None = None) -> Hold:
         """``admission``: the claims of the caller's admission token when ``admitted`` (gated event):
@@ -205,6 +215,39 @@ class HoldStore:
                     items=items, tier=tier, quantity=quantity, total=int(reply[2]), currency=reply[3],
                     created_ms=now_ms, expires_ms=int(reply[1]),
                     admission=admission.jti if admission is not None else None)
+
+    async def hold_for_offer(self, event_id: str, hold_id: str, user_id: str, offer_id: str, *, wanted: int,
+                             now_ms: int, expires_ms: int, tiers: Sequence[str] = (),
+                             seats: Sequence[str] = ()) -> OfferHeld:
+        """Hold up to ``wanted`` returned tickets of a sold-out event for a waiting-list offer
+        (lua/hold_for_offer.lua): general admission from ``tiers`` (in order of preference), or
+        the free ones of ``seats``. Never needs an admission; refused unless the event is sold out."""
+        k = self.keys
+        kind, candidates = ("s", list(seats)) if seats else ("g", list(tiers))
+        reply = await self._call("hold_for_offer", [
+            k.inventory_meta(event_id), k.inventory_tiers(event_id), k.inventory_seats(event_id),
+            k.inventory_seat_tiers(event_id), k.hold_expiry(event_id), k.hold_records(event_id),
+            k.hold_users(event_id), k.holds_done(event_id), k.holds_expired_log(event_id),
+        ], [hold_id, user_id, now_ms, expires_ms, wanted, offer_id, INLINE_RECLAIM_LIMIT, kind, *candidates],
+            event_id)
+        status = reply[0]
+        if status == "not_loaded":
+            raise InventoryNotLoaded()
+        if status in ("not_sold_out", "active_hold", "none_free"):
+            return OfferHeld(hold=None, refusal=status)
+        if status != "ok":  # pragma: no cover - a bug
+            raise RuntimeError(f"unexpected script reply {reply!r}")
+        quantity, total, currency, tier = int(reply[1]), int(reply[2]), reply[3], reply[4]
+        triples = reply[5:]
+        if kind == "s":
+            items = tuple(HoldItem(seat=triples[i], tier=triples[i + 1], price=int(triples[i + 2]))
+                          for i in range(0, len(triples), 3))
+        else:
+            items = tuple(HoldItem(seat=None, tier=tier, price=total // quantity) for _ in range(quantity))
+        return OfferHeld(hold=Hold(
+            id=hold_id, event_id=event_id, user_id=user_id, state="held",
+            kind="seats" if kind == "s" else "general_admission", items=items, tier=tier or None, quantity=quantity,
+            total=total, currency=currency, created_ms=now_ms, expires_ms=expires_ms, offer=offer_id))
 
     async def lock_for_payment(self, hold: Hold, now_ms: int, window_ms: int) -> Hold:
         """Extend a live hold to now_ms + window_ms so it cannot expire mid-charge.

@@ -39,6 +39,7 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True):
     created_ms: int
     expires_ms: int
     admission: str | None = None  # jti of the admission token it was placed with (gated events)
+    offer: str | None = None  # the waiting-list offer it is (lua/hold_for_offer.lua), bought without admission
 
     @property
     def seats(self) -> list[str]:
@@ -92,6 +93,13 @@ class StagedTier(msgspec.Struct, frozen=True, kw_only=True):
     capacity: int
     sold: int
     general_admission: bool
+
+
+class OfferHeld(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``hold_for_offer`` held: the hold (quantity may be less than wanted), or why nothing."""
+
+    hold: Hold | None
+    refusal: Literal["not_sold_out", "active_hold", "none_free"] | None = None
 
 
 class SweepResult(msgspec.Struct, frozen=True):

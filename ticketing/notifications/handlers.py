@@ -1,5 +1,5 @@
 """The notifications' bus consumer (group "notifications"): one handler per event type
-(OrderConfirmed, EventUpdated, EventCancelled, PaymentFlagged).
+(OrderConfirmed, EventUpdated, EventCancelled, PaymentFlagged, WaitlistOfferMade).
 
 Delivery is at-least-once; the sent-log makes the effect exactly-once per (event id,
 recipient, kind). Returning acknowledges; raising (:class:`NotificationsIncomplete` when a
@@ -69,11 +69,17 @@ async def on_payment_flagged(n: Notifications, env: Envelope) -> None:
     raise_if_incomplete("payment_flagged", await n.payment_flagged(env.event_id, flag_id))
 
 
+async def on_waitlist_offer(n: Notifications, env: Envelope) -> None:
+    offer_id = str(env.payload.get("offer_id") or env.aggregate_id)
+    raise_if_incomplete("waitlist_offer", await n.waitlist_offer(env.event_id, offer_id))
+
+
 HANDLERS: dict[str, Callable[[Notifications, Envelope], Awaitable[None]]] = {
     "OrderConfirmed": on_order_confirmed,
     "EventUpdated": on_event_updated,
     "EventCancelled": on_event_cancelled,
     "PaymentFlagged": on_payment_flagged,
+    "WaitlistOfferMade": on_waitlist_offer,
 }
 
 

@@ -25,7 +25,7 @@ import segno
 
 from stagedoor.settings import TEMPLATES_DIR, Settings
 from ticketing.notifications.calendar import event_ics
-from ticketing.notifications.recipients import EventInfo, FlagInfo, OrderInfo, TicketInfo
+from ticketing.notifications.recipients import EventInfo, FlagInfo, OfferInfo, OrderInfo, TicketInfo
 from ticketing.tickets.qr import QR_BORDER
 
 MESSAGE_NAMESPACE = uuid.UUID("5d0c3f4e-2f0b-4d0e-9a56-7a1c0f6b7e10")
@@ -38,6 +38,7 @@ SUBJECTS = {
     "reminder": "Reminder: {title} starts {when}",
     "your_turn": "It is your turn: the shop is open for you",
     "payment_flagged": "Payment needs your attention: {title}",
+    "waitlist_offer": "Tickets for you: {title}",
 }
 
 FLAG_LABELS = {"dispute": "A fan disputed a payment with their bank (chargeback)",
@@ -156,6 +157,12 @@ class Composer:
         text, html = self._render("payment_flagged", subject=subject, flag=flag, event=event,
                                   label=FLAG_LABELS.get(flag.kind, flag.kind), order_url=order_url)
         return self._message("payment_flagged", flag.organizer_email, subject, text, html, msgid)
+
+    def waitlist_offer(self, offer: OfferInfo, event: EventInfo, msgid: str) -> EmailMessage:
+        subject = self._subject("waitlist_offer", event)
+        text, html = self._render("waitlist_offer", subject=subject, offer=offer, event=event,
+                                  offers_url=f"{self.ticketing_url}/me/offers")
+        return self._message("waitlist_offer", offer.email, subject, text, html, msgid)
 
     def _attach_ics(self, msg: EmailMessage, event: EventInfo, sequence: int) -> None:
         ics = event_ics(event, url=f"{self.ticketing_url}/events/{event.id}", sequence=sequence)

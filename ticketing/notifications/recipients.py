@@ -5,6 +5,7 @@ events starting soon, and a payment flag with its event's organizer. The only pl
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -116,6 +117,24 @@ class FlagInfo(msgspec.Struct, frozen=True, kw_only=True):
     organizer_email: str
 
 
+SELECT_WAITLIST_OFFER = """
+SELECT o.id::text AS id, o.event_id, o.quantity, o.status, o.expires_at, u.email
+FROM waitlist_offers o JOIN users u ON u.id = o.user_id
+WHERE o.id = $1
+"""
+
+
+class OfferInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A waiting-list offer as its e-mail tells it (ticketing/waitlist/)."""
+
+    id: str
+    event_id: int
+    quantity: int
+    status: str  # pending | accepted | bought | expired | void
+    expires_at: dt.datetime
+    email: str
+
+
 class Recipients:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -142,6 +161,14 @@ class Recipients:
         out = dict(row)
         out["details"] = msgspec.json.decode(out["details"])
         return msgspec.convert(out, FlagInfo)
+
+    async def waitlist_offer(self, offer_id: str) -> OfferInfo | None:
+        try:
+            key = uuid.UUID(offer_id)
+        except ValueError:
+            return None
+        row = await self.pool.fetchrow(SELECT_WAITLIST_OFFER, key)
+        return None if row is None else msgspec.convert(dict(row), OfferInfo)
 
     async def holders(self, event_id: int, statuses: Sequence[str] = HOLDING) -> list[str]:
         """Distinct e-mail addresses of the event's orders in these statuses."""

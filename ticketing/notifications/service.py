@@ -148,6 +148,28 @@ class Notifications:
         return [await self.notifier.deliver(event_id=envelope_id, kind=kind, channel="email", targets=[target],
                                             build=build, send=self.mailer.send)]
 
+    async def waitlist_offer(self, envelope_id: str, offer_id: str) -> list[Outcome]:
+        """The fan next on a waiting list is told tickets are held for them (ticketing/waitlist/)."""
+        offer = await self.recipients.waitlist_offer(offer_id)
+        if offer is None:
+            logger.warning("notification_offer_missing", extra={"offer_id": offer_id})
+            return []
+        if offer.status != "pending":  # accepted, bought or over already: nothing to tell
+            return []
+        event = await self.recipients.event(offer.event_id)
+        if event is None:
+            logger.warning("notification_event_missing", extra={"event_id": offer.event_id})
+            return []
+        kind = "waitlist_offer"
+        if not self.email_enabled:
+            return [self._disabled(kind, 1)]
+
+        async def build(t: Target) -> Any:
+            return await self._cpu(self.composer.waitlist_offer, offer, event, message_id(envelope_id, t.key, kind))
+        target = Target(key=offer.email.strip().lower(), address=offer.email)
+        return [await self.notifier.deliver(event_id=envelope_id, kind=kind, channel="email", targets=[target],
+                                            build=build, send=self.mailer.send)]
+
     # -- fan-outs (jobs)
     async def record_job(self, job_id: uuid.UUID | str, kind: str, event_id: int, details: dict[str, Any]) -> bool:
         created = await self.jobs.create(job_id, kind, event_id, details)

@@ -1,7 +1,8 @@
 """The purchase: ``POST /api/holds/{id}/purchase`` from Idempotency-Key to tickets.
 
     claim the Idempotency-Key (Redis; a duplicate replays or gets 409 + Retry-After)
-    -> the hold is the caller's and live; gated event: a valid admission token
+    -> the hold is the caller's and live; gated event: a valid admission token (not for a
+       waiting-list offer's hold: the list was its queue)
     -> lock the hold for the payment window (it cannot expire mid-charge; refused when the
        event is cancelled) and, concurrently, record the charge attempt ``pending`` with the
        deterministic gateway idempotency key (paid orders only; ticketing/payments/records.py)
@@ -115,6 +116,12 @@ def _presented_admission(deps: PurchaseDeps, token: str | None, event_id: str) -
         return None
 
 
+def _is_offer(deps: PurchaseDeps, hold_id: str, hold_record: bytes | None) -> bool:
+    """A waiting-list offer's hold (docs/waitlist.md) is bought without an admission token: the list
+    was its queue. Only lua/hold_for_offer.lua writes such a record, for the fan it offers to."""
+    return hold_record is not None and deps.holds.hold_from_record(hold_id, hold_record).offer is not None
+
+
 async def _unlock(deps: PurchaseDeps, held: Hold) -> None:
     """No money moved: release the payment window so a fan who walks away after a decline does not
     block the seats for all of it (they keep the hold until its own expiry to retry)."""
@@ -136,7 +143,7 @@ async def _purchase_claimed(deps: PurchaseDeps, req: PurchaseInput, claim: Claim
                             session: tuple[AdmissionClaims, bytes | str | float | None] | None) -> Replay:
     user_id, now_ms = req.principal.id, req.now_ms
     admission: AdmissionClaims | None = None
-    if room is not None:
+    if room is not None and not _is_offer(deps, req.hold_id, hold_record):
         admission = verify_admission_token(deps.keyring, req.admission_token, event_id)
         if session is not None:  # a valid token always has its session read
             try:

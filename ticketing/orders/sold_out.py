@@ -3,9 +3,11 @@
 A purchase that may have sold the last tickets notes its event here (after its confirm-sold in
 Redis, before its answer leaves). A task owned by the app wakes at once on a note and checks
 every noted event: Redis counters first (no free and no held tickets), then PostgreSQL decides.
-On a sell-out it marks the event sold out with one SoldOut outbox row (deterministic id:
-announced once) and tells the waiting room (``rooms.sessions.mark_sold_out``), which pushes it
-to every open stream of the room within its room pulse (waitingroom/sse_pulse.py). Notes that
+On a sell-out it marks the event sold out with one SoldOut outbox row (written by the caller
+whose status change wins), writes ``sold_out`` into the inventory's meta (ordinary holds are then
+refused: returned tickets go to the waiting list, docs/waitlist.md) and tells the waiting room
+(``rooms.sessions.mark_sold_out``), which pushes it to every open stream of the room within its
+room pulse (waitingroom/sse_pulse.py). Notes that
 arrive during a check are checked right after it, so a crowd of purchases costs one Redis read
 per event and round, and the last purchase's note is never left waiting for a timer. A check
 that fails is retried after ``sold_out_check_interval_ms``.
@@ -79,10 +81,15 @@ class SoldOutWatch:
             return False
         if not await self._orders.is_sold_out(int(event_id)):  # Redis thinks so; PostgreSQL decides
             return False
-        outbox_id = str(uuid.uuid5(SOLD_OUT_NAMESPACE, f"sold-out:{event_id}"))
+        # one row per sell-out (an event back on sale may sell out again); of concurrent callers only
+        # the one whose status change wins writes its row
+        outbox_id = str(uuid.uuid5(SOLD_OUT_NAMESPACE, f"sold-out:{event_id}:{now_ms}"))
         payload = _ENCODER.encode({"event_id": event_id, "at_ms": now_ms})
         if await self._orders.mark_sold_out(int(event_id), outbox_id, payload):
             logger.info("event_sold_out", extra={"event_id": event_id})
+            # The inventory says so too: hold scripts then refuse every ordinary hold, so tickets that
+            # come back go to the waiting list (docs/waitlist.md), not to whoever asks first.
+            await self._holds.update_meta(event_id, {"status": "sold_out"})
         room = room or await self._admission.room_of_event(event_id)
         if room:
             await self._admission.mark_sold_out(room, now_ms)

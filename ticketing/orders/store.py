@@ -223,11 +223,13 @@ MARK_SOLD_OUT = """
 WITH changed AS (
     UPDATE events SET status = 'sold_out', updated_at = now() WHERE id = $1 AND status = 'on_sale'
     RETURNING id
+), announced AS (
+    INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
+    SELECT $2::uuid, 'SoldOut', $1::text, $3::text::jsonb FROM changed
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING id
 )
-INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
-SELECT $2::uuid, 'SoldOut', $1::text, $3::text::jsonb FROM changed
-ON CONFLICT (event_id) DO NOTHING
-RETURNING id
+SELECT EXISTS (SELECT 1 FROM changed)
 """
 
 
@@ -347,8 +349,10 @@ class OrderStore:
         return bool(await self.pool.fetchval(EVENT_SOLD_OUT, event_id))
 
     async def mark_sold_out(self, event_id: int, outbox_event_id: str, payload: bytes) -> bool:
-        """Event status -> sold_out and one SoldOut outbox row (deduplicated); True if this call did it."""
-        return await self.pool.fetchval(MARK_SOLD_OUT, event_id, outbox_event_id, payload.decode()) is not None
+        """Event status on_sale -> sold_out and one SoldOut outbox row with it; True if this call changed
+        it (the status decides: of concurrent callers one changes it, and an event back on sale after
+        its waiting list (docs/waitlist.md) sells out again with a new row)."""
+        return bool(await self.pool.fetchval(MARK_SOLD_OUT, event_id, outbox_event_id, payload.decode()))
 
     # ------------------------------------------------------------ discounts
     async def get_discount(self, event_id: int, code: str) -> Discount | None:

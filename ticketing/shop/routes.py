@@ -170,6 +170,13 @@ async def my_orders_page(request: web.Request) -> web.Response:
     return _page(request, "my_orders.html")
 
 
+@routes.get("/me/offers")
+async def my_offers_page(request: web.Request) -> web.Response:
+    """The fan's waiting-list offers (GET /api/users/me/offers, fetched by waitlist.js) with a countdown
+    and an Accept button that leads into the ordinary checkout."""
+    return _page(request, "my_offers.html")
+
+
 @routes.get("/signin")
 async def signin_page(request: web.Request) -> web.Response:
     return _page(request, "signin.html")
