@@ -34,6 +34,8 @@ class QueuePages:
             "seconds_to_start": max(0, int(cfg.starts_at_ms / 1000 - now)),
             "is_open": now * 1000 >= cfg.opens_at_ms and cfg.mode != "closed", "mode": cfg.mode,
             "error": error, "title": cfg.title, "pow_difficulty": cfg.pow_difficulty,
+            # a sold-out event's page in the shop, where signed-in fans join its waiting list
+            "waitlist_url": cfg.shop_url if cfg.event_id else None,
         }
         if status is not None and status.state == "waiting" and status.position:
             total = max(status.waiting_total, status.position)

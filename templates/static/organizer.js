@@ -192,7 +192,7 @@
       var body = {event_id: String(event.id), mode: $("#rm-mode").value, opens_at: utc($("#rm-opens").value),
                   starts_at: utc($("#rm-starts").value), rate_per_s: parseFloat($("#rm-rate").value),
                   max_active: parseInt($("#rm-max").value, 10), pow_difficulty: parseInt($("#rm-pow").value, 10) || 0,
-                  shop_url: shop, title: event.title};
+                  stock_factor: parseFloat($("#rm-stock").value) || 1, shop_url: shop, title: event.title};
       var closes = utc($("#rm-closes").value);
       if (closes) body.closes_at = closes;
       api("PUT", "/organizer/api/rooms/" + encodeURIComponent(room), body).then(function (res) {
@@ -272,7 +272,8 @@
 
   function roomBody() {
     var body = {mode: $("#rm-mode").value, rate_per_s: parseFloat($("#rm-rate").value),
-                max_active: parseInt($("#rm-max").value, 10), pow_difficulty: parseInt($("#rm-pow").value, 10) || 0};
+                max_active: parseInt($("#rm-max").value, 10), pow_difficulty: parseInt($("#rm-pow").value, 10) || 0,
+                stock_factor: parseFloat($("#rm-stock").value) || 1};
     var opens = utc($("#rm-opens").value), starts = utc($("#rm-starts").value), closes = utc($("#rm-closes").value);
     if (opens) body.opens_at = opens;
     if (starts) body.starts_at = starts;
@@ -290,6 +291,7 @@
     $("#rm-rate").value = cfg.rate_per_s;
     $("#rm-max").value = cfg.max_active;
     $("#rm-pow").value = cfg.pow_difficulty;
+    $("#rm-stock").value = cfg.stock_factor;
   }
 
   function initDashboard() {

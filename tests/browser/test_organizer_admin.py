@@ -354,6 +354,8 @@ async def test_queue_page_moves_through_the_sale_without_reloading(start_stack: 
     await stack.call("PATCH", f"{stack.admission}/admin/rooms/inplace", json={"sold_out": True},
                      headers=stack.admin_headers)
     await expect(page.get_by_text("Sorry, every ticket has been sold.")).to_be_visible(timeout=5000)
+    # where tickets that come back go: the event's waiting list, in the shop
+    await expect(page.locator("#waitlist-link")).to_have_attribute("href", f"{stack.shop}/events/{event['id']}")
     await shot(page, "inplace-sold-out")
     assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
     assert requests.count("GET /rooms/inplace") == 1, requests
