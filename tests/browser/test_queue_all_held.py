@@ -30,18 +30,19 @@ async def test_queue_page_says_all_held_then_lets_the_fan_in_when_a_ticket_comes
         start_stack: Any, create_user: Any, browser: Any, shot: Any) -> None:
     stack = await start_stack()
     organizer = await create_user(roles=["organizer"])
-    event = await stack.create_event(organizer.headers, title="Last Seat Night", rows=1, seats=1)
+    event = await stack.create_event(organizer.headers, title="Last Seats Night", rows=2, seats=1)
     event_id = event["id"]
     await stack.put_room("last-seat", event_id=event_id, rate_per_s=50, abandon_after_s=120,
                          shop_url=f"{stack.shop}/events/{event_id}")
 
-    # The first fan is let in for the only seat and holds it.
+    # The first fan is let in for the two seats and holds both.
     first = await create_user()
     token = await _admitted(stack, "last-seat")
     seats = await stack.call("GET", f"{stack.shop}/api/events/{event_id}/seats")
-    seat_id = seats["seats"][0]["id"]
+    seat_ids = [seat["id"] for seat in seats["seats"]]
+    assert len(seat_ids) == 2
     hold = await stack.call("POST", f"{stack.shop}/api/events/{event_id}/holds", expect=201,
-                            json={"seats": [seat_id]}, headers={**first.headers, "X-Admission-Token": token})
+                            json={"seats": seat_ids}, headers={**first.headers, "X-Admission-Token": token})
 
     # The second fan waits, and the page tells why.
     page = await browser.new_page()
@@ -56,7 +57,7 @@ async def test_queue_page_says_all_held_then_lets_the_fan_in_when_a_ticket_comes
     await asyncio.sleep(1.0)  # many admission ticks: still nobody is let in past the stock
     await expect(page.locator("#position")).to_have_text("1")
 
-    # The first fan lets the seat go: the second is let in, without a reload of their own.
+    # The first fan lets the seats go: the second is let in, without a reload of their own.
     await stack.call("DELETE", f"{stack.shop}/api/holds/{hold['hold_id']}", expect=204, headers=first.headers)
     await page.wait_for_url(f"{stack.shop}/events/{event_id}**", timeout=10000)
     await shot(page, "queue-all-held-admitted")
