@@ -7,7 +7,8 @@ the request's admission token (verification is cached by the key ring, so this i
 lookup for a token the handler already checked; a request without a valid token is not counted:
 it was never an admitted fan's, and an unverified room name would let anyone write any room's
 health). A 5xx answer or a request that did not finish (an exception other than a 4xx problem,
-the client's disconnect included) is an error; a 4xx is the fan's, not the shop's.
+the client's disconnect included) is an error; a 4xx is the fan's, not the shop's. A 401 or 429
+is not counted at all: no shop work was done.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from stagedoor.errors import StagedoorError
 from stagedoor.problems import status_of
 from stagedoor.web import CALLS, KEYRING, KEYS
 from ticketing.appkeys import CLOCK, SHOP_HEALTH
+
+# Refused before any shop work (not signed in, over the request limits): neither the shop's
+# latency nor its errors, and not worth a token verification each.
+NOT_SHOP_WORK = frozenset({401, 429})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EventOf = Callable[[web.Request], str]
@@ -47,20 +52,20 @@ def measured(event_of: EventOf) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def timed(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
-            failed = True
+            status = 500  # until the handler answers: a request that does not finish is an error
             try:
                 response = await handler(request)
-                failed = response.status >= 500
+                status = response.status
                 return response
             except StagedoorError as exc:
-                failed = status_of(exc) >= 500
+                status = status_of(exc)
                 raise
             finally:
                 recorder = request.app.get(SHOP_HEALTH)
-                if recorder is not None:
+                if recorder is not None and status not in NOT_SHOP_WORK:
                     room = _room(request, event_of)
                     if room is not None:
-                        recorder.record(room, time.perf_counter() - started, failed)
+                        recorder.record(room, time.perf_counter() - started, status >= 500)
 
         return timed
 

@@ -37,6 +37,8 @@ async def test_admitted_fans_requests_are_counted_per_room(service_client: Any, 
     assert 400 <= (await shop.post(path, json=body, headers=fan.headers)).status < 500  # no token: not counted
     resp = await shop.post(path, json=body, headers={**fan.headers, "X-Admission-Token": wrong})
     assert 400 <= resp.status < 500  # a token for another event: not counted, for neither room
+    resp = await shop.post(path, json=body, headers={"X-Admission-Token": token})
+    assert resp.status == 401  # not signed in: refused before any shop work, not counted
 
     async def failing(*args: Any) -> bool:
         raise RedisConnectionError("injected")
