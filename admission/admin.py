@@ -18,7 +18,10 @@ from rooms.errors import RoomNotFound, VisitorNotFound
 from rooms.queue_store import RATE_TAU_MS, QueueStore
 from rooms.record_store import RoomRecords
 from rooms.store import (
+    DEFAULT_TARGET_ERROR_RATE,
+    DEFAULT_TARGET_P99_MS,
     Mode,
+    RateMode,
     Room,
     RoomConfig,
     RoomPatch,
@@ -64,6 +67,12 @@ class RoomOut(msgspec.Struct, kw_only=True):
     all_held: bool
     tickets_free: int | None
     tickets_held: int | None
+    rate_mode: RateMode = "fixed"
+    rate_min_per_s: float | None = None
+    rate_max_per_s: float | None = None
+    target_p99_ms: int = DEFAULT_TARGET_P99_MS
+    target_error_rate: float = DEFAULT_TARGET_ERROR_RATE
+    rate_current_per_s: float = 0.0  # what admission runs at now (rate_mode auto: the controller's latest step)
 
 
 class RoomList(msgspec.Struct, kw_only=True):
@@ -115,7 +124,9 @@ class Admin:
             active=stats.active, admitted_total=stats.admitted_total, abandoned_total=stats.abandoned_total,
             finished_total=stats.finished_total, admit_rate_observed=stats.admit_rate_observed,
             sold_out=stats.sold_out, all_held=stats.all_held, tickets_free=stats.tickets_free,
-            tickets_held=stats.tickets_held)
+            tickets_held=stats.tickets_held, rate_mode=room.rate_mode, rate_min_per_s=room.rate_min_per_s,
+            rate_max_per_s=room.rate_max_per_s, target_p99_ms=room.target_p99_ms,
+            target_error_rate=room.target_error_rate, rate_current_per_s=stats.rate_current_per_s)
 
     async def put(self, principal: Principal, room_id: str, body: RoomConfig, now_ms: int) -> tuple[RoomOut, bool]:
         check_room_id(room_id)
@@ -124,7 +135,8 @@ class Admin:
         await self._authorize(principal, room.event_id, *((old.event_id,) if old else ()))
         _, created = await self.durable.put(room)
         logger.info("room_put", extra={"room": room_id, "new_room": created, "mode": room.mode,
-                                       "rate_per_s": room.rate_per_s, "max_active": room.max_active})
+                                       "rate_per_s": room.rate_per_s, "max_active": room.max_active,
+                                       "rate_mode": room.rate_mode})
         return await self.view(room, now_ms), created
 
     async def get(self, principal: Principal, room_id: str, now_ms: int) -> RoomOut:

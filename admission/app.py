@@ -8,12 +8,15 @@ from aiohttp import web
 
 from admission.admin import Admin
 from admission.appkeys import ADMIN, CONTROLLER, METRICS
+from admission.auto_rate import AutoRate
 from admission.console import routes as console_routes
 from admission.controller import AdmissionController, controller_ctx
 from admission.metrics import AdmissionMetrics
 from admission.room_rebuild import room_rebuild_ctx
 from admission.routes import api
+from rooms.auto_rate_store import AutoRateStore
 from rooms.queue_store import QueueStore
+from rooms.shop_health import ShopHealthReader
 from rooms.store import RoomStore
 from stagedoor.edge import add_routes
 from stagedoor.keys import KeyRing
@@ -26,7 +29,8 @@ async def admission_ctx(app: web.Application) -> AsyncIterator[None]:
     rooms = RoomStore(app[CALLS], app[KEYS])
     queue = QueueStore(app[CALLS], app[KEYS])
     app[ADMIN] = Admin(rooms, queue, app.get(DB))
-    app[CONTROLLER] = AdmissionController(app[SETTINGS], rooms, queue, app[METRICS])
+    auto_rate = AutoRate(AutoRateStore(app[CALLS], app[KEYS]), ShopHealthReader(app[CALLS], app[KEYS]), app[METRICS])
+    app[CONTROLLER] = AdmissionController(app[SETTINGS], rooms, queue, app[METRICS], auto_rate=auto_rate)
     yield
 
 

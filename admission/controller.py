@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from admission.auto_rate import AutoRate
 from admission.metrics import AdmissionMetrics
 from rooms.queue_store import QueueStore, TickResult
 from rooms.stock import event_stock
@@ -32,8 +33,9 @@ MAX_BACKOFF_S = 5.0
 
 class AdmissionController:
     def __init__(self, settings: Settings, rooms: RoomStore, queue: QueueStore, metrics: AdmissionMetrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, auto_rate: AutoRate | None = None) -> None:
         self.settings = settings
+        self.auto_rate = auto_rate  # None: rate_mode auto rooms admit at their rate_per_s
         self.rooms = rooms
         self.queue = queue
         self.metrics = metrics
@@ -65,7 +67,23 @@ class AdmissionController:
                 await self.queue.collect_admitted_emails(room, now_ms, max_batch=self.settings.admission_max_batch,
                                                          list_ttl_s=self.settings.queue_token_ttl_s)
         self.metrics.tick_duration_seconds.observe(time.perf_counter() - started)
+        if self.auto_rate is not None:
+            await self._control_rates(results)
         return results
+
+    async def _control_rates(self, results: dict[str, TickResult]) -> None:
+        """The automatic rate's steps (admission/auto_rate.py), once per control period and room;
+        a failure is logged and costs only that room's step, never the admissions."""
+        assert self.auto_rate is not None
+        for room, result in results.items():
+            now_ms = int(self.clock() * 1000)
+            if not self.auto_rate.due(room, now_ms):
+                continue
+            try:
+                await self.auto_rate.control(room, now_ms, result)
+            except (RedisError, OSError) as exc:
+                self.metrics.admission_rate_errors_total.inc()
+                logger.warning("admission_rate_step_failed", extra={"room": room, "error": str(exc)})
 
     def _record(self, room: str, result: TickResult) -> None:
         m = self.metrics

@@ -52,3 +52,13 @@ class AdmissionMetrics(BaseMetrics):
         self.rooms_rebuild_errors_total = Counter(
             "admission_rooms_rebuild_errors_total", "Rebuild-loop checks that failed (Redis or PostgreSQL unreachable)",
             registry=self.registry)
+        self.admission_rate = Gauge(
+            "admission_rate_per_second",
+            "The rate a room admits at now: its rate_per_s, or in rate_mode auto the controller's latest step",
+            ["room"], registry=self.registry)
+        self.admission_rate_steps_total = Counter(
+            "admission_rate_steps_total", "Automatic-rate changes applied by this replica, by direction (down, up, "
+            "hold: moved back within changed bounds)", ["room", "direction"], registry=self.registry)
+        self.admission_rate_errors_total = Counter(
+            "admission_rate_errors_total", "Automatic-rate control steps that failed (Redis unreachable etc.)",
+            registry=self.registry)

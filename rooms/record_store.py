@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from rooms.errors import EventAlreadyGated, RoomNotFound
-from rooms.store import Mode, Room, RoomPatch, apply_patch
+from rooms.store import Mode, RateMode, Room, RoomPatch, apply_patch
 
 # Runs inside the write's transaction, after every statement and before COMMIT: (new event id,
 # old event id). The admin path gates a newly linked event in Redis here, so there is no moment
@@ -25,7 +25,8 @@ BeforeCommit = Callable[[str | None, str | None], Awaitable[None]]
 
 _COLUMNS = """r.room_id, r.mode, r.opens_at_ms, r.starts_at_ms, r.closes_at_ms, r.rate_per_s, r.max_active,
        r.session_ttl_s, r.abandon_after_s, r.pow_difficulty, r.shop_url, r.paused, r.title, r.sold_out,
-       r.stock_factor, r.stock_reserve_s, r.version, l.event_id,
+       r.stock_factor, r.stock_reserve_s, r.version, l.event_id, r.rate_mode, r.rate_min_per_s, r.rate_max_per_s,
+       r.target_p99_ms, r.target_error_rate,
        COALESCE((SELECT e.status = 'sold_out' FROM events e WHERE e.id::text = l.event_id), false) AS event_sold_out,
        COALESCE((SELECT e.status = 'cancelled' FROM events e WHERE e.id::text = l.event_id), false)
            AS event_cancelled"""
@@ -51,6 +52,11 @@ ON CONFLICT (room_id) DO UPDATE SET
     stock_reserve_s = EXCLUDED.stock_reserve_s,
     version = rooms.version + 1, updated_at = now()
 RETURNING version, sold_out, (xmax = 0) AS created
+"""
+# The automatic rate's settings (migration 0015), written in the same transaction as the upsert above.
+UPDATE_RATE_SETTINGS = """
+UPDATE rooms SET rate_mode = $2, rate_min_per_s = $3, rate_max_per_s = $4, target_p99_ms = $5, target_error_rate = $6
+WHERE room_id = $1
 """
 DELETE_LINK = "DELETE FROM room_events WHERE room_id = $1"
 INSERT_LINK = "INSERT INTO room_events (event_id, room_id) VALUES ($1, $2)"
@@ -111,7 +117,10 @@ def _record(row: asyncpg.Record) -> RoomRecord:
                 rate_per_s=row["rate_per_s"], max_active=row["max_active"], session_ttl_s=row["session_ttl_s"],
                 abandon_after_s=row["abandon_after_s"], pow_difficulty=row["pow_difficulty"],
                 shop_url=row["shop_url"], paused=row["paused"], title=row["title"],
-                stock_factor=row["stock_factor"], stock_reserve_s=row["stock_reserve_s"])
+                stock_factor=row["stock_factor"], stock_reserve_s=row["stock_reserve_s"],
+                rate_mode=cast(RateMode, row["rate_mode"]), rate_min_per_s=row["rate_min_per_s"],
+                rate_max_per_s=row["rate_max_per_s"], target_p99_ms=row["target_p99_ms"],
+                target_error_rate=row["target_error_rate"])
     if row["event_cancelled"]:
         return _closed_by_cancellation(room, row["version"])
     return RoomRecord(room=room, sold_out=bool(row["sold_out"] or row["event_sold_out"]), version=row["version"])
@@ -163,6 +172,8 @@ class RoomRecords:
             UPSERT_ROOM, room.room, room.mode, room.opens_at_ms, room.starts_at_ms, room.closes_at_ms,
             room.rate_per_s, room.max_active, room.session_ttl_s, room.abandon_after_s, room.pow_difficulty,
             room.shop_url, room.paused, room.title, sold_out, room.stock_factor, room.stock_reserve_s)
+        await conn.execute(UPDATE_RATE_SETTINGS, room.room, room.rate_mode, room.rate_min_per_s, room.rate_max_per_s,
+                           room.target_p99_ms, room.target_error_rate)
         if room.event_id != old_event_id:
             await conn.execute(DELETE_LINK, room.room)
             if room.event_id:

@@ -42,6 +42,12 @@ StockReserve = Annotated[int, msgspec.Meta(ge=5, le=3600)]
 ShopUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^(https?://[^\s\x00]+|/[^\s\x00]*)$")]
 # What the queue page names the sale by (e.g. the event's title); shown as text, never as HTML.
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+# Automatic admission rate (admission/rate_control.py, docs/admission.md "Automatic rate").
+RateMode = Literal["fixed", "auto"]
+TargetP99 = Annotated[int, msgspec.Meta(ge=10, le=60_000)]
+TargetErrorRate = Annotated[float, msgspec.Meta(gt=0, le=0.5)]
+DEFAULT_TARGET_P99_MS = 1000
+DEFAULT_TARGET_ERROR_RATE = 0.01
 
 
 class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,6 +68,12 @@ class RoomConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     title: Title | None = None
     stock_factor: StockFactor = 1.0
     stock_reserve_s: StockReserve = 60
+    # automatic rate: rate_per_s is then the starting rate, kept between the bounds
+    rate_mode: RateMode = "fixed"
+    rate_min_per_s: Rate | None = None
+    rate_max_per_s: Rate | None = None
+    target_p99_ms: TargetP99 = DEFAULT_TARGET_P99_MS
+    target_error_rate: TargetErrorRate = DEFAULT_TARGET_ERROR_RATE
 
 
 class RoomPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -84,6 +96,11 @@ class RoomPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stock_factor: StockFactor | msgspec.UnsetType = msgspec.UNSET
     stock_reserve_s: StockReserve | msgspec.UnsetType = msgspec.UNSET
     sold_out: bool | msgspec.UnsetType = msgspec.UNSET
+    rate_mode: RateMode | msgspec.UnsetType = msgspec.UNSET
+    rate_min_per_s: Rate | msgspec.UnsetType | None = msgspec.UNSET
+    rate_max_per_s: Rate | msgspec.UnsetType | None = msgspec.UNSET
+    target_p99_ms: TargetP99 | msgspec.UnsetType = msgspec.UNSET
+    target_error_rate: TargetErrorRate | msgspec.UnsetType = msgspec.UNSET
 
 
 class Room(msgspec.Struct, kw_only=True):
@@ -105,6 +122,11 @@ class Room(msgspec.Struct, kw_only=True):
     title: str | None = None
     stock_factor: float = 1.0
     stock_reserve_s: int = 60
+    rate_mode: RateMode = "fixed"
+    rate_min_per_s: float | None = None
+    rate_max_per_s: float | None = None
+    target_p99_ms: int = DEFAULT_TARGET_P99_MS
+    target_error_rate: float = DEFAULT_TARGET_ERROR_RATE
 
 
 class RoomStats(msgspec.Struct, kw_only=True):
@@ -118,6 +140,7 @@ class RoomStats(msgspec.Struct, kw_only=True):
     all_held: bool = False  # the stock admits nobody more while visitors wait (lua/admit_batch.lua)
     tickets_free: int | None = None  # the event's stock as the last tick read it (None: rate only)
     tickets_held: int | None = None
+    rate_current_per_s: float  # the rate admission runs at now (the automatic rate's latest step)
 
 
 def _ms(value: datetime) -> int:
@@ -149,9 +172,26 @@ def validate(room: Room) -> Room:
         errs.append({"field": "$.starts_at", "message": "starts_at must not be before opens_at"})
     if room.closes_at_ms and room.closes_at_ms <= room.starts_at_ms:
         errs.append({"field": "$.closes_at", "message": "closes_at must be after starts_at"})
+    errs += _rate_bound_errors(room)
     if errs:
         raise InvalidInput(errs[0]["message"], errors=errs)
     return room
+
+
+def _rate_bound_errors(room: Room) -> list[dict[str, str]]:
+    """An automatic rate needs both bounds, with rate_per_s (where it starts) between them."""
+    lo, hi = room.rate_min_per_s, room.rate_max_per_s
+    if lo is not None and hi is not None and lo > hi:
+        return [{"field": "$.rate_min_per_s", "message": "rate_min_per_s must not be above rate_max_per_s"}]
+    if room.rate_mode != "auto":
+        return []
+    if lo is None or hi is None:
+        field = "rate_min_per_s" if lo is None else "rate_max_per_s"
+        return [{"field": f"$.{field}", "message": f"rate_mode auto needs {field}"}]
+    if not lo <= room.rate_per_s <= hi:
+        return [{"field": "$.rate_per_s",
+                 "message": "rate_per_s (the starting rate) must lie between rate_min_per_s and rate_max_per_s"}]
+    return []
 
 
 def room_from_config(room_id: str, body: RoomConfig, now_ms: int) -> Room:
@@ -162,7 +202,9 @@ def room_from_config(room_id: str, body: RoomConfig, now_ms: int) -> Room:
         closes_at_ms=_ms(body.closes_at) if body.closes_at else 0, rate_per_s=body.rate_per_s,
         max_active=body.max_active, session_ttl_s=body.session_ttl_s, abandon_after_s=body.abandon_after_s,
         pow_difficulty=body.pow_difficulty, shop_url=body.shop_url, paused=body.paused, title=body.title,
-        stock_factor=body.stock_factor, stock_reserve_s=body.stock_reserve_s))
+        stock_factor=body.stock_factor, stock_reserve_s=body.stock_reserve_s,
+        rate_mode=body.rate_mode, rate_min_per_s=body.rate_min_per_s, rate_max_per_s=body.rate_max_per_s,
+        target_p99_ms=body.target_p99_ms, target_error_rate=body.target_error_rate))
 
 
 def apply_patch(room: Room, patch: RoomPatch) -> Room:
@@ -187,6 +229,18 @@ def _to_hash(room: Room) -> dict[str, str]:
         "event_id": room.event_id or "", "shop_url": room.shop_url or "", "paused": "1" if room.paused else "0",
         "title": room.title or "", "stock_factor": repr(float(room.stock_factor)),
         "reserve_ms": str(room.stock_reserve_s * 1000),
+        **_rate_fields(room),
+    }
+
+
+def _rate_fields(room: Room) -> dict[str, str]:
+    """The automatic rate's settings (lua/set_auto_rate.lua). ``rate`` above starts at rate_per_s;
+    in auto mode the controller then moves it, and ``rate_start`` keeps the organizer's value."""
+    return {
+        "rate_mode": room.rate_mode, "rate_start": repr(float(room.rate_per_s)),
+        "rate_min": repr(float(room.rate_min_per_s)) if room.rate_min_per_s is not None else "",
+        "rate_max": repr(float(room.rate_max_per_s)) if room.rate_max_per_s is not None else "",
+        "p99_ms": str(room.target_p99_ms), "err_rate": repr(float(room.target_error_rate)),
     }
 
 
@@ -195,11 +249,17 @@ def _from_hash(room_id: str, raw: dict[bytes, bytes]) -> Room:
     return Room(
         room=room_id, event_id=h.get("event_id") or None, mode=cast(Mode, h["mode"]),  # written from a Room
         opens_at_ms=int(h["opens_at"]), starts_at_ms=int(h["starts_at"]), closes_at_ms=int(h["closes_at"]),
-        rate_per_s=float(h["rate"]), max_active=int(h["max_active"]), session_ttl_s=int(h["ttl_ms"]) // 1000,
+        rate_per_s=float(h.get("rate_start") or h["rate"]), max_active=int(h["max_active"]),
+        session_ttl_s=int(h["ttl_ms"]) // 1000,
         abandon_after_s=int(h["abandon_ms"]) // 1000, pow_difficulty=int(h["pow"]),
         shop_url=h.get("shop_url") or None, paused=h.get("paused") == "1", title=h.get("title") or None,
         stock_factor=float(h.get("stock_factor") or 1.0),
-        stock_reserve_s=int(h.get("reserve_ms") or 60_000) // 1000)
+        stock_reserve_s=int(h.get("reserve_ms") or 60_000) // 1000,
+        rate_mode="auto" if h.get("rate_mode") == "auto" else "fixed",
+        rate_min_per_s=float(h["rate_min"]) if h.get("rate_min") else None,
+        rate_max_per_s=float(h["rate_max"]) if h.get("rate_max") else None,
+        target_p99_ms=int(h.get("p99_ms") or DEFAULT_TARGET_P99_MS),
+        target_error_rate=float(h.get("err_rate") or DEFAULT_TARGET_ERROR_RATE))
 
 
 async def room_ids(redis: Redis, keys: RedisKeys) -> list[str]:
@@ -386,7 +446,8 @@ class RoomStore:
             pipe.zcount(k.room_active(room_id), f"({now_ms}", "+inf")
             pipe.hmget(k.room_state(room_id), "admitted_total", "abandoned_total", "finished_total",
                        "rate_ewma", "rate_ts_ms", "sold_out", "all_held", "stock_free", "stock_held")
-            waiting, active, st = await pipe.execute()
+            pipe.hget(k.room_config(room_id), "rate")
+            waiting, active, st, rate_now = await pipe.execute()
         admitted, abandoned, finished, ewma, ewma_ts, sold_out, all_held, free, held = st
         rate = float(ewma or 0)
         if ewma_ts and now_ms > int(ewma_ts):
@@ -394,4 +455,5 @@ class RoomStore:
         return RoomStats(waiting=int(waiting), active=int(active), admitted_total=int(admitted or 0),
                          abandoned_total=int(abandoned or 0), finished_total=int(finished or 0),
                          admit_rate_observed=round(rate, 3), sold_out=sold_out == b"1", all_held=all_held == b"1",
-                         tickets_free=int(free) if free else None, tickets_held=int(held) if held else None)
+                         tickets_free=int(free) if free else None, tickets_held=int(held) if held else None,
+                         rate_current_per_s=float(rate_now or 0))

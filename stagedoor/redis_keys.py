@@ -89,6 +89,13 @@ class RedisKeys:
         """list with TTL: JSON {v, e, x} of admitted visitors to e-mail (lua/collect_admitted_emails.lua)."""
         return self.room(room, "your_turn")
 
+    # The shop's health as its admitted fans see it (rooms/shop_health.py): ticketing writes, the
+    # admission controller's automatic rate reads, both in the room's own slot.
+    def room_health(self, room: str, second: int) -> str:
+        """hash with TTL: one second (unix) of the room's hold and purchase requests: n (count),
+        e (errors: 5xx and timeouts), b<i> (latency histogram, rooms.shop_health.LATENCY_BOUNDS_MS)."""
+        return self.room(room, f"health:{second}")
+
     def your_turn_lock(self) -> str:
         """string with PX: one worker replica drains the your_turn lists at a time."""
         return f"{self.prefix}:your_turn_lock"

@@ -26,6 +26,7 @@ from ticketing.payments.routes import webhooks_ctx
 from ticketing.sales.routes import api as sales_api
 from ticketing.sales.routes import sales_ctx
 from ticketing.shop.routes import routes as pages_routes
+from ticketing.shop_health import shop_health_ctx
 from ticketing.tickets.routes import api as tickets_api
 from ticketing.tickets.routes import tickets_ctx
 from ticketing.waitlist.routes import api as waitlist_api
@@ -45,6 +46,7 @@ def create_app(settings: Settings, keyring: KeyRing | None = None) -> web.Applic
     app.cleanup_ctx.append(keyring_ctx())
     app.cleanup_ctx.append(accounts_ctx)
     app.cleanup_ctx.append(inventory_ctx)
+    app.cleanup_ctx.append(shop_health_ctx)  # admitted fans' hold/purchase latency and errors, for admission
     app.cleanup_ctx.append(emitter_ctx)  # best-effort bus events: HoldPlaced, ShopperFinished
     app.cleanup_ctx.append(gateway_ctx)  # the configured payment gateway (before everything that charges)
     app.cleanup_ctx.append(purchases_ctx)

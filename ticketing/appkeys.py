@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:  # the key's type is for type checkers only: no runtime import, no cycle
+    from rooms.shop_health import ShopHealthRecorder
     from stagedoor.clock import Clock
     from ticketing.accounts.accounts import Accounts
     from ticketing.accounts.history import UserHistoryStore
@@ -39,6 +40,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("ticketing_clock")  # tests put a ManualCl
 EVENTS: web.AppKey[EventStore] = web.AppKey("events")
 HOLDS: web.AppKey[HoldStore] = web.AppKey("holds")
 INVENTORY: web.AppKey[Inventory] = web.AppKey("inventory")
+SHOP_HEALTH: web.AppKey[ShopHealthRecorder] = web.AppKey("shop_health")  # ticketing.shop_health
 
 # orders (ticketing.orders.routes.purchases_ctx)
 ORDERS: web.AppKey[OrderStore] = web.AppKey("orders")

@@ -70,6 +70,36 @@
     return input;
   }
 
+  function autoRateInputs(room) {
+    var td = el("td", {"class": "r-auto", "data-label": T.console_rate_mode});
+    var mode = el("select", {"class": "r-rate-mode", "aria-label": T.console_rate_mode + " " + room.room});
+    ["fixed", "auto"].forEach(function (m) {
+      var opt = el("option", {value: m}, m === "auto" ? T.console_rate_auto : T.console_rate_fixed);
+      if (room.rate_mode === m) opt.selected = true;
+      mode.appendChild(opt);
+    });
+    var lo = numberInput(room.rate_min_per_s === null ? "" : room.rate_min_per_s, T.console_rate_min + " " + room.room,
+                         {min: "0.01", step: "0.01", "class": "r-rate-min", placeholder: T.console_rate_min});
+    var hi = numberInput(room.rate_max_per_s === null ? "" : room.rate_max_per_s, T.console_rate_max + " " + room.room,
+                         {min: "0.01", step: "0.01", "class": "r-rate-max", placeholder: T.console_rate_max});
+    [mode, lo, hi].forEach(function (input) {
+      input.addEventListener("focus", function () { editing[room.room] = true; });
+      input.addEventListener("blur", function () { editing[room.room] = false; });
+    });
+    td.appendChild(mode); td.appendChild(lo); td.appendChild(hi);
+    td.appendChild(el("span", {"class": "r-rate-now"}, rateNow(room)));
+    return {td: td, patch: function () {
+      var out = {rate_mode: mode.value};
+      if (lo.value !== "") out.rate_min_per_s = parseFloat(lo.value);
+      if (hi.value !== "") out.rate_max_per_s = parseFloat(hi.value);
+      return out;
+    }};
+  }
+
+  function rateNow(room) {
+    return T.console_rate_now.replace("{rate}", room.rate_current_per_s.toFixed(2));
+  }
+
   function renderRow(room) {
     var tr = el("tr", {"data-room": room.room});
     var name = el("th", {scope: "row"});
@@ -89,13 +119,16 @@
     });
     var tdRate = el("td", {"data-label": T.console_rate}); tdRate.appendChild(rate); tr.appendChild(tdRate);
     var tdMax = el("td", {"data-label": T.console_max_active}); tdMax.appendChild(max); tr.appendChild(tdMax);
+    // Automatic rate (docs/admission.md): the mode, its bounds, and the rate admission runs at now.
+    var auto = autoRateInputs(room);
+    tr.appendChild(auto.td);
     var actions = el("td", {"class": "row"});
     var apply = el("button", {type: "button"}, T.console_apply);
     apply.setAttribute("aria-label", T.console_apply + " " + room.room);
     apply.addEventListener("click", function () {
       editing[room.room] = false;
       call("PATCH", "/admin/rooms/" + encodeURIComponent(room.room),
-           {rate_per_s: parseFloat(rate.value), max_active: parseInt(max.value, 10)})
+           Object.assign({rate_per_s: parseFloat(rate.value), max_active: parseInt(max.value, 10)}, auto.patch()))
         .then(function (res) { say(res.ok ? T.console_saved + " " + room.room : SD.problemText(res), res.ok ? "ok" : "error"); refresh(); });
     });
     var toggle = el("button", {type: "button", "class": "secondary"}, room.paused ? T.console_resume : T.console_pause);
@@ -129,6 +162,7 @@
           existing.querySelector(".r-active").textContent = String(room.active);
           existing.querySelector(".r-admitted").textContent = String(room.admitted_total);
           existing.querySelector(".r-observed").textContent = room.admit_rate_observed.toFixed(2);
+          existing.querySelector(".r-rate-now").textContent = rateNow(room);
           return;
         }
         var row = renderRow(room);

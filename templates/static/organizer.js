@@ -280,6 +280,11 @@
     if (closes) body.closes_at = closes;
     var title = $("#ed-title") && $("#ed-title").value.trim();
     if (title) body.title = title;  // the queue page names the sale by the event's title
+    // automatic rate (docs/admission.md): rate_per_s is then where it starts, between the bounds
+    body.rate_mode = $("#rm-rate-mode").value;
+    var lo = $("#rm-rate-min").value, hi = $("#rm-rate-max").value;
+    if (lo !== "") body.rate_min_per_s = parseFloat(lo);
+    if (hi !== "") body.rate_max_per_s = parseFloat(hi);
     return body;
   }
 
@@ -292,6 +297,12 @@
     $("#rm-max").value = cfg.max_active;
     $("#rm-pow").value = cfg.pow_difficulty;
     $("#rm-stock").value = cfg.stock_factor;
+    $("#rm-rate-mode").value = cfg.rate_mode || "fixed";
+    $("#rm-rate-min").value = cfg.rate_min_per_s === null || cfg.rate_min_per_s === undefined ? "" : cfg.rate_min_per_s;
+    $("#rm-rate-max").value = cfg.rate_max_per_s === null || cfg.rate_max_per_s === undefined ? "" : cfg.rate_max_per_s;
+    if (cfg.rate_current_per_s !== undefined) {
+      $("#rm-rate-now").textContent = T.rate_now.replace("{rate}", cfg.rate_current_per_s.toFixed(2));
+    }
   }
 
   function initDashboard() {

@@ -411,3 +411,36 @@ async def test_admin_signs_in_to_the_console_with_email_and_password(start_stack
     assert await admin.evaluate("sessionStorage.getItem('sd_admin_key')") != first
     await admin.get_by_role("button", name="Pause report-room").click()
     await expect(admin.locator('tr[data-room="report-room"] .r-state')).to_contain_text("paused")
+
+
+async def test_admin_switches_a_room_to_the_automatic_rate_in_the_console(start_stack: Any, create_user: Any,
+                                                                          browser: Any, shot: Any) -> None:
+    stack = await start_stack(run_controller=False)
+    await _slow_room(stack, create_user, "auto-room", "Auto Night")
+    admin = await (await browser.new_context(viewport={"width": 1400, "height": 800})).new_page()
+    await admin.goto(f"{stack.admission}/console")
+    await admin.get_by_text("SREs: connect with the admin API key").click()
+    await admin.get_by_label("Admin API key or admin access token").fill(ADMIN_KEY)
+    await admin.get_by_role("button", name="Connect").click()
+    row = admin.locator('tr[data-room="auto-room"]')
+    await expect(row.locator(".r-rate-now")).to_have_text("now 0.01 /s")
+    # bounds that leave the starting rate outside them: refused, the problem shown, nothing changed
+    await row.get_by_label("Automatic rate auto-room").select_option("auto")
+    await row.get_by_label("min /s auto-room").fill("1")
+    await row.get_by_label("max /s auto-room").fill("40")
+    await row.get_by_role("button", name="Apply auto-room").click()
+    await expect(admin.locator("#messages")).to_contain_text("between rate_min_per_s and rate_max_per_s")
+    room = await stack.call("GET", f"{stack.admission}/admin/rooms/auto-room", headers=stack.admin_headers)
+    assert (room["rate_mode"], room["rate_min_per_s"]) == ("fixed", None)
+    row = admin.locator('tr[data-room="auto-room"]')
+    await row.get_by_label("Automatic rate auto-room").select_option("auto")
+    await row.get_by_label("Rate /s auto-room").fill("5")
+    await row.get_by_label("min /s auto-room").fill("1")
+    await row.get_by_label("max /s auto-room").fill("40")
+    await row.get_by_role("button", name="Apply auto-room").click()
+    await expect(admin.locator("#messages")).to_contain_text("Saved")
+    await expect(admin.locator('tr[data-room="auto-room"] .r-rate-now')).to_have_text("now 5.00 /s")
+    await shot(admin, "console-auto-rate")
+    room = await stack.call("GET", f"{stack.admission}/admin/rooms/auto-room", headers=stack.admin_headers)
+    assert (room["rate_mode"], room["rate_min_per_s"], room["rate_max_per_s"], room["rate_current_per_s"]) == (
+        "auto", 1.0, 40.0, 5.0)

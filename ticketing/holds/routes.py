@@ -21,6 +21,7 @@ from ticketing.holds import holds, shopper_session
 from ticketing.holds.holds import MAX_SEATS_PER_REQUEST
 from ticketing.holds.types import Hold
 from ticketing.ids import parse_event_id
+from ticketing.shop_health import measured
 
 api = Api(tag="holds")
 
@@ -65,6 +66,7 @@ def hold_out(hold: Hold, now_ms: int) -> HoldOut:
           errors=(401, 403, 404, 409, 503), auth="bearer",
           extra_responses={403: shopper_session.OPENAPI_403_HOLD},
           summary="Hold seats or general-admission tickets, all or nothing (409 with conflicts)")
+@measured(lambda request: request.match_info["event_id"])
 async def create_hold(request: web.Request) -> web.Response:
     app = request.app
     metrics = app[METRICS]

@@ -20,6 +20,7 @@ from stagedoor.web import CALLS, DB, KEYRING, KEYS, SETTINGS, decode_body, json_
 from ticketing.appkeys import CLOCK, GATEWAY, HOLDS, METRICS, ORDERS, PURCHASES
 from ticketing.holds import shopper_session
 from ticketing.holds.shopper_session import AdmissionHooks
+from ticketing.holds.types import event_of_hold_id
 from ticketing.ids import parse_event_id
 from ticketing.orders import discounts, orders
 from ticketing.orders.errors import PurchaseInProgress
@@ -31,6 +32,7 @@ from ticketing.orders.sold_out import SoldOutWatch
 from ticketing.orders.store import OrderStore
 from ticketing.payments.charging import Payments
 from ticketing.payments.records import PaymentRecords
+from ticketing.shop_health import measured
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ async def purchases_ctx(app: web.Application) -> AsyncIterator[None]:
                                 "payment_intent, hold_id}); complete it with Stripe.js, then send the same "
                                 "request with the same Idempotency-Key (201, 402 or 202 again)"},
           summary="Buy a hold: header Idempotency-Key required; same key again -> same response, charged once")
+@measured(lambda request: event_of_hold_id(request.match_info["hold_id"]))
 async def purchase_hold(request: web.Request) -> web.Response:
     app = request.app
     principal = authorize_action(await require_user(request), Action.PURCHASE)
