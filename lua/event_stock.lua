@@ -8,6 +8,7 @@
 
   KEYS[1]  sd:{ev:<id>}:inv:meta   hash  status ("on_sale" | "sold_out" | "cancelled" | ...)
   KEYS[2]  sd:{ev:<id>}:inv:tiers  hash  c:<tier> capacity, f:<tier> free, s:<tier> sold counters
+  ARGV     none
 
   Returns  {"ok", status, free, held}
            {"not_loaded"}  no inventory in Redis (not on sale yet, or lost: ticketing rebuilds it)

@@ -38,7 +38,7 @@ def _room_body(event_id: str, **kw: Any) -> dict[str, Any]:
 def _config(room: dict[str, Any]) -> dict[str, Any]:
     """A room's configuration as the admin API shows it (live counters left out)."""
     live = {"waiting", "active", "admitted_total", "abandoned_total", "finished_total", "admit_rate_observed",
-            "sold_out"}
+            "sold_out", "all_held", "tickets_free", "tickets_held", "rate_current_per_s"}
     return {k: v for k, v in room.items() if k not in live}
 
 
