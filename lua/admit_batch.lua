@@ -20,18 +20,21 @@
   the tick never lets the shoppers still choosing exceed what the free tickets serve:
       floor(stock_factor x free x (hold_count + 4) / (hold_tickets + 4)), at least 1 while free > 0
   that is stock_factor x free over the room's mean tickets per hold so far (hold_count and
-  hold_tickets, counted by ticketing at each hold; four pseudo-holds of one ticket stand in until
-  holds are seen); the last tickets, fewer than a mean hold, still go to one fan at a time. A shopper is choosing from admission until they hold (ticketing takes them
-  out of KEYS[5]), their session ends, or reserve_ms passes (a fan who left without holding stops
-  counting then); a shopper who holds needs no free ticket any more: theirs are out of the free
-  count already. While the bound admits nobody and visitors wait, the state's all_held is "1"
-  (every waiting visitor's status then reads reason "all_held"); the next tick that finds room
-  again admits in queue order.
+  hold_tickets, counted at each hold; four pseudo-holds of one ticket stand in until holds are
+  seen); the last tickets, fewer than a mean hold, still go to one fan at a time.
+  A shopper is choosing from admission until they hold (ticketing takes them out of KEYS[5]:
+  lua/shopper_held.lua), their session ends, or their reserve passes: twice the time in which nine
+  in ten of the room's admitted fans held (learned once ten holds were seen, at least 4 s), at most
+  reserve_ms and the session (a fan who left without holding stops counting then). A shopper who
+  holds needs no free ticket any more: theirs are out of the free count already. While the bound
+  admits nobody and visitors wait, the state's all_held is "1" (every waiting visitor's status
+  then reads reason "all_held"); the next tick that finds room again admits in queue order.
 
   KEYS[1]    sd:{room:<r>}:cfg       hash  mode starts_at closes_at rate max_active ttl_ms abandon_ms paused
                                            stock_factor reserve_ms
   KEYS[2]    sd:{room:<r>}:st        hash  tokens ts_ms sold_out admitted_total abandoned_total rate_ewma rate_ts_ms
                                            all_held stock_free stock_held hold_count hold_tickets
+                                           tth:<b> (lua/shopper_held.lua) reserve_eff_ms
   KEYS[3]    sd:{room:<r>}:wait      zset  visitor_id -> order score
   KEYS[4]    sd:{room:<r>}:active    zset  visitor_id -> session expiry ms
   KEYS[5]    sd:{room:<r>}:choosing  zset  visitor_id -> admitted at ms (admitted, not held yet)
@@ -64,8 +67,25 @@ local starts_at, closes_at = tonumber(cfg[2]), tonumber(cfg[3])
 local rate, max_active, ttl_ms = tonumber(cfg[4]), tonumber(cfg[5]), tonumber(cfg[6])
 local abandon_ms = tonumber(cfg[7])
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
--- a choosing visitor counts for reserve_ms at most, and never past their session (ttl_ms)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - math.min(tonumber(cfg[10]) or 60000, ttl_ms))
+-- How long a choosing visitor counts: twice the time in which nine in ten admitted fans held
+-- (learned from the room's holds once ten were seen, at least 4 s), never more than reserve_ms
+-- nor past their session (ttl_ms). A fan who looked and left stops counting that much sooner.
+local reserve = math.min(tonumber(cfg[10]) or 60000, ttl_ms)
+local tth = redis.call('HMGET', KEYS[2], 'tth:0', 'tth:1', 'tth:2', 'tth:3', 'tth:4', 'tth:5', 'tth:6', 'tth:7',
+  'tth:8', 'tth:9', 'tth:10', 'tth:11')
+local seen_holds = 0
+for b = 1, 12 do seen_holds = seen_holds + (tonumber(tth[b]) or 0) end
+if seen_holds >= 10 then
+  local cum = 0
+  for b = 1, 12 do
+    cum = cum + (tonumber(tth[b]) or 0)
+    if cum * 10 >= seen_holds * 9 then
+      reserve = math.min(reserve, math.max(4000, 2 * 1000 * 2 ^ (b - 1)))
+      break
+    end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - reserve)
 local st = redis.call('HMGET', KEYS[2], 'tokens', 'ts_ms', 'sold_out', 'rate_ewma', 'rate_ts_ms')
 local burst = math.max(1, rate * tonumber(ARGV[5]))
 local tokens, ts = tonumber(st[1]) or 0, tonumber(st[2]) or now
@@ -75,7 +95,7 @@ local idle = mode == 'closed' or cfg[8] == '1' or st[3] == '1' or now < starts_a
   or (closes_at > 0 and now >= closes_at)
 local stock_known = ARGV[7] ~= nil and ARGV[7] ~= ''
 if stock_known then
-  redis.call('HSET', KEYS[2], 'stock_free', ARGV[7], 'stock_held', ARGV[8] or '')
+  redis.call('HSET', KEYS[2], 'stock_free', ARGV[7], 'stock_held', ARGV[8] or '', 'reserve_eff_ms', reserve)
 else
   redis.call('HDEL', KEYS[2], 'stock_free', 'stock_held')  -- the joins' immediate admission reads it
 end

@@ -90,10 +90,11 @@ if mode == 'passthrough' then return admit() end
 -- admits nobody at once before a tick has counted the stock (its first tick, or after the room's
 -- state was lost): the visitor queues and the next tick decides.
 local function stock_allows_one()
-  local st = redis.call('HMGET', KEYS[2], 'stock_free', 'hold_count', 'hold_tickets')
+  local st = redis.call('HMGET', KEYS[2], 'stock_free', 'hold_count', 'hold_tickets', 'reserve_eff_ms')
   local cfg2 = redis.call('HMGET', KEYS[1], 'stock_factor', 'reserve_ms', 'event_id')
   if not st[1] or st[1] == '' then return not cfg2[3] or cfg2[3] == '' end
-  local reserve = math.min(tonumber(cfg2[2]) or 60000, ttl_ms)
+  -- the reserve the last tick used (learned from the room's holds: lua/admit_batch.lua)
+  local reserve = tonumber(st[4]) or math.min(tonumber(cfg2[2]) or 60000, ttl_ms)
   local choosing = redis.call('ZCOUNT', KEYS[7], '(' .. (now - reserve), '+inf')
   local n, t = tonumber(st[2]) or 0, tonumber(st[3]) or 0
   local free = tonumber(st[1])

@@ -11,7 +11,7 @@ Ticketing calls these with its app's ``CALLS`` and ``KEYS``:
 - when the event is cancelled: ``await close_cancelled_event(calls, keys, event_id, now_ms)``:
   the room gating it is closed for good (status ``closed``, joins refused, admission stopped),
   reaching the streams the same way;
-- after a hold placed with an admission: ``await chose(calls, keys, room, visitor_id, tickets)``: the
+- after a hold placed with an admission: ``await chose(calls, keys, room, visitor_id, tickets, now_ms)``: the
   shopper's tickets are out of the free count, so they stop counting against it as "choosing"
   (stock-aware admission, lua/admit_batch.lua) and the next fan in the queue can be let in;
 - when a sold-out event is back on sale (tickets came back and its waiting list was empty,
@@ -44,12 +44,12 @@ async def finish_shopper(calls: RedisCalls, keys: RedisKeys, room: str, visitor_
     return await QueueStore(calls, keys).finish(room, visitor_id, now_ms)
 
 
-async def chose(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, tickets: int) -> None:
-    """The admitted visitor holds ``tickets`` now: they no longer count as choosing, and the room's
-    mean tickets per hold (what one choosing shopper is expected to take) learns of the hold."""
-    await calls.commands(("ZREM", keys.room_choosing(room), visitor_id),
-                         ("HINCRBY", keys.room_state(room), "hold_count", 1),
-                         ("HINCRBY", keys.room_state(room), "hold_tickets", tickets))
+async def chose(calls: RedisCalls, keys: RedisKeys, room: str, visitor_id: str, tickets: int,
+                now_ms: int) -> None:
+    """The admitted visitor holds ``tickets`` now: they no longer count as choosing, and the room
+    learns the tickets a hold takes and how long fans take to hold (lua/shopper_held.lua)."""
+    await calls.script("shopper_held", [keys.room_choosing(room), keys.room_state(room)],
+                       [visitor_id, tickets, now_ms])
 
 
 async def mark_sold_out(calls: RedisCalls, keys: RedisKeys, room: str, now_ms: int) -> None:

@@ -91,7 +91,7 @@ class World:
                                                            qty, now_ms, admitted=True)
         except TicketsUnavailable:
             return None
-        await sessions.chose(self.calls, self.keys, ROOM, visitor, qty)
+        await sessions.chose(self.calls, self.keys, ROOM, visitor, qty, now_ms)
         return hold
 
     async def buy(self, hold: Hold, visitor: str, now_ms: int) -> bool:
@@ -148,12 +148,16 @@ class StockMachine(RuleBasedStateMachine):
         self.factor = 1.0
         self.waiting: list[str] = []
         self.choosing: dict[str, int] = {}
-        self.shoppers: set[str] = set()  # admitted, session live, no hold yet or hold gone
+        # admitted shoppers in admission order (visitor ids are random: an order of their own would
+        # make a replayed example pick another shopper)
+        self.shoppers: dict[str, None] = {}
         self.holds: dict[str, tuple[Hold, str]] = {}  # hold id -> (hold, visitor)
         self.sold = 0
         self.hold_count = 0
         self.hold_tickets = 0
         self.last_free: int | None = None  # the last tick's free count (the joins' bound)
+        self.last_reserve = RESERVE_S * 1000  # the reserve the last tick used (the joins' window)
+        self.tth = [0] * 12  # holds by time from admission, within 2^b s (lua/shopper_held.lua)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -163,23 +167,29 @@ class StockMachine(RuleBasedStateMachine):
         self.run(self.redis.aclose())
         self.loop.close()
 
-    @initialize(capacity=st.integers(1, 8), factor=st.sampled_from([1.0, 1.0, 0.5, 2.0]))
+    @initialize(capacity=st.integers(1, 30), factor=st.sampled_from([1.0, 1.0, 0.5, 2.0]))
     def setup(self, capacity: int, factor: float) -> None:
         self.capacity, self.factor = capacity, factor
         self.run(self.w.setup(capacity, self.now, factor=factor, rate=100_000.0))
 
     # -- helpers of the model
-    def _live_choosing(self) -> int:
-        cutoff = self.now - min(RESERVE_S * 1000, SESSION_TTL_S * 1000)
-        self.choosing = {v: t for v, t in self.choosing.items() if t > cutoff}
-        return len(self.choosing)
+    def _reserve(self) -> int:
+        """How long a choosing shopper counts: twice the time in which nine in ten held (once ten
+        holds were seen, at least 4 s), at most the room's stock_reserve_s and the session."""
+        reserve = min(RESERVE_S * 1000, SESSION_TTL_S * 1000)
+        total = sum(self.tth)
+        if total >= 10:
+            cum = 0
+            for b, count in enumerate(self.tth):
+                cum += count
+                if cum * 10 >= total * 9:
+                    return min(reserve, max(4000, 2000 * 2 ** b))
+        return reserve
 
-    def _bound(self, free: int) -> int:
-        """Choosing shoppers the free tickets serve (at the mean tickets per hold), minus those choosing."""
+    def _serves(self, free: int) -> int:
+        """Choosing shoppers the free tickets serve, at the mean tickets per hold."""
         serves = math.floor(self.factor * free * (self.hold_count + 4) / (self.hold_tickets + 4) + 1e-9)
-        if free > 0:
-            serves = max(1, serves)  # the last tickets still go to one fan at a time
-        return serves - self._live_choosing()
+        return max(1, serves) if free > 0 else serves  # the last tickets still go to one fan at a time
 
     # -- rules (each moves the clock by 5 ms first: at 100,000 admissions/s the token bucket never
     # runs dry, so the stock is what bounds admission here; the rate has tests of its own)
@@ -191,11 +201,12 @@ class StockMachine(RuleBasedStateMachine):
         self._step()
         for _ in range(n):
             res = self.run(self.w.queue.join(ROOM, None, self.now, burst_s=BURST_S))
-            may = not self.waiting and self.last_free is not None and self._bound(self.last_free) >= 1
+            within = sum(1 for t in self.choosing.values() if t > self.now - self.last_reserve)
+            may = not self.waiting and self.last_free is not None and self._serves(self.last_free) - within >= 1
             if res.outcome == "admitted":
                 assert may, "a join was admitted past the stock bound"
                 self.choosing[res.visitor_id] = self.now
-                self.shoppers.add(res.visitor_id)
+                self.shoppers[res.visitor_id] = None
             else:
                 assert res.outcome == "waiting"
                 assert not may, "a join queued although the stock and an empty queue allowed it in"
@@ -207,16 +218,18 @@ class StockMachine(RuleBasedStateMachine):
         stock, result = self.run(self.w.tick(self.now))
         assert stock is not None and stock.status == "on_sale"
         assert stock.free + stock.held + self.sold == self.capacity
-        bound = self._bound(stock.free)
+        reserve = self._reserve()
+        self.choosing = {v: t for v, t in self.choosing.items() if t > self.now - reserve}
+        bound = self._serves(stock.free) - len(self.choosing)
         expected = self.waiting[:max(0, bound)]
         assert result.admitted == len(expected), (result, bound, stock)
         assert bool(result.all_held) == (bound - len(expected) <= 0 and len(self.waiting) > len(expected))
         assert self.run(self.w.waiting()) == self.waiting[len(expected):]  # FIFO: the front went in
         for v in expected:
             self.choosing[v] = self.now
-            self.shoppers.add(v)
+            self.shoppers[v] = None
         self.waiting = self.waiting[len(expected):]
-        self.last_free = stock.free
+        self.last_free, self.last_reserve = stock.free, reserve
         if self.waiting:
             status = self.run(self.w.queue.status(ROOM, self.waiting[0], self.now))
             assert status.state == "waiting" and status.all_held == bool(result.all_held)
@@ -225,7 +238,7 @@ class StockMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 1000), qty=st.integers(1, 4))
     def hold(self, pick: int, qty: int) -> None:
         self._step()
-        visitor = sorted(self.shoppers)[pick % len(self.shoppers)]
+        visitor = list(self.shoppers)[pick % len(self.shoppers)]
         if any(v == visitor for _, v in self.holds.values()):
             return  # one hold per shopper (the script says so too)
         hold = self.run(self.w.hold(visitor, qty, self.now))
@@ -234,23 +247,46 @@ class StockMachine(RuleBasedStateMachine):
         assert (hold is not None) == (qty <= effective_free), "expired holds count as free, live ones do not"
         if hold is not None:
             self.holds[hold.id] = (hold, visitor)
-            self.choosing.pop(visitor, None)
+            admitted_at = self.choosing.pop(visitor, None)
+            if admitted_at is not None:  # still in Redis's choosing set: its time to hold is counted
+                seconds, b = (self.now - admitted_at) / 1000, 0
+                while b < 11 and 2 ** b < seconds:
+                    b += 1
+                self.tth[b] += 1
             self.hold_count += 1
             self.hold_tickets += qty
 
     @precondition(lambda self: bool(self.holds))
     @rule(pick=st.integers(0, 1000))
+    def release(self, pick: int) -> None:
+        self._step()
+        hold_id = list(self.holds)[pick % len(self.holds)]
+        hold, _ = self.holds.pop(hold_id)
+        self.run(self.w.holds.release(hold, self.now))  # an expired one: nothing to give back
+
+    @precondition(lambda self: bool(self.holds))
+    @rule(pick=st.integers(0, 1000))
     def buy(self, pick: int) -> None:
         self._step()
-        hold_id = sorted(self.holds)[pick % len(self.holds)]
+        hold_id = list(self.holds)[pick % len(self.holds)]  # in the order they were placed
         hold, visitor = self.holds.pop(hold_id)
         bought = self.run(self.w.buy(hold, visitor, self.now))
         assert bought == (hold.expires_ms > self.now)
         if bought:
             self.sold += hold.quantity or 0
-            self.shoppers.discard(visitor)
+            self.shoppers.pop(visitor, None)
             self.choosing.pop(visitor, None)
         assert self.sold <= self.capacity
+
+    @rule(n=st.integers(1, 5), delay=st.sampled_from([100, 1_500, 3_000, 9_000]))
+    def wave(self, n: int, delay: int) -> None:
+        """Fans join, a tick lets some in, and after ``delay`` the newest shoppers hold one ticket
+        each: enough holds for the room to learn how long its fans take (the learned reserve)."""
+        self.join(n)
+        self.tick()
+        self.now += delay
+        for i in range(min(n, len(self.shoppers))):
+            self.hold(len(self.shoppers) - 1 - i, 1)
 
     @rule(dt=st.sampled_from([50, 1_000, 3_000, 6_000]))
     def advance(self, dt: int) -> None:
@@ -263,16 +299,13 @@ class StockMachine(RuleBasedStateMachine):
     @invariant()
     def choosing_set_matches(self) -> None:
         if self.capacity:
-            stored = set(self.run(self.w.choosing()))
-            live = {v for v, t in self.choosing.items() if t > self.now - RESERVE_S * 1000}
-            assert live <= stored  # entries past the reserve may wait for the next tick's purge
-            assert stored <= set(self.choosing) | (stored - live)
+            assert set(self.run(self.w.choosing())) == set(self.choosing)
 
 
 def test_stock_admission_behaves_like_the_model(redis_url: str) -> None:
     REDIS_URL["url"] = redis_url
     run_state_machine_as_test(StockMachine, settings=settings(
-        max_examples=60, stateful_step_count=30, deadline=None,
+        max_examples=60, stateful_step_count=40, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
 

@@ -93,7 +93,7 @@ async def create_hold(request: web.Request) -> web.Response:
         raise
     metrics.holds_total.labels("held").inc()
     if claims is not None and admitted:
-        await shopper_session.chose(app[CALLS], app[KEYS], claims, len(hold.items))
+        await shopper_session.chose(app[CALLS], app[KEYS], claims, len(hold.items), now_ms)
     if EMITTER in app and app[SETTINGS].bus_emit_hold_placed:  # best-effort, buffered: no extra round trip
         app[EMITTER].emit("HoldPlaced", hold.id, {"hold_id": hold.id, "event_id": event_id, "user_id": principal.id,
                                                   "quantity": len(hold.items), "expires_ms": hold.expires_ms})

@@ -38,12 +38,12 @@ OPENAPI_403_HOLD = (OPENAPI_403 + "; or the admission token is bound to another 
                     "(/problems/admission-in-use: an admission is one fan's)")
 
 
-async def chose(calls: RedisCalls, keys: RedisKeys, claims: AdmissionClaims, tickets: int) -> None:
+async def chose(calls: RedisCalls, keys: RedisKeys, claims: AdmissionClaims, tickets: int, now_ms: int) -> None:
     """After a hold placed with the admission: its shopper stops counting as choosing against the
     event's free tickets (rooms.sessions.chose). Best effort: should Redis refuse, the shopper
     counts a little longer (the room's stock_reserve_s at most) and admission is the slower for it."""
     try:
-        await sessions.chose(calls, keys, claims.room, claims.visitor_id, tickets)
+        await sessions.chose(calls, keys, claims.room, claims.visitor_id, tickets, now_ms)
     except RedisError as exc:
         logger.warning("shopper_chose_not_recorded", extra={"room": claims.room, "error": str(exc)})
 
