@@ -442,6 +442,7 @@ class Snapshot:
     admitted_total: int
     waiting: int
     sold_out: bool
+    all_held: bool = False  # the stock, not the rate, held admission back (lua/admit_batch.lua)
 
 
 @dataclass
@@ -470,7 +471,7 @@ class Monitor:
         async with client.pipeline(transaction=True) as pipe:
             pipe.zrange(wait, 0, 0, withscores=True)
             pipe.zrangebyscore(active, floor, "+inf", withscores=True)
-            pipe.hmget(st, "admitted_total", "sold_out")
+            pipe.hmget(st, "admitted_total", "sold_out", "all_held")
             pipe.zcard(wait)
             head, admitted, counters, waiting = await pipe.execute()
         t = time.time()
@@ -482,7 +483,7 @@ class Monitor:
                 self.seen.add(vid)
                 new.append(vid)
         snap = Snapshot(t, head[0][1] if head else None, new, int(counters[0] or 0), int(waiting),
-                        counters[1] == b"1")
+                        counters[1] == b"1", counters[2] == b"1")
         self.snapshots.append(snap)
         if snap.sold_out and self.sold_out_at is None:
             self.sold_out_at = t
@@ -526,9 +527,11 @@ def out_of_order(snapshots: list[Snapshot], post_start: set[str]) -> list[str]:
 
 def admitted_rate(snapshots: list[Snapshot], starts_at: float, skip_s: float = 2.0) -> tuple[float, float]:
     """Admissions per second between starts_at + skip_s (past the initial burst) and the last
-    snapshot before the room sold out or its queue ran dry; returns (rate, window seconds)."""
+    snapshot while the rate was what held admission back: before the room sold out, its queue
+    ran dry, or the stock first bound it (the last tickets are let in as they come back, not at
+    the rate: docs/admission.md "Admission and the stock"); returns (rate, window seconds)."""
     window = [s for s in snapshots if s.t >= starts_at + skip_s]
-    end = next((k for k, s in enumerate(window) if s.sold_out or s.waiting == 0), len(window))
+    end = next((k for k, s in enumerate(window) if s.sold_out or s.waiting == 0 or s.all_held), len(window))
     window = window[:end]
     if len(window) < 2:
         return 0.0, 0.0

@@ -52,6 +52,16 @@ def test_the_admitted_rate_skips_the_initial_burst_and_stops_at_the_sell_out() -
     assert span == pytest.approx(7.9, abs=0.11)
 
 
+def test_the_admitted_rate_stops_where_the_stock_first_held_admission_back() -> None:
+    """After that the last tickets are let in as they come back, not at the rate."""
+    starts_at = 100.0
+    snaps = [Snapshot(starts_at + t / 10, 5.0, [], min(50 * t // 10, 250 + t // 10), 1000, False, t >= 50)
+             for t in range(0, 120)]
+    rate, span = admitted_rate(snaps, starts_at, skip_s=2.0)
+    assert rate == pytest.approx(50.0, rel=0.01)
+    assert span == pytest.approx(2.9, abs=0.11)
+
+
 def test_a_fixed_sample_of_fans_waits_on_the_event_stream() -> None:
     plan = SalePlan(fans=20_000, sse_fans=300)
     chosen = [i for i in range(plan.fans) if plan.streams(i)]
