@@ -72,6 +72,16 @@ DASHBOARDS = [
             Panel("Active shoppers", [('max by (room) (admission_active_shoppers{room=~"$room"})', "{{room}}")],
                   {"admission_active_shoppers"},
                   description="Admitted visitors whose shop session is live (capacity used against max_active)."),
+            Panel("Admission held back by the stock",
+                  [('max by (room) (admission_stock_bound{room=~"$room"})', "{{room}}")],
+                  {"admission_stock_bound"},
+                  description="1 while every ticket left is held or being chosen by an admitted shopper and fans "
+                              "wait (their page says so); admission resumes as holds end (docs/admission.md)."),
+            Panel("Admission rate (configured or automatic)",
+                  [('max by (room) (admission_rate_per_second{room=~"$room"})', "{{room}}")],
+                  {"admission_rate_per_second"}, unit="reqps",
+                  description="The rate each room admits at now; with rate_mode auto, the controller's latest step "
+                              "between the organizer's bounds."),
             Panel("Joins per second by result",
                   [(_rate("waitingroom_joins_total", 'room=~"$room"', "result"), "{{result}}")],
                   {"waitingroom_joins_total"}, unit="reqps"),
