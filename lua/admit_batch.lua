@@ -55,9 +55,11 @@
              closes_at: nothing admitted, tokens keep accruing up to the burst) | "no_room"
              unheard: 1 when the tick stopped at a visitor it could not judge (see above), else 0
              all_held: 1 when the stock bound admitted nobody while visitors wait, else 0
+  Includes   stock_bound (lua/lib/stock_bound.lua): serves
   Cost       O((admitted + abandoned) * (log N + buckets)) + O(expired sessions); O(buckets) more
              once when a visitor without a heartbeat is met
 ]]
+--#include stock_bound
 local now = tonumber(ARGV[1])
 local cfg = redis.call('HMGET', KEYS[1], 'mode', 'starts_at', 'closes_at', 'rate', 'max_active', 'ttl_ms',
   'abandon_ms', 'paused', 'stock_factor', 'reserve_ms')
@@ -113,11 +115,8 @@ local bound = nil
 if stock_known and not passthrough then
   -- the small epsilon keeps 0.3 x 10 from flooring to 2
   local seen = redis.call('HMGET', KEYS[2], 'hold_count', 'hold_tickets')
-  local n, t = tonumber(seen[1]) or 0, tonumber(seen[2]) or 0
-  local free = tonumber(ARGV[7])
-  local serves = math.floor((tonumber(cfg[9]) or 1) * free * (n + 4) / (t + 4) + 1e-9)
-  if free > 0 and serves < 1 then serves = 1 end  -- the last tickets go to a fan who takes fewer
-  bound = serves - redis.call('ZCARD', KEYS[5])
+  bound = serves(tonumber(cfg[9]), tonumber(ARGV[7]), tonumber(seen[1]) or 0, tonumber(seen[2]) or 0)
+    - redis.call('ZCARD', KEYS[5])
   want = math.max(0, math.min(want, bound))
 end
 

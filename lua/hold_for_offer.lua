@@ -35,7 +35,8 @@
             hold id logged for BookingExpired); that changes no holdable state, so a refusal still
             changes nothing a buyer could see.
   Cost      O(candidates + reclaimed holds x their seats)
-  Includes  reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back
+  Includes  live_hold (lua/lib/live_hold.lua): live_hold_of;
+            reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
 local meta = redis.call('HMGET', KEYS[1], 'status', 'currency')
@@ -46,14 +47,9 @@ if wanted < 1 or expires <= now or (kind ~= 'g' and kind ~= 's') then
   return redis.error_reply('hold_for_offer: bad arguments')
 end
 
-local current = redis.call('HGET', KEYS[7], user_id)
-if current then
-  local rec = redis.call('HGET', KEYS[6], current)
-  if rec then
-    local r = cjson.decode(rec)
-    if (r.st == 'held' or r.st == 'locked') and r.e > now then return {'active_hold', current} end
-  end
-end
+--#include live_hold
+local current = live_hold_of(KEYS[7], KEYS[6], user_id, now)
+if current then return {'active_hold', current} end
 
 --#include reclaim
 local hold_keys = {tiers = KEYS[2], seats = KEYS[3], expiry = KEYS[5], records = KEYS[6], users = KEYS[7],

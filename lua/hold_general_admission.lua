@@ -35,7 +35,8 @@
             An admission (ARGV[8]) is bound to the first user who holds with it: KEYS[10] is created
             with u = user, n = 0 and a PEXPIRE of ARGV[9]; confirm_hold_sold counts n.
   Cost      O(1), plus O(reclaimed holds x their seats) when the counter is short
-  Includes  reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back;
+  Includes  live_hold (lua/lib/live_hold.lua): live_hold_of;
+            reclaim (lua/lib/reclaim.lua): reclaim gives each expired hold back;
             admission_binding (lua/lib/admission_binding.lua): check_binding, bind
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
@@ -52,14 +53,9 @@ if refusal then return refusal end
 local t = redis.call('HMGET', KEYS[2], 'ga:' .. tier, 'p:' .. tier, 'f:' .. tier)
 if t[1] ~= '1' then return {'unknown_tier'} end
 
-local current = redis.call('HGET', KEYS[6], user_id)
-if current then
-  local rec = redis.call('HGET', KEYS[5], current)
-  if rec then
-    local r = cjson.decode(rec)
-    if (r.st == 'held' or r.st == 'locked') and r.e > now then return {'active_hold', current} end
-  end
-end
+--#include live_hold
+local current = live_hold_of(KEYS[6], KEYS[5], user_id, now)
+if current then return {'active_hold', current} end
 
 --#include reclaim
 local hold_keys = {tiers = KEYS[2], seats = KEYS[3], expiry = KEYS[4], records = KEYS[5], users = KEYS[6],

@@ -34,7 +34,8 @@
             An admission (ARGV[5]) is bound to the first user who holds with it: KEYS[9] is created
             with u = user, n = 0 and a PEXPIRE of ARGV[6]; confirm_hold_sold counts n.
   Cost      O(number of seats requested)
-  Includes  admission_binding (lua/lib/admission_binding.lua): check_binding, bind
+  Includes  live_hold (lua/lib/live_hold.lua): live_hold_of;
+            admission_binding (lua/lib/admission_binding.lua): check_binding, bind
 ]]
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_loaded'} end
 local meta = redis.call('HMGET', KEYS[1], 'status', 'currency', 'max_per_order', 'hold_ttl_ms')
@@ -54,14 +55,9 @@ for i = 7, #ARGV do
   seen[ARGV[i]] = true
 end
 
-local current = redis.call('HGET', KEYS[7], user_id)
-if current then
-  local rec = redis.call('HGET', KEYS[6], current)
-  if rec then
-    local r = cjson.decode(rec)
-    if (r.st == 'held' or r.st == 'locked') and r.e > now then return {'active_hold', current} end
-  end
-end
+--#include live_hold
+local current = live_hold_of(KEYS[7], KEYS[6], user_id, now)
+if current then return {'active_hold', current} end
 
 local states = redis.call('HMGET', KEYS[3], unpack(ARGV, 7))
 local unknown, taken = {}, {}

@@ -29,6 +29,7 @@
            session end) | "no_room" | "closed" | "sold_out" | "not_open" (refusals concern the
            whole room, so all N rows are the same refusal, and nothing is written).
   Cost     O(N log M) for M waiting (one ZADD of N members; N ZRANKs only when scores are random)
+  Includes stock_bound (lua/lib/stock_bound.lua): join_may_admit, the bound on admitting at once
 ]]
 local now = tonumber(ARGV[1])
 local n = (#ARGV - 4) / 2
@@ -87,22 +88,7 @@ end
 
 -- Immediate admission while nobody waits, visitor by visitor, exactly as join_queue.lua does it;
 -- the first visitor who is not admitted makes the queue non-empty, so the rest all queue.
--- The stock bound (lua/admit_batch.lua) on the last tick's free count. A room gating an event
--- admits nobody at once before a tick has counted the stock (its first tick, or after the room's
--- state was lost): the visitor queues and the next tick decides.
-local function stock_allows_one()
-  local st = redis.call('HMGET', KEYS[2], 'stock_free', 'hold_count', 'hold_tickets', 'reserve_eff_ms')
-  local cfg2 = redis.call('HMGET', KEYS[1], 'stock_factor', 'reserve_ms', 'event_id')
-  if not st[1] or st[1] == '' then return not cfg2[3] or cfg2[3] == '' end
-  -- the reserve the last tick used (learned from the room's holds: lua/admit_batch.lua)
-  local reserve = tonumber(st[4]) or math.min(tonumber(cfg2[2]) or 60000, ttl_ms)
-  local choosing = redis.call('ZCOUNT', KEYS[7], '(' .. (now - reserve), '+inf')
-  local n, t = tonumber(st[2]) or 0, tonumber(st[3]) or 0
-  local free = tonumber(st[1])
-  local serves = math.floor((tonumber(cfg2[1]) or 1) * free * (n + 4) / (t + 4) + 1e-9)
-  if free > 0 and serves < 1 then serves = 1 end
-  return serves - choosing >= 1
-end
+--#include stock_bound
 
 local started = now >= starts_at
 local at = 1
@@ -113,7 +99,7 @@ if started and not paused and redis.call('ZCARD', KEYS[3]) == 0 then
     local burst = math.max(1, rate * tonumber(ARGV[3]))
     local tokens, ts = tonumber(st[1]) or 0, tonumber(st[2]) or now
     if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate / 1000) end
-    if tokens >= 1 and redis.call('ZCARD', KEYS[4]) < max_active and stock_allows_one() then
+    if tokens >= 1 and redis.call('ZCARD', KEYS[4]) < max_active and join_may_admit(KEYS[1], KEYS[2], KEYS[7], now, ttl_ms) then
       redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts_ms', now)
       admit(at)
       at = at + 1
